@@ -1,0 +1,256 @@
+"""Reading a YOLO `data.yaml` the way YOLOv5 / Ultralytics users expect (design.md section 1).
+
+Everything a later stage needs to find the files is resolved here once: the dataset root, each split's
+sources (directories, `.txt` lists, or lists of those) and the class names. Problems with `names` / `nc`
+are not fatal: they become `names-mismatch` findings so `doctor audit` can report them; commands that
+train or write data call `DatasetConfig.require_valid_names()` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dataset_doctor.errors import DoctorError
+from dataset_doctor.findings import Finding
+
+IMAGE_EXTENSIONS = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"})
+REQUIRED_SPLITS = ("train", "val")
+OPTIONAL_SPLITS = ("test",)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A resolved data.yaml: absolute paths, names as a list, and what was wrong with `names`."""
+
+    yaml_path: Path
+    root: Path
+    names: tuple[str, ...]
+    splits: dict[str, tuple[Path, ...]]  # split -> its sources: image directories, .txt lists or image files
+    raw: dict[str, Any] = field(repr=False)  # the yaml as parsed, for writing derived data.yaml files
+    problems: tuple[Finding, ...] = ()  # names-mismatch findings
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    def require_valid_names(self) -> None:
+        """Raise the first names problem: training on misnumbered classes silently teaches the wrong thing."""
+        if self.problems:
+            raise DoctorError(self.problems[0].message, self.yaml_path)
+
+
+def is_image_file(path: str | Path) -> bool:
+    return str(path).rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
+
+
+def label_path_for(image_path: str | Path) -> Path:
+    """The label file of an image: last `/images/` component -> `/labels/`, extension -> `.txt`.
+
+    Without an `images` component the label sits next to the image (`photo.jpg` -> `photo.txt`).
+    """
+    text = str(image_path)
+    images_part, labels_part = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if images_part in text:
+        head, tail = text.rsplit(images_part, 1)
+        text = f"{head}{labels_part}{tail}"
+    stem = text.rsplit(".", 1)[0] if "." in Path(text).name else text
+    return Path(f"{stem}.txt")
+
+
+def load_data_yaml(path: str | Path) -> DatasetConfig:
+    """Parse and resolve a data.yaml. Raises DoctorError (one line, naming the file) on anything unusable."""
+    yaml_path = _find_yaml(Path(path))
+    raw = _read_yaml_mapping(yaml_path)
+    root = _resolve_root(yaml_path, raw)
+    names, problems = _parse_names(raw, yaml_path)
+
+    splits: dict[str, tuple[Path, ...]] = {}
+    for split in REQUIRED_SPLITS + OPTIONAL_SPLITS:
+        value = raw.get(split)
+        if value in (None, "", []):
+            if split in REQUIRED_SPLITS:
+                raise DoctorError(f"no '{split}' split: add '{split}: images/{split}' (a directory or .txt list)",
+                                  yaml_path)
+            continue
+        splits[split] = tuple(_resolve_source(root, entry, split, yaml_path) for entry in _as_list(value, split,
+                                                                                                   yaml_path))
+    return DatasetConfig(yaml_path=yaml_path, root=root, names=names, splits=splits, raw=raw,
+                         problems=tuple(problems))
+
+
+def list_split_images(config: DatasetConfig, split: str) -> list[Path]:
+    """Every image of one split, in a stable order. Raises DoctorError when the split holds none."""
+    images: list[Path] = []
+    for source in config.splits[split]:
+        images.extend(_images_in_source(source, config.root))
+    if not images:
+        sources = ", ".join(str(s) for s in config.splits[split])
+        raise DoctorError(f"split '{split}' has no images (looked in {sources})", config.yaml_path)
+    return images
+
+
+def _find_yaml(path: Path) -> Path:
+    path = path.expanduser()
+    if path.is_dir():
+        candidates = [path / "data.yaml", path / "data.yml"]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DoctorError("directory holds no data.yaml", path)
+        path = found
+    if not path.exists():
+        raise DoctorError("file not found", path)
+    if not path.is_file():
+        raise DoctorError("not a file", path)
+    return path.resolve()
+
+
+def _read_yaml_mapping(yaml_path: Path) -> dict[str, Any]:
+    try:
+        text = yaml_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DoctorError(f"cannot read: {error}", yaml_path) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        raise DoctorError(f"invalid YAML: {problem}", yaml_path, line) from None
+    if not isinstance(raw, dict):
+        raise DoctorError("expected a mapping with train, val and names keys", yaml_path)
+    return raw
+
+
+def _resolve_root(yaml_path: Path, raw: dict[str, Any]) -> Path:
+    value = raw.get("path")
+    if value in (None, ""):
+        return yaml_path.parent
+    if not isinstance(value, str):
+        raise DoctorError(f"'path' must be a string, got {value!r}", yaml_path)
+    root = Path(value).expanduser()
+    root = root if root.is_absolute() else yaml_path.parent / root
+    if not root.is_dir():
+        raise DoctorError(f"dataset root '{value}' not found (resolved to {root})", yaml_path)
+    return root.resolve()
+
+
+def _as_list(value: Any, split: str, yaml_path: Path) -> list[str]:
+    entries = value if isinstance(value, list) else [value]
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise DoctorError(f"'{split}' entries must be paths, got {entry!r}", yaml_path)
+    return [entry.strip() for entry in entries]
+
+
+def _resolve_source(root: Path, entry: str, split: str, yaml_path: Path) -> Path:
+    """A split entry as an existing path. Roboflow's `../train/images` is retried as `train/images`."""
+    candidate = Path(entry).expanduser()
+    candidates = [candidate] if candidate.is_absolute() else [root / candidate]
+    stripped = entry
+    while stripped.startswith("../"):
+        stripped = stripped[3:]
+        candidates.append(root / stripped)
+    for path in candidates:
+        if path.exists():
+            return path.resolve()
+    raise DoctorError(f"{split}: '{entry}' not found (resolved to {candidates[0]})", yaml_path)
+
+
+def _images_in_source(source: Path, root: Path) -> list[Path]:
+    if source.is_dir():
+        found = []
+        for directory, subdirs, files in os.walk(source, followlinks=True):
+            subdirs.sort()
+            found.extend(Path(directory) / name for name in sorted(files) if is_image_file(name))
+        return found
+    if source.suffix.lower() == ".txt":
+        return _images_in_list_file(source, root)
+    if is_image_file(source):
+        return [source]
+    raise DoctorError("not an image directory, .txt image list or image file", source)
+
+
+def _images_in_list_file(list_file: Path, root: Path) -> list[Path]:
+    """A .txt list: one image per line, relative to the root (`./x` lines also relative to the list's folder)."""
+    try:
+        lines = list_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise DoctorError(f"cannot read image list: {error}", list_file) from None
+    images = []
+    for line in lines:
+        entry = line.strip()
+        if not entry or entry.startswith("#") or not is_image_file(entry):
+            continue
+        path = Path(entry).expanduser()
+        if not path.is_absolute():
+            at_root = root / path
+            beside_list = list_file.parent / path
+            path = beside_list if not at_root.exists() and beside_list.exists() else at_root
+        # Missing files are kept: the index reports them as unreadable images, naming the list.
+        images.append(Path(os.path.normpath(path)))
+    return images
+
+
+def _parse_names(raw: dict[str, Any], yaml_path: Path) -> tuple[tuple[str, ...], list[Finding]]:
+    problems: list[str] = []
+    names_value, nc_value = raw.get("names"), raw.get("nc")
+    nc: int | None = None
+    if nc_value is not None:
+        if isinstance(nc_value, bool) or not isinstance(nc_value, int) or nc_value < 0:
+            problems.append(f"nc must be a non-negative integer, got {nc_value!r}")
+        else:
+            nc = nc_value
+
+    names: list[str]
+    if names_value is None:
+        if nc is None:
+            problems.append("no 'names': every class id is out of range until names are given")
+            names = []
+        else:
+            problems.append(f"no 'names': using '0'..'{nc - 1}' from nc")
+            names = [str(i) for i in range(nc)]
+    elif isinstance(names_value, list):
+        names = [str(name) for name in names_value]
+    elif isinstance(names_value, dict):
+        names, mapping_problem = _names_from_mapping(names_value)
+        if mapping_problem:
+            problems.append(mapping_problem)
+    else:
+        problems.append(f"'names' must be a list or a mapping of id to name, got {type(names_value).__name__}")
+        names = []
+
+    if nc is not None and names_value is not None and nc != len(names):
+        problems.append(f"nc is {nc} but {len(names)} names are given")
+    if isinstance(names_value, list) and not names:
+        problems.append("'names' is empty")
+    findings = [Finding("names-mismatch", None, None, yaml_path.name, None, message) for message in problems]
+    return tuple(names), findings
+
+
+def _names_from_mapping(mapping: dict[Any, Any]) -> tuple[list[str], str | None]:
+    ids: dict[int, str] = {}
+    for key, name in mapping.items():
+        try:
+            class_id = int(key)
+        except (TypeError, ValueError):
+            return [], f"names mapping keys must be class ids, got {key!r}"
+        if isinstance(key, float) and key != class_id:
+            return [], f"names mapping keys must be class ids, got {key!r}"
+        ids[class_id] = str(name)
+    if not ids:
+        return [], "'names' is empty"
+    if min(ids) < 0:
+        return [], f"names mapping has a negative id {min(ids)}"
+    size = max(ids) + 1
+    names = [ids.get(i, str(i)) for i in range(size)]
+    gaps = [i for i in range(size) if i not in ids]
+    problem = None
+    if gaps:
+        shown = ", ".join(str(g) for g in gaps[:10])
+        problem = f"names mapping has gaps: ids {shown} are missing (ids must be 0..nc-1)"
+    return names, problem
