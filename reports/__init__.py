@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (plotly, offline) for audits and training runs."""

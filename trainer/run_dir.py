@@ -1,0 +1,142 @@
+"""The run directory written by `doctor train` and read by the training report (design.md section 4).
+
+This module is the contract between the two: file names, CSV columns, and small atomic writers/readers.
+Nothing here knows about models or plots.
+
+runs/<name>/
+    args.yaml               every setting, resolved (dataset path included, so reports can find the data)
+    weights/last.pt         checkpoint after the last finished epoch
+    weights/best.pt         checkpoint with the best val mAP50-95
+    results.csv             one row per epoch, RESULTS_COLUMNS (mAP cells empty on epochs not evaluated)
+    per_class.csv           PER_CLASS_COLUMNS, one row per class and split at the last evaluation
+    class_weights.json      {"classes", "instances", "weights", "method"} as `doctor weights --json`
+    confusion_matrix.csv    val, at the last evaluation: rows = predicted class, columns = true class,
+                            both with a final "background" entry
+    pr_curves.json          val, IoU 0.5: {"recall": [101 points], "precision": {class: [101 values]}}
+    predictions/val/*.txt   val predictions of the final model, YOLO txt with confidence (doctor evaluate format)
+    train_batches/*.jpg     a few augmented training batches with their boxes drawn, saved at the start
+    report.html             the training report
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ARGS_FILE = "args.yaml"
+WEIGHTS_DIR = "weights"
+LAST_CHECKPOINT = "weights/last.pt"
+BEST_CHECKPOINT = "weights/best.pt"
+RESULTS_FILE = "results.csv"
+PER_CLASS_FILE = "per_class.csv"
+CLASS_WEIGHTS_FILE = "class_weights.json"
+CONFUSION_FILE = "confusion_matrix.csv"
+PR_CURVES_FILE = "pr_curves.json"
+PREDICTIONS_DIR = "predictions"
+TRAIN_BATCHES_DIR = "train_batches"
+REPORT_FILE = "report.html"
+
+RESULTS_COLUMNS = [
+    "epoch",  # 1-based
+    "time_s",  # wall time since the run started, at the end of this epoch
+    "lr",  # learning rate of the first parameter group at the end of the epoch
+    "box_loss", "cls_loss", "dfl_loss",  # mean training losses over the epoch (before gains)
+    "images_per_s",  # training throughput of the epoch
+    "train_map50", "train_map50_95",  # on the fixed train subset (empty when not evaluated this epoch)
+    "val_map50", "val_map50_95", "val_precision", "val_recall",
+]
+PER_CLASS_COLUMNS = ["split", "class_id", "class", "images", "instances", "precision", "recall", "ap50", "ap50_95"]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_args(run_dir: Path, args: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / ARGS_FILE, yaml.safe_dump(args, sort_keys=False))
+
+
+def read_args(run_dir: Path) -> dict[str, Any]:
+    return yaml.safe_load((run_dir / ARGS_FILE).read_text(encoding="utf-8")) or {}
+
+
+def append_results_row(run_dir: Path, row: dict[str, Any]) -> None:
+    """Add one epoch to results.csv (rewritten atomically). Unknown keys are an error."""
+    unknown = set(row) - set(RESULTS_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown results.csv columns: {sorted(unknown)}")
+    _write_csv(run_dir / RESULTS_FILE, RESULTS_COLUMNS, [*read_results(run_dir), row])
+
+
+def truncate_results(run_dir: Path, last_epoch: int) -> None:
+    """Drop rows after `last_epoch` (a resumed run repeats the epoch that was cut off)."""
+    rows = read_results(run_dir)
+    if rows:
+        _write_csv(run_dir / RESULTS_FILE, RESULTS_COLUMNS, [r for r in rows if int(r["epoch"]) <= last_epoch])
+
+
+def read_results(run_dir: Path) -> list[dict[str, Any]]:
+    """results.csv as a list of dicts with numbers parsed (None for empty cells)."""
+    return [{key: _number(value) for key, value in row.items()} for row in _read_csv(run_dir / RESULTS_FILE)]
+
+
+def write_per_class(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    _write_csv(run_dir / PER_CLASS_FILE, PER_CLASS_COLUMNS, rows)
+
+
+def read_per_class(run_dir: Path) -> list[dict[str, Any]]:
+    return [{key: value if key in ("split", "class") else _number(value) for key, value in row.items()}
+            for row in _read_csv(run_dir / PER_CLASS_FILE)]
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]
+                         for c in columns])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_json(run_dir: Path, name: str, payload: Any) -> None:
+    atomic_write_text(run_dir / name, json.dumps(payload, indent=2) + "\n")
+
+
+def read_json(run_dir: Path, name: str) -> Any:
+    path = run_dir / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _number(value: str | None) -> float | int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value  # type: ignore[return-value]
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
