@@ -4,7 +4,8 @@ Shared by the audit (duplicate-image, split-leak) and by `doctor split` (near-du
 same split). Near-duplicates are pairs of 256-bit perceptual hashes within `max_bits` of each other. Comparing
 all pairs is quadratic, so candidates come from band bucketing: cut each hash into 16 bands of 16 bits; two
 hashes that differ in at most 15 bits agree exactly on at least one band (pigeonhole), so looking only at
-pairs that share a band value misses nothing up to 15 bits and skips almost every unrelated pair.
+pairs that share a band value misses nothing up to 15 bits and skips almost every unrelated pair. At exactly
+16 bits a pair is missed only if each band holds exactly one differing bit (probability about 2e-6).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from scipy.sparse.csgraph import connected_components
 
 from dataset_doctor.images import hamming_distance, phash_words
 
-# Of 256 bits. Resized / re-encoded / brightened copies of the sample dataset differ in 0-4 bits, different
-# photos of the same scene in 24 or more.
-NEAR_DUPLICATE_MAX_BITS = 12
-_BANDS = 16  # 16-bit bands: exact for max_bits <= 15
+# Of 256 bits. Resized (0.4x-1.5x), JPEG q40, PNG or brightened copies of scikit-learn's photos differ in at
+# most 8 bits; recoloured crops of one photo in the sample dataset in 24 or more, unrelated photos in ~128.
+NEAR_DUPLICATE_MAX_BITS = 16
+_BANDS = 16  # 16-bit bands: exact up to 15 bits
 
 
 def near_duplicate_pairs(phashes: Sequence[str], max_bits: int = NEAR_DUPLICATE_MAX_BITS) -> pd.DataFrame:
@@ -29,8 +30,8 @@ def near_duplicate_pairs(phashes: Sequence[str], max_bits: int = NEAR_DUPLICATE_
 
     Rows with an empty hash (unreadable images) are never paired.
     """
-    if not 0 <= max_bits < _BANDS:
-        raise ValueError(f"max_bits must be in 0..{_BANDS - 1} for band bucketing to be exact")
+    if not 0 <= max_bits <= _BANDS:
+        raise ValueError(f"max_bits must be in 0..{_BANDS} for band bucketing to find the pairs")
     phashes = list(phashes)
     valid = np.array([bool(h) for h in phashes], dtype=bool)
     words = phash_words(phashes)

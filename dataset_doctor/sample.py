@@ -24,7 +24,7 @@ import yaml
 from sklearn.datasets import load_digits
 
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.sample_spec import CLASS_NAMES, SampleSpec
+from dataset_doctor.sample_spec import CLASS_NAMES, MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
 
 @dataclass
@@ -65,6 +65,9 @@ def write_sample_dataset(out_dir: str | Path, seed: int = 0, spec: SampleSpec | 
     Written into a temporary sibling and renamed at the end, so an interrupted run leaves nothing behind.
     """
     spec = spec or SampleSpec()
+    if spec.inject_defects and (spec.train_images < MIN_TRAIN_IMAGES or spec.val_images < MIN_VAL_IMAGES):
+        raise DoctorError(f"the sample needs at least {MIN_TRAIN_IMAGES} train and {MIN_VAL_IMAGES} val images "
+                          "to hold its deliberate defects")
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DoctorError("output directory exists and is not empty", out)

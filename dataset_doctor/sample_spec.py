@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MIN_TRAIN_IMAGES, MIN_VAL_IMAGES = 50, 20  # room for the deliberate defects (about 25 train and 5 val images)
 
 
 @dataclass(frozen=True)

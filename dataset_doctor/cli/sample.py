@@ -9,15 +9,15 @@ from typing import Annotated
 import typer
 
 from dataset_doctor.cli.app import app, console
-from dataset_doctor.sample_spec import SampleSpec
+from dataset_doctor.sample_spec import MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
 
 @app.command()
 def sample(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the dataset (must not exist, or be empty).")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same dataset.")] = 0,
-    train_images: Annotated[int, typer.Option(min=10, help="Number of train images.")] = SampleSpec.train_images,
-    val_images: Annotated[int, typer.Option(min=10, help="Number of val images.")] = SampleSpec.val_images,
+    train_images: Annotated[int, typer.Option(min=MIN_TRAIN_IMAGES, help="Train images.")] = SampleSpec.train_images,
+    val_images: Annotated[int, typer.Option(min=MIN_VAL_IMAGES, help="Val images.")] = SampleSpec.val_images,
 ) -> None:
     """Write the bundled sample dataset: digits on photos, long-tailed, with known defects in manifest.json."""
     from dataset_doctor.sample import write_sample_dataset  # scikit-learn and OpenCV load only when needed

@@ -1,0 +1,37 @@
+"""The CLI shell: commands listed, user errors as one line with exit code 2, no traceback."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from dataset_doctor.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_working_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "sample" in result.output
+
+
+def test_sample_command_writes_a_dataset(tmp_path):
+    result = runner.invoke(app, ["sample", str(tmp_path / "ds"), "--train-images", "50", "--val-images", "20"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ds/data.yaml").exists() and (tmp_path / "ds/manifest.json").exists()
+    assert len(list((tmp_path / "ds/images/train").iterdir())) >= 50
+
+
+def test_user_error_is_one_line_exit_2_without_traceback(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy/file").write_text("x")
+    result = runner.invoke(app, ["sample", str(tmp_path / "busy")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(error_lines) == 1 and "not empty" in error_lines[0] and "busy" in error_lines[0]
+
+
+def test_bad_usage_is_exit_2():
+    assert runner.invoke(app, ["sample"]).exit_code == 2
+    assert runner.invoke(app, ["no-such-command"]).exit_code == 2
