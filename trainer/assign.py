@@ -11,8 +11,9 @@ Which anchor points learn which ground-truth box, decided from the network's own
      anchor gets that gt's largest IoU among its positives (paper eq. 10: t_hat = t * u_max / t_max), and
      every other class gets 0. Negatives get all zeros.
 
-All tensors are batched with gts padded to the largest count in the batch (a mask marks the real ones); the
-work is a few (B, M, A) tensor ops, no Python loop over anchors or boxes.
+All tensors are batched with gts padded to the largest count in the batch (a mask marks the real ones). Only
+the candidate test, the top-k and the per-anchor choice touch dense (B, M, A) tensors; the arithmetic runs on the
+sparse candidate and positive pairs. No Python loop over anchors or boxes.
 """
 
 from __future__ import annotations
@@ -60,40 +61,44 @@ class TaskAlignedAssigner:
         inside = (xs - x1 > self.eps) & (ys - y1 > self.eps) & (x2 - xs > self.eps) & (y2 - ys > self.eps)
         candidates = inside & gt_mask[:, :, None]
 
-        # 2. alignment metric on candidates (zero elsewhere).
-        overlaps = iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :]).clamp(min=0) * candidates  # (B, M, A)
-        labels_index = gt_labels.long().clamp(0, num_classes - 1)[:, :, None].expand(-1, -1, num_anchors)
-        class_scores = pred_scores.transpose(1, 2).gather(1, labels_index)  # (B, M, A): score of the gt's class
-        alignment = class_scores.pow(self.alpha) * overlaps.pow(self.beta) * candidates
+        # 2. alignment metric, computed on the (batch, gt, anchor) candidate pairs only: a box covers a few dozen
+        # anchor points out of thousands, so this is far cheaper than dense (B, M, A) arithmetic.
+        pair_image, pair_gt, pair_anchor = candidates.nonzero(as_tuple=True)
+        pair_overlap = iou(gt_boxes[pair_image, pair_gt], pred_boxes[pair_image, pair_anchor]).clamp(min=0)
+        pair_labels = gt_labels[pair_image, pair_gt].long().clamp(0, num_classes - 1)
+        pair_score = pred_scores[pair_image, pair_anchor, pair_labels]  # predicted probability of the gt's class
+        pair_alignment = pair_score.pow(self.alpha) * pair_overlap.pow(self.beta)
+        overlaps = torch.zeros(candidates.shape, dtype=pair_overlap.dtype, device=candidates.device)
+        overlaps[pair_image, pair_gt, pair_anchor] = pair_overlap
 
-        # 3. top-k candidates per gt. Non-candidates rank below every candidate (-1 < 0 <= t), so a gt with
+        # 3. top-k candidates per gt. Non-candidates rank at -1, below every candidate (t >= 0), so a gt with
         # fewer than k candidates takes all of them and never an anchor outside its box.
-        k = min(self.topk, num_anchors)
-        top_index = alignment.masked_fill(~candidates, -1.0).topk(k, dim=-1).indices  # (B, M, k)
-        in_topk = torch.zeros_like(candidates).scatter_(-1, top_index, True)
-        positives = in_topk & candidates  # (B, M, A)
+        ranking = torch.full(candidates.shape, -1.0, dtype=pair_alignment.dtype, device=candidates.device)
+        ranking[pair_image, pair_gt, pair_anchor] = pair_alignment
+        top_index = ranking.topk(min(self.topk, num_anchors), dim=-1).indices  # (B, M, k)
+        positives = torch.zeros_like(candidates).scatter_(-1, top_index, True) & candidates  # (B, M, A)
 
-        # 4. an anchor positive for several gts keeps the gt with the highest IoU among them.
-        contested = positives.sum(dim=1, keepdim=True) > 1  # (B, 1, A)
-        best_gt = overlaps.masked_fill(~positives, -1.0).argmax(dim=1, keepdim=True)  # (B, 1, A)
-        best_only = torch.zeros_like(positives).scatter_(1, best_gt, True)
-        positives = torch.where(contested, best_only & positives, positives)
-
+        # 4. each anchor keeps one gt: among the gts it is a positive of, the one with the highest IoU (a sole
+        # positive gt wins by default: every other gt is masked to -1).
         foreground = positives.any(dim=1)  # (B, A)
-        gt_index = positives.to(torch.uint8).argmax(dim=1)  # (B, A); 0 for background, masked by foreground
-        labels = gt_labels.long().gather(1, gt_index)
-        boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))
+        gt_index = overlaps.masked_fill(~positives, -1.0).argmax(dim=1) * foreground  # (B, A)
+        labels = gt_labels.long().gather(1, gt_index) * foreground
+        boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4)) * foreground[..., None]
 
-        # 5. soft targets, normalised per gt: t_hat = t * max_IoU(gt) / max_t(gt), over that gt's positives.
-        alignment = alignment * positives
-        max_alignment = alignment.amax(dim=-1, keepdim=True)  # (B, M, 1)
-        max_overlap = (overlaps * positives).amax(dim=-1, keepdim=True)
-        normalised = (alignment * max_overlap / (max_alignment + self.eps)).amax(dim=1)  # (B, A)
-        scores = F.one_hot(labels.clamp(0, num_classes - 1), num_classes).to(pred_scores.dtype)
-        scores = scores * (normalised * foreground)[..., None]
-        labels = labels * foreground
-        boxes = boxes * foreground[..., None]
-        return Assignment(labels, boxes, scores, foreground, gt_index * foreground)
+        # 5. soft targets, normalised per gt over its final positives: t_hat = t * max_IoU(gt) / max_t(gt).
+        pos_image, pos_anchor = foreground.nonzero(as_tuple=True)
+        pos_gt = gt_index[pos_image, pos_anchor]
+        pos_alignment = ranking[pos_image, pos_gt, pos_anchor]
+        pos_overlap = overlaps[pos_image, pos_gt, pos_anchor]
+        gt_flat = pos_image * num_gts + pos_gt
+        per_gt = torch.zeros(batch * num_gts, dtype=pos_alignment.dtype, device=pos_alignment.device)
+        max_alignment = per_gt.scatter_reduce(0, gt_flat, pos_alignment, "amax", include_self=False)
+        max_overlap = per_gt.scatter_reduce(0, gt_flat, pos_overlap, "amax", include_self=False)
+        normalised = torch.zeros(batch, num_anchors, dtype=pred_scores.dtype, device=pred_scores.device)
+        normalised[pos_image, pos_anchor] = (pos_alignment * max_overlap[gt_flat] / (max_alignment[gt_flat] + self.eps)
+                                             ).to(pred_scores.dtype)
+        scores = F.one_hot(labels.clamp(0, num_classes - 1), num_classes).to(pred_scores.dtype) * normalised[..., None]
+        return Assignment(labels, boxes, scores, foreground, gt_index)
 
     @staticmethod
     def _empty(batch: int, num_anchors: int, num_classes: int, like: Tensor) -> Assignment:
