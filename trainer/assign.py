@@ -8,8 +8,8 @@ Which anchor points learn which ground-truth box, decided from the network's own
   3. the top-k candidates by t become positives of that gt;
   4. an anchor that is a positive of several gts keeps the one its predicted box overlaps most (highest IoU);
   5. soft targets: the classification target of a positive is t normalised per gt so that the gt's best
-     anchor gets that gt's largest IoU among its positives (paper eq. 10: t_hat = t * u_max / t_max), and
-     every other class gets 0. Negatives get all zeros.
+     anchor gets that gt's largest IoU among its positives (the paper's task-aligned loss: t_hat = t * u_max / t_max),
+     and every other class gets 0. Negatives get all zeros.
 
 All tensors are batched with gts padded to the largest count in the batch (a mask marks the real ones). Only
 the candidate test, the top-k and the per-anchor choice touch dense (B, M, A) tensors; the arithmetic runs on the
@@ -37,6 +37,8 @@ class Assignment:
 
 
 class TaskAlignedAssigner:
+    """TOOD's assigner with its published defaults (top-k 10, alpha 0.5, beta 6.0); see the module docstring."""
+
     def __init__(self, num_classes: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9):
         self.num_classes, self.topk, self.alpha, self.beta, self.eps = num_classes, topk, alpha, beta, eps
 

@@ -147,6 +147,9 @@ class DetectionLoss(nn.Module):
         shapes = [(o.shape[2], o.shape[3]) for o in outputs]
         points, strides = anchor_grid(shapes, self.strides, flat.device)  # grid units, (A, 2) and (A, 1)
         image_height, image_width = shapes[0][0] * self.strides[0], shapes[0][1] * self.strides[0]
+        if len(targets) and not 0 <= int(targets[:, 1].min()) <= int(targets[:, 1].max()) < self.num_classes:
+            raise ValueError(f"target class ids must be in [0, {self.num_classes}); the data pipeline should have "
+                             "dropped these lines")
         gt_labels, gt_boxes, gt_mask = targets_to_padded(targets.to(flat.device), batch, image_height, image_width)
 
         pred_distances = dfl_expectation(box_logits, self.bins)  # (B, A, 4) in strides
@@ -169,8 +172,9 @@ class DetectionLoss(nn.Module):
             dfl = distribution_focal_loss(box_logits[foreground].reshape(-1, 4, self.reg_max), target_distances)
             dfl_loss = (dfl * weight).sum() / target_sum
         else:
-            # No gt anywhere in the batch: only the classification term (all background) has something to teach.
-            # Zero terms that stay attached to the graph, so backward() works the same either way.
+            # No positive anywhere in the batch (no gt, or only gts too small to hold an anchor centre): only the
+            # classification term (all background) has something to teach. Zero terms that stay attached to the
+            # graph, so backward() works the same either way.
             box_loss = dfl_loss = box_logits.sum() * 0.0
 
         config = self.config

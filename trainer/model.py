@@ -262,6 +262,8 @@ class Detector(nn.Module):
             raise ValueError(f"unknown model scale {config.scale!r}; choose one of {', '.join(SCALES)}")
         if config.num_classes < 1:
             raise ValueError("num_classes must be at least 1")
+        if config.reg_max < 2:
+            raise ValueError("reg_max must be at least 2 (DFL spreads each target over two neighbouring bins)")
         depth_multiple, width_multiple, max_channels = SCALES[config.scale]
         widths = {c: scaled_width(c, width_multiple, max_channels) for c in (64, 128, 256, 512, 1024)}
         self.strides = STRIDES

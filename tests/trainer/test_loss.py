@@ -165,6 +165,11 @@ def test_bad_class_weights_are_a_user_error():
         DetectionLoss(NUM_CLASSES, config=LossConfig(class_weights=[1.0, -2.0]))
 
 
+def test_class_ids_out_of_range_are_rejected():
+    with pytest.raises(ValueError, match="class ids"):
+        DetectionLoss(NUM_CLASSES)(encode_raw(64, 64, GT_BOX), torch.tensor([[0, 2, 0.5, 0.5, 0.2, 0.2]]))
+
+
 def test_focal_term_down_weights_easy_examples():
     plain = DetectionLoss(NUM_CLASSES)
     focal = DetectionLoss(NUM_CLASSES, config=LossConfig(focal_gamma=2.0))

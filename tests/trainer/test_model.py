@@ -170,3 +170,5 @@ def test_bad_config():
         Detector(ModelConfig(scale="q"))
     with pytest.raises(ValueError, match="num_classes"):
         Detector(ModelConfig(num_classes=0))
+    with pytest.raises(ValueError, match="reg_max"):
+        Detector(ModelConfig(reg_max=1))
