@@ -383,3 +383,63 @@ def test_dataset_and_collate_pickle_for_spawned_workers(sample_yaml: Path) -> No
     np.testing.assert_array_equal(clone[SampleKey(3, 1, 9)].image, dataset[SampleKey(3, 1, 9)].image)
     collate = pickle.loads(pickle.dumps(Collate(64, multi_scale=True, seed=3, batch_stride=8)))
     assert collate.scale_for(2, 16) == Collate(64, multi_scale=True, seed=3, batch_stride=8).scale_for(2, 16)
+
+
+def test_skip_warnings_are_capped_with_a_summary(make_dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("trainer.data.MAX_SKIP_WARNINGS", 2)
+    yaml_path = make_dataset({"train": {f"im{k}.jpg": "0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.1 0.1\n" for k in range(5)},
+                              "val": {"v.jpg": ""}})
+    warnings = Warnings()
+    select_images(build_index(yaml_path, progress=False), "train", warnings)
+    assert len(warnings) == 3 and "3 more" in warnings[-1]
+
+
+def test_exif_orientation_matches_the_index(make_dataset) -> None:
+    import struct
+
+    yaml_path = make_dataset({"train": {"turned.jpg": "0 0.25 0.5 0.2 0.2\n"}, "val": {"v.jpg": ""}}, size=(80, 40))
+    path = yaml_path.parent / "images" / "train" / "turned.jpg"
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd  # orientation 6: rotate 90 degrees
+    data = path.read_bytes()
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:])
+    index = build_index(yaml_path, progress=False)
+    sample = build_dataset(index, "train", 64)[0]
+    width, height = index.images_in("train")[["width", "height"]].iloc[0]
+    assert (width, height) == (40, 80) and sample.original_size == (80, 40)
+
+
+def test_distributed_ranks_share_the_multi_scale_side_per_step(sample_yaml: Path) -> None:
+    index = build_index(sample_yaml, progress=False)
+    data = DataConfig(imgsz=64, workers=0, multi_scale=True)
+    sides, draws = [], []
+    for rank in range(2):
+        loader = build_train_loader(index, data, AugmentConfig.off(), batch_size=4, epochs=1, seed=2, rank=rank,
+                                    world_size=2)
+        batches = list(loader)
+        sides.append([b.images.shape[-1] for b in batches])
+        draws.append({key.draw for key in loader.sampler})
+    assert sides[0] == sides[1] and len(set(sides[0])) > 1
+    assert not draws[0] & draws[1]
+
+
+def test_large_jpegs_decode_reduced_without_moving_boxes(tmp_path: Path) -> None:
+    from trainer.data import decode_reduction, load_resized, read_image
+
+    boxes = [(64, 32, 192, 160), (320, 96, 480, 224)]
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(painted_image(512, 256, boxes), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert decode_reduction(str(path), 512, 256, 64) == 8
+    assert decode_reduction(str(path), 512, 256, 100) == 4
+    assert decode_reduction(str(path), 510, 256, 64) == 2  # 8 and 4 do not divide 510
+    assert decode_reduction(str(tmp_path / "big.png"), 512, 256, 64) == 1  # only JPEG decodes scaled
+    reduced, original = load_resized(str(path), (512, 256), 128)
+    assert original == (256, 512) and reduced.shape == (64, 128, 3)
+    full = cv2.resize(read_image(str(path)), (128, 64), interpolation=cv2.INTER_AREA)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 3
+    for (x1, y1, x2, y2), colour in zip(boxes, COLOURS):
+        np.testing.assert_allclose(colour_box(reduced, colour), np.array([x1, y1, x2, y2]) / 4, atol=1.0)
+    # A file that changed size since it was indexed is decoded whole, with its real size.
+    image, original = load_resized(str(path), (1024, 512), 128)
+    assert original == (256, 512) and image.shape == (64, 128, 3)
