@@ -29,7 +29,9 @@ def rebalance(
     max_copies: Annotated[int, typer.Option(min=0, help="At most this many new images from one source image.")]
     = DEFAULT_MAX_COPIES,
     seed: Annotated[int, typer.Option(help="Seed of the augmentations: the same seed writes the same files.")] = 0,
-    link: Annotated[LinkMode, typer.Option(help="How original train files get into DIR.")] = LinkMode.symlink,
+    link: Annotated[LinkMode, typer.Option(
+        help="How the original train files get into DIR. symlink and hardlink share the files with the source: "
+             "edit a copy, never a link.")] = LinkMode.symlink,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DIR.")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
@@ -47,10 +49,10 @@ def rebalance(
     from dataset_doctor.rebalance.sources import collect_train_sources
 
     config = load_data_yaml(data_yaml)
-    if not dry_run:
-        if out is None:
-            raise DoctorError("--out DIR is required (or use --dry-run to only print the plan)")
-        check_output_dir(out, config, force)  # refuse before any work is done
+    if out is None and not dry_run:
+        raise DoctorError("--out DIR is required (or use --dry-run to only print the plan)")
+    if out is not None:
+        check_output_dir(out, config, force)  # refuse before any work is done (read-only, so dry runs too)
     index = build_index(config, workers=workers)
     sources = collect_train_sources(index)
     started = time.perf_counter()

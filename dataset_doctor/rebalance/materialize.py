@@ -3,7 +3,8 @@
 Output layout (DIR):
     images/train/...   the usable original train images (symlink, hardlink or copy) and the new images
     labels/train/...   their labels: originals linked as they are, or rewritten without their error lines
-    data.yaml          train: images/train; val (and test) point at the original data, unchanged
+    data.yaml          path: DIR, absolute (Ultralytics resolves a relative `path` against its own datasets
+                       folder); train: images/train; val (and test) point at the original data, unchanged
     manifest.csv       one row per train image: file, source, transform, seed, instances
     rebalance.json     before / after counts of the plan (as written) and of both baselines
 Everything is written into a temporary sibling of DIR and renamed into place at the end, so an interrupted run

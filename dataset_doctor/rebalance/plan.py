@@ -48,9 +48,6 @@ class Outcome:
     def added_images(self) -> float:
         return float(self.copies.sum())
 
-    def added_instances(self, before: np.ndarray) -> np.ndarray:
-        return self.instances - before
-
 
 @dataclass(frozen=True)
 class RebalancePlan:

@@ -43,9 +43,6 @@ class TrainSources:
         np.add.at(counts, (self.boxes["position"].to_numpy(), self.boxes["cls"].to_numpy()), 1)
         return counts
 
-    def boxes_of(self, position: int) -> pd.DataFrame:
-        return self.boxes[self.boxes["position"] == position]
-
 
 def collect_train_sources(index: DatasetIndex, tolerance: float = OUT_OF_BOUNDS_TOLERANCE) -> TrainSources:
     """The train split as material for rebalancing. Raises DoctorError when names are broken or nothing is left."""
