@@ -32,6 +32,8 @@ def rebalance(
     link: Annotated[LinkMode, typer.Option(
         help="How the original train files get into DIR. symlink and hardlink share the files with the source: "
              "edit a copy, never a link.")] = LinkMode.symlink,
+    flip: Annotated[bool, typer.Option(help="Allow horizontal flips in the augmentation (turn off for text, digits, "
+                                            "left/right signs).")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DIR.")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
@@ -68,9 +70,9 @@ def rebalance(
 
     started = time.perf_counter()
     result = write_rebalanced_dataset(
-        sources, plan.plan.copies, out, seed=seed, link=link.value, force=force, workers=workers,
+        sources, plan.plan.copies, out, seed=seed, link=link.value, flip=flip, force=force, workers=workers,
         extra_files={"rebalance.json": lambda written: rebalance_json(
-            rebalance_record(sources, plan, seed=seed, link=link.value, result=written))},
+            rebalance_record(sources, plan, seed=seed, link=link.value, flip=flip, result=written))},
     )
     seconds = time.perf_counter() - started
     console.print(summary_table(sources.names, plan, written=result.instances))

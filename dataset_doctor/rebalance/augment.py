@@ -32,11 +32,14 @@ class AugmentedCopy:
     transform: str  # the transforms applied, with their main parameters, for the manifest
 
 
-def build_pipeline() -> A.Compose:
-    """Flip, small crop, small scale/shift/rotate, light and colour changes, and now and then blur or noise."""
+def build_pipeline(flip: bool = True) -> A.Compose:
+    """Flip, small crop, small scale/shift/rotate, light and colour changes, and now and then blur or noise.
+
+    `flip=False` for data where mirroring changes the meaning (text, digits, left/right signs).
+    """
     return A.Compose(
         [
-            A.HorizontalFlip(p=0.5),
+            A.HorizontalFlip(p=0.5 if flip else 0.0),
             A.RandomCropFromBorders(crop_left=0.1, crop_right=0.1, crop_top=0.1, crop_bottom=0.1, p=0.3),
             A.Affine(scale=(0.85, 1.15), translate_percent=(-0.06, 0.06), rotate=(-7, 7), rotate_method="ellipse",
                      keep_ratio=True, border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE, p=0.7),

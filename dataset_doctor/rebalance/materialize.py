@@ -122,13 +122,14 @@ def output_names(sources: TrainSources, copies: np.ndarray) -> tuple[list[str], 
 
 
 def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir: str | Path, *, seed: int = 0,
-                             link: str = "symlink", force: bool = False, workers: int | None = None,
-                             progress: bool = True, extra_files: dict[str, Callable[[WriteResult], bytes]] | None
-                             = None) -> WriteResult:
+                             link: str = "symlink", flip: bool = True, force: bool = False,
+                             workers: int | None = None, progress: bool = True,
+                             extra_files: dict[str, Callable[[WriteResult], bytes]] | None = None) -> WriteResult:
     """Write the rebalanced dataset to `out_dir` and return what was written.
 
-    `copies[i]` is the number of new images made from `sources.images` row i. `extra_files` maps a file name
-    in DIR to a function of the result giving its bytes (rebalance.json is written that way by the caller).
+    `copies[i]` is the number of new images made from `sources.images` row i; `flip` allows horizontal flips in
+    their augmentation. `extra_files` maps a file name in DIR to a function of the result giving its bytes
+    (rebalance.json is written that way by the caller).
     """
     if link not in LINK_MODES:
         raise DoctorError(f"unknown link mode {link!r}: choose one of {', '.join(LINK_MODES)}")
@@ -142,7 +143,7 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         originals, copy_names = output_names(sources, copies)
         files = _write_originals(sources, originals, staging, link)
         jobs = _copy_jobs(sources, copy_names, seed)
-        new_files, lost = _write_copies(jobs, staging, workers, progress)
+        new_files, lost = _write_copies(jobs, staging, flip, workers, progress)
         # Each original followed by its copies, whatever order the workers finished in.
         rank = {name: (position, 0) for position, name in enumerate(originals)}
         rank.update({name: (position, number) for position, names in enumerate(copy_names)
@@ -171,8 +172,9 @@ def _write_originals(sources: TrainSources, originals: list[str], staging: Path,
         image_out = staging / originals[position]
         image_out.parent.mkdir(parents=True, exist_ok=True)
         _link(Path(row.path), image_out, link)
-        if row.label_exists:
-            label_out = label_path_for(image_out)
+        label_out = label_path_for(image_out)
+        # `a.jpg` and `a.png` share `a.txt`, in the source as here: the label is written once.
+        if row.label_exists and not label_out.is_file():
             label_out.parent.mkdir(parents=True, exist_ok=True)
             if row.clean_label:
                 _link(Path(row.label_path), label_out, link)
@@ -222,11 +224,11 @@ def _copy_jobs(sources: TrainSources, copy_names: list[list[str]], seed: int) ->
     return jobs
 
 
-def _write_copies(jobs: list[CopyJob], staging: Path, workers: int | None,
+def _write_copies(jobs: list[CopyJob], staging: Path, flip: bool, workers: int | None,
                   progress: bool) -> tuple[list[WrittenFile], int]:
     total = sum(len(job.outputs) for job in jobs)
     workers = max(1, min(workers or available_cores(), len(jobs) or 1))
-    tasks = [(str(staging), jobs[i:i + _JOBS_PER_TASK]) for i in range(0, len(jobs), _JOBS_PER_TASK)]
+    tasks = [(str(staging), flip, jobs[i:i + _JOBS_PER_TASK]) for i in range(0, len(jobs), _JOBS_PER_TASK)]
     results: list[WrittenFile] = []
     lost = 0
     if workers == 1:
@@ -261,20 +263,20 @@ def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
         yield lambda count: bar.advance(task, count)
 
 
-_PIPELINE = None  # one per worker process, built on first use
+_PIPELINES: dict[bool, object] = {}  # per worker process, by `flip`, built on first use
 
 
-def _run_task(task: tuple[str, list[CopyJob]]) -> tuple[list[WrittenFile], int]:
+def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile], int]:
     """Make every copy of a few source images (runs in a worker process)."""
     import cv2
 
     from dataset_doctor.rebalance.augment import augment_copy, build_pipeline
 
-    global _PIPELINE
-    if _PIPELINE is None:
+    staging, flip, jobs = task
+    if flip not in _PIPELINES:
         cv2.setNumThreads(1)  # one image per process: OpenCV's own threads would only contend with the workers
-        _PIPELINE = build_pipeline()
-    staging, jobs = task
+        _PIPELINES[flip] = build_pipeline(flip)
+    pipeline = _PIPELINES[flip]
     written: list[WrittenFile] = []
     lost = 0
     for job in jobs:
@@ -282,7 +284,7 @@ def _run_task(task: tuple[str, list[CopyJob]]) -> tuple[list[WrittenFile], int]:
         if pixels is None:  # it decoded when the index was built: it changed since
             raise DoctorError("image can no longer be decoded (did it change during the run?)", job.source)
         for relative, seed in job.outputs:
-            copy = augment_copy(_PIPELINE, pixels, job.boxes, job.classes, seed)
+            copy = augment_copy(pipeline, pixels, job.boxes, job.classes, seed)
             image_path = Path(staging) / relative
             image_path.parent.mkdir(parents=True, exist_ok=True)
             ok, encoded = cv2.imencode(".jpg", copy.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

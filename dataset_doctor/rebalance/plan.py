@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import csr_matrix, hstack, identity, vstack
+from scipy.sparse import csr_matrix, hstack, identity
 
 from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
 
@@ -184,7 +184,7 @@ def optimal_outcome(counts: np.ndarray, target: int, max_copies: int, image_budg
     constraints = [reach, overshoot]
     if image_budget is not None:
         budget_row = hstack([csr_matrix(np.ones((1, num_groups))), csr_matrix((1, num_rare))])
-        constraints.append(LinearConstraint(vstack([budget_row]), lb=-np.inf, ub=image_budget))
+        constraints.append(LinearConstraint(budget_row, lb=-np.inf, ub=image_budget))
     result = milp(
         c=np.concatenate([per_copy_cost, np.ones(num_rare)]),
         constraints=constraints,
@@ -236,10 +236,12 @@ def repeat_factor_outcome(counts: np.ndarray, max_copies: int, image_budget: flo
     before = counts.sum(axis=0).astype(np.float64)
     fractions = (counts > 0).mean(axis=0) if len(counts) else np.zeros(counts.shape[1])
     low, high = 0.0, float((max_copies + 1) ** 2 * fractions.max(initial=0.0))
+    note = "chosen so its expected added images equal the plan's"
     if image_budget <= 0 or high == 0:
         threshold = 0.0
     elif repeat_factor_copies(counts, high, max_copies).sum() <= image_budget:
         threshold = high
+        note = "every image at the cap, still fewer added images than the plan"
     else:
         for _ in range(200):
             middle = (low + high) / 2
@@ -251,5 +253,5 @@ def repeat_factor_outcome(counts: np.ndarray, max_copies: int, image_budget: flo
                 break
         threshold = high
     copies = repeat_factor_copies(counts, threshold, max_copies)
-    note = f"t = {threshold:.4g}, chosen so its expected added images equal the plan's"
-    return Outcome("repeat-factor", copies, before + copies @ counts, note, {"threshold": threshold})
+    return Outcome("repeat-factor", copies, before + copies @ counts, f"t = {threshold:.4g}, {note}",
+                   {"threshold": threshold})

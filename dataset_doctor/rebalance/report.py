@@ -18,7 +18,7 @@ _SHOWN_PROBLEMS = 10  # problem lines printed before "... and N more"
 
 
 def rebalance_record(sources: TrainSources, plan: RebalancePlan, *, seed: int, link: str | None,
-                     result: WriteResult | None = None) -> dict:
+                     flip: bool = True, result: WriteResult | None = None) -> dict:
     """The content of rebalance.json (also what `--dry-run` would write): counts before and after each method."""
     names = list(sources.names)
     methods = {}
@@ -32,7 +32,7 @@ def rebalance_record(sources: TrainSources, plan: RebalancePlan, *, seed: int, l
     return {
         "source": str(sources.config.yaml_path),
         "output": None if result is None else str(result.out_dir),
-        "target": plan.target, "max_copies": plan.max_copies, "seed": seed, "link": link,
+        "target": plan.target, "max_copies": plan.max_copies, "seed": seed, "link": link, "flip": flip,
         "classes": names,
         "train_images": len(sources.images),
         "before": plan.before.tolist(),

@@ -90,6 +90,13 @@ def test_transforms_switch_on_independently(pipeline: A.Compose) -> None:
     assert (flips != colour).any()
 
 
+def test_no_flip_pipeline_never_mirrors() -> None:
+    no_flip = build_pipeline(flip=False)
+    names = set().union(*(describe_transforms_names(augment_copy(no_flip, _scene(), BOXES, CLASSES, seed).transform)
+                          for seed in range(40)))
+    assert "HorizontalFlip" not in names and "Affine" in names
+
+
 def describe_transforms_names(description: str) -> set[str]:
     return {part.split("(")[0] for part in description.split("; ")}
 

@@ -49,11 +49,13 @@ def test_writes_the_dataset_and_reports_what_was_written(make_dataset, tmp_path:
     })
     out = tmp_path / "out"
     result = _invoke(str(data_yaml), "--target", "3", "--out", str(out), "--link", "copy", "--seed", "5",
-                     "--workers", "1")
+                     "--workers", "1", "--no-flip")
     assert result.exit_code == 0, result.output
     assert "written" in result.output and "wrote" in result.output
     record = json.loads((out / "rebalance.json").read_text())
-    assert record["seed"] == 5 and record["link"] == "copy"
+    assert record["seed"] == 5 and record["link"] == "copy" and record["flip"] is False
+    with open(out / "manifest.csv") as handle:
+        assert "HorizontalFlip" not in handle.read()
     assert record["methods"]["plan"]["instances"] == [3, 3]
     assert (out / "images/train/c_rb1.jpg").is_file() and (out / "images/train/c_rb2.jpg").is_file()
 

@@ -276,6 +276,16 @@ def test_copy_names_never_collide_with_originals(make_dataset, tmp_path: Path) -
                                                     "images/train/x_rb1_1.jpg"]
 
 
+def test_images_sharing_a_label_file(make_dataset, tmp_path: Path) -> None:
+    data_yaml = make_dataset({"train": {"x.jpg": "0 0.5 0.5 0.2 0.2\n", "x.png": "0 0.5 0.5 0.2 0.2\n"},
+                              "val": {"v.jpg": ""}}, size=(48, 48))
+    sources = collect_train_sources(build_index(data_yaml, progress=False))
+    result = write_rebalanced_dataset(sources, np.array([1, 1]), tmp_path / "out", progress=False)
+    assert sorted(f.file for f in result.files) == ["images/train/x.jpg", "images/train/x.png",
+                                                    "images/train/x_rb1.jpg", "images/train/x_rb1_1.jpg"]
+    assert (tmp_path / "out/labels/train/x.txt").read_text() == "0 0.5 0.5 0.2 0.2\n"
+
+
 def test_val_image_list_is_rewritten_with_absolute_paths(make_dataset, tmp_path: Path) -> None:
     data_yaml = make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\n"},
                               "val": {"v1.jpg": "1 0.5 0.5 0.2 0.2\n", "v2.jpg": "0 0.5 0.5 0.2 0.2\n"}})
