@@ -75,7 +75,8 @@ def per_class_table(names: tuple[str, ...], plan: RebalancePlan, written: np.nda
 
 
 def summary_table(plans: list[tuple[RebalancePlan, float]]) -> str:
-    lines = ["| target | before ratio | method | added images | surplus instances | max/min ratio | plan time |",
+    lines = ["| target | before ratio | method | added images | surplus instances | max/min ratio "
+             "| planning time (all three) |",
              "|---:|---:|---|---:|---:|---:|---:|"]
     for plan, seconds in plans:
         for outcome in plan.outcomes:
@@ -121,7 +122,7 @@ def main() -> None:
                                            progress=False)
         print(f"\n## Before / after on {data_yaml} ({len(sources.images)} usable train images)\n")
         print(per_class_table(sources.names, first, written.instances))
-        print(f"\n{written.lost_boxes} boxes were cut off by augmentation.\n")
+        print(f"\n{written.lost_boxes} box(es) were cut off by augmentation ('as written' counts them out).\n")
         print("## Plan vs baselines over targets\n")
         print(summary_table(plans))
     finally:

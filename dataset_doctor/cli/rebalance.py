@@ -57,6 +57,8 @@ def rebalance(
         check_output_dir(out, config, force)  # refuse before any work is done (read-only, so dry runs too)
     index = build_index(config, workers=workers)
     sources = collect_train_sources(index)
+    if sources.boxes.empty:
+        raise DoctorError("no usable train box: there is no class to rebalance", config.yaml_path)
     started = time.perf_counter()
     plan = make_rebalance_plan(sources.count_matrix(), target, max_copies)
     planning_seconds = time.perf_counter() - started

@@ -84,3 +84,10 @@ def test_bad_options_exit_2(sample_yaml: Path, tmp_path: Path, arguments: list[s
     result = _invoke(str(sample_yaml), *arguments, "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_train_split_without_boxes_is_a_user_error(make_dataset, tmp_path: Path) -> None:
+    data_yaml = make_dataset({"train": {"a.jpg": "", "b.jpg": None}, "val": {"v.jpg": "0 0.5 0.5 0.2 0.2\n"}})
+    result = _invoke(str(data_yaml), "--target", "10", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "no usable train box" in result.output
+    assert not (tmp_path / "out").exists()
