@@ -4,7 +4,11 @@ Each command lives in its own module and registers itself on the shared `app`; a
 once it works.
 """
 
-from dataset_doctor.cli import sample  # noqa: F401  (registers its command)
+from dataset_doctor.cli import (
+    rebalance,  # noqa: F401  (registers its command)
+    sample,  # noqa: F401  (registers its command)
+    weights,  # noqa: F401  (registers its command)
+)
 from dataset_doctor.cli.app import app, main
 
 __all__ = ["app", "main"]
