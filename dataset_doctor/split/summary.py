@@ -86,7 +86,8 @@ def _label_errors(plan: SplitPlan) -> dict[str, int]:
     """Label lines with an error-level finding (unusable boxes), counted once per file and line."""
     index, kept = plan.index, set(plan.images["image_id"])
     problems = index.problems
-    line_checks = [check for check, severity in CHECKS.items() if severity == ERROR and check != "corrupt-image"]
+    line_checks = [check for check, severity in CHECKS.items()
+                   if severity == ERROR and check not in ("corrupt-image", "names-mismatch")]
     bad = problems[problems["check"].isin(line_checks) & problems["label"].notna()]
     records = set(zip(bad["label"], bad["line"].fillna(0).astype(int)))
     errors = index.box_errors().to_numpy() != ""
