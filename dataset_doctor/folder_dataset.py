@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dataset_doctor.datayaml import DatasetConfig, _parse_names, label_path_for, load_data_yaml
+from dataset_doctor.datayaml import DatasetConfig, _parse_names, _read_yaml_mapping, label_path_for, load_data_yaml
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.index import DatasetIndex
 
@@ -59,9 +59,7 @@ def folder_config(folder: Path) -> tuple[DatasetConfig, list[str]]:
             # images cannot be found inside a folder named images.
             raise DoctorError(f"labels are looked up in {label_dir} (the YOLO images/ -> labels/ rule), which "
                               "does not exist: keep labels beside images in a folder not named 'images'", folder)
-    names, names_note = _folder_names(folder)
-    if names_note:
-        notes.append(names_note)
+    names = _folder_names(folder)
     config = DatasetConfig(yaml_path=folder, root=folder, names=tuple(names), splits={FOLDER_SPLIT: (source,)},
                            raw={"names": list(names)})
     return config, notes
@@ -96,20 +94,21 @@ def _defines_splits(yaml_file: Path) -> bool:
     return not isinstance(raw, dict) or "train" in raw or "val" in raw
 
 
-def _folder_names(folder: Path) -> tuple[list[str], str | None]:
+def _folder_names(folder: Path) -> list[str]:
+    """From a names-only data.yaml, else classes.txt in the folder or its labels/; [] when there is neither."""
     for name in _YAML_NAMES:
         yaml_file = folder / name
         if yaml_file.is_file():
-            raw = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))  # parsed once already: cannot fail now
-            if isinstance(raw, dict) and raw.get("names") is not None:
+            raw = _read_yaml_mapping(yaml_file)
+            if raw.get("names") is not None:
                 names, problems = _parse_names(raw, yaml_file)
                 if problems:
                     raise DoctorError(problems[0].message, yaml_file)
-                return list(names), None
+                return list(names)
     for classes_file in (folder / "classes.txt", folder / "labels" / "classes.txt"):
         if classes_file.is_file():
-            return _read_classes_txt(classes_file), None
-    return [], None
+            return _read_classes_txt(classes_file)
+    return []
 
 
 def _read_classes_txt(path: Path) -> list[str]:

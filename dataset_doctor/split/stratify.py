@@ -169,7 +169,7 @@ def _cover_missing_classes(placement: _Placement, rng: np.random.Generator) -> N
             units = by_class.indices[by_class.indptr[cls]:by_class.indptr[cls + 1]]
             best_unit, best_key = -1, (0, np.inf)
             for unit in rng.permutation(units).tolist():  # random order: equal keys resolve by seed
-                cost = _move_cost(placement, unit, split)
+                cost = _move_changes(placement, unit)[split]
                 if cost == np.inf:
                     continue
                 # A unit that also brings other missing classes into the split comes first, then the cheapest.
@@ -181,51 +181,38 @@ def _cover_missing_classes(placement: _Placement, rng: np.random.Generator) -> N
                 placement.assign(best_unit, split)
 
 
-def _move_cost(placement: _Placement, unit: int, split: int) -> float:
-    """Change of D (instances, and images as one more class) from moving `unit` to `split`; inf if that takes a
-    class out of the split the unit leaves."""
-    source = placement.split_of[unit]
-    classes, values = placement.row(unit)
-    if source == split or (placement.placed[source, classes] - values <= 0).any():
-        return np.inf
-    size = np.array([float(placement.sizes[unit])])
-    images = np.array([float(placement.sizes.sum())])
-    return float(
-        _share_cost(placement.placed[split, classes], placement.target[split, classes], placement.totals[classes],
-                    values)
-        + _share_cost(placement.placed[source, classes], placement.target[source, classes],
-                      placement.totals[classes], -values)
-        + _share_cost(placement.images_placed[[split]], placement.image_target[[split]], images, size)
-        + _share_cost(placement.images_placed[[source]], placement.image_target[[source]], images, -size))
-
-
 def _improve_by_moves(placement: _Placement, units: np.ndarray, rng: np.random.Generator) -> None:
     """Move single labeled units to the split where D (images included) drops most, uncovering no class."""
-    images = float(placement.sizes.sum())
-    image_target = placement.image_target
     for _ in range(IMPROVEMENT_PASSES):
         moved = 0
         for unit in rng.permutation(_unsettled_units(placement, units)).tolist():
-            source = placement.split_of[unit]
-            classes, values = placement.row(unit)
-            placed, target, totals = placement.placed[:, classes], placement.target[:, classes], \
-                placement.totals[classes]
-            if (placed[source] - values <= 0).any():
-                continue  # leaving would take a class out of its split
-            size = float(placement.sizes[unit])
-            image_gap = placement.images_placed - image_target  # the image count as one more class in D
-            arrive = _share_cost(placed, target, totals, values) + size * (size + 2 * image_gap) / (
-                image_target * images)
-            leave = _share_cost(placed[source], target[source], totals, -values) + size * (
-                size - 2 * image_gap[source]) / (image_target[source] * images)
-            change = arrive + leave
-            change[source] = np.inf
+            change = _move_changes(placement, unit)
             best = int(np.argmin(change))
             if change[best] < -_TIE:
                 placement.assign(unit, best)
                 moved += 1
         if not moved:
             return
+
+
+def _move_changes(placement: _Placement, unit: int) -> np.ndarray:
+    """Per split, the change of D (instances, and the image count as one more class) from moving `unit` there.
+
+    inf for the unit's own split, and for every split when leaving would take a class out of its split.
+    """
+    source = placement.split_of[unit]
+    classes, values = placement.row(unit)
+    placed, target, totals = placement.placed[:, classes], placement.target[:, classes], placement.totals[classes]
+    if (placed[source] - values <= 0).any():
+        return np.full(len(placement.ratios), np.inf)
+    size, images = np.array([float(placement.sizes[unit])]), np.array([float(placement.sizes.sum())])
+    images_placed, image_target = placement.images_placed[:, None], placement.image_target[:, None]
+    arrive = _share_cost(placed, target, totals, values) + _share_cost(images_placed, image_target, images, size)
+    leave = _share_cost(placed[source], target[source], totals, -values) + \
+        _share_cost(images_placed[source], image_target[source], images, -size)
+    change = arrive + leave
+    change[source] = np.inf
+    return change
 
 
 def _unsettled_units(placement: _Placement, units: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@ deviation from the ratios, classes that could not be placed in every split, and 
 
 split.json:
 {"source": str, "ratios": {split: float}, "seed": int, "link": str, "classes": [names],
- "splits": {split: {"images": int, "backgrounds": int, "instances": [per-class ints]}},   (as `audit --json`)
+ "splits": {split: {"images": int, "backgrounds": int, "instances": [per-class ints],   (as `audit --json`)
+                    "class_images": [per class, images holding it]}},
  "deviation": {split: {"images": float, "instances": [float or null per class]}},   (share - ratio)
  "missing": [{"class": str, "instances": int, "images": int, "groups": int, "splits": [splits without it]}],
  "unused_classes": [names without a usable instance],
@@ -50,7 +51,8 @@ def split_summary(plan: SplitPlan, written: WrittenFiles, source: str, link: str
         mask = (images["split"] == split).to_numpy()
         instances = plan.instances(split)
         splits[split] = {"images": int(mask.sum()), "backgrounds": int((per_image[mask] == 0).sum()),
-                         "instances": instances.tolist()}
+                         "instances": instances.tolist(),
+                         "class_images": np.bincount(nonzero.col[mask[nonzero.row]], minlength=len(names)).tolist()}
         shares = [None if total == 0 else round(float(count / total - ratio), 4)
                   for count, total in zip(instances, totals)]
         deviation[split] = {"images": round(float(mask.mean() - ratio), 4) if len(images) else None,
@@ -103,33 +105,42 @@ def render_summary(summary: dict[str, Any], out: str) -> RenderableType:
 
 
 def _class_table(summary: dict[str, Any]) -> Table:
+    """Per class: instances (share of the class) and images holding it, per split; then images, backgrounds."""
     ratios = summary["ratios"]
-    table = Table(title="instances per split (share; deviation from the ratio)", title_justify="left")
-    table.add_column("class")
-    table.add_column("total", justify="right")
+    table = Table(title="instances per split (share of the class), images holding them, and the largest "
+                        "deviation from the ratios", title_justify="left")
+    table.add_column("class", overflow="fold")
+    table.add_column("total", justify="right", no_wrap=True)
     for split, ratio in ratios.items():
-        table.add_column(f"{split} ({ratio:.0%})", justify="right")
-    table.add_column("max dev", justify="right")
+        table.add_column(f"{split} {ratio:.0%}", justify="right", no_wrap=True)
+        table.add_column("img", justify="right", style="dim", no_wrap=True)
+    table.add_column("max dev", justify="right", no_wrap=True)
     splits, deviation = summary["splits"], summary["deviation"]
     for cls, name in enumerate(summary["classes"]):
         counts = [splits[split]["instances"][cls] for split in ratios]
-        shifts = [deviation[split]["instances"][cls] for split in ratios]
-        table.add_row(escape(name), str(sum(counts)), *[_cell(count, sum(counts), shift)
-                                                       for count, shift in zip(counts, shifts)],
-                      _max_deviation(shifts))
+        cells = []
+        for split, count in zip(ratios, counts):
+            cells += [_cell(count, sum(counts), deviation[split]["instances"][cls]),
+                      str(splits[split]["class_images"][cls])]
+        table.add_row(escape(name), str(sum(counts)), *cells,
+                      _max_deviation([deviation[split]["instances"][cls] for split in ratios]))
     table.add_section()
     image_counts = [splits[split]["images"] for split in ratios]
-    table.add_row("images", str(sum(image_counts)),
-                  *[_cell(count, sum(image_counts), deviation[split]["images"])
-                    for count, split in zip(image_counts, ratios)],
+    cells = []
+    for split, count in zip(ratios, image_counts):
+        cells += [_cell(count, sum(image_counts), deviation[split]["images"]), ""]
+    table.add_row("images", str(sum(image_counts)), *cells,
                   _max_deviation([deviation[split]["images"] for split in ratios]))
     backgrounds = [splits[split]["backgrounds"] for split in ratios]
-    table.add_row("backgrounds", str(sum(backgrounds)),
-                  *[_cell(count, sum(backgrounds), None) for count in backgrounds], "")
+    cells = []
+    for count in backgrounds:
+        cells += [_cell(count, sum(backgrounds), None), ""]
+    table.add_row("backgrounds", str(sum(backgrounds)), *cells, "")
     return table
 
 
 def _cell(count: int, total: int, shift: float | None) -> Text:
+    """`count (share)`: red when none, yellow when further than WARN_DEVIATION from the ratio."""
     if total == 0:
         return Text("-", style="dim")
     text = Text(f"{count} ({count / total:.0%})")

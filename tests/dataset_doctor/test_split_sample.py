@@ -101,9 +101,12 @@ def test_output_is_a_valid_dataset_that_matches_split_json(sample_yaml: Path, ma
     assert data["names"] == list(yaml.safe_load(sample_yaml.read_text())["names"])
     assert set(data) == {"train", "val", "nc", "names"}
     written = build_index(result.data_yaml, progress=False, use_cache=False)
+    usable = written.usable_boxes()
     for split in ("train", "val"):
         assert written.instances(split).tolist() == summary["splits"][split]["instances"]
         assert len(written.images_in(split)) == summary["splits"][split]["images"]
+        holding = usable[usable["split"] == split].groupby("cls")["image_id"].nunique()
+        assert holding.reindex(range(10), fill_value=0).tolist() == summary["splits"][split]["class_images"]
     assert sum(summary["splits"][split]["images"] for split in ("train", "val")) == len(summary["images"])
 
     # Labels are copied byte for byte, bad lines included; each image keeps its own label.
