@@ -79,6 +79,14 @@ def test_labels_beside_images_with_inferred_names(flat_folder: Path, tmp_path: P
     assert [a + b for a, b in zip(splits["train"]["instances"], splits["val"]["instances"])] == [8, 7, 14]
 
 
+def test_labels_beside_images_in_a_folder_named_images_is_refused(flat_folder: Path, tmp_path: Path) -> None:
+    named_images = flat_folder.parent / "export" / "images"
+    named_images.parent.mkdir()
+    flat_folder.rename(named_images)
+    with pytest.raises(DoctorError, match="folder not named 'images'"):
+        split_dataset(named_images, tmp_path / "out")
+
+
 def test_folder_names_from_a_names_only_data_yaml(images_labels_folder: Path, tmp_path: Path) -> None:
     (images_labels_folder / "labels" / "classes.txt").unlink()
     (images_labels_folder / "data.yaml").write_text("names: {0: red, 1: green, 2: blue}\n")
