@@ -4,6 +4,7 @@ Each command lives in its own module and registers itself on the shared `app` wh
 appears here only once it works. (One import statement per line keeps parallel additions merge-friendly.)
 """
 
+import dataset_doctor.cli.evaluate  # noqa: F401
 import dataset_doctor.cli.rebalance  # noqa: F401
 import dataset_doctor.cli.sample  # noqa: F401
 import dataset_doctor.cli.split  # noqa: F401
