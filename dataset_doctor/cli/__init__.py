@@ -8,6 +8,7 @@ import dataset_doctor.cli.evaluate  # noqa: F401
 import dataset_doctor.cli.rebalance  # noqa: F401
 import dataset_doctor.cli.sample  # noqa: F401
 import dataset_doctor.cli.split  # noqa: F401
+import dataset_doctor.cli.train  # noqa: F401
 import dataset_doctor.cli.weights  # noqa: F401
 from dataset_doctor.cli.app import app, main
 
