@@ -5,10 +5,12 @@ appears here only once it works. (One import statement per line keeps parallel a
 """
 
 import dataset_doctor.cli.evaluate  # noqa: F401
+import dataset_doctor.cli.predict  # noqa: F401
 import dataset_doctor.cli.rebalance  # noqa: F401
 import dataset_doctor.cli.sample  # noqa: F401
 import dataset_doctor.cli.split  # noqa: F401
 import dataset_doctor.cli.train  # noqa: F401
+import dataset_doctor.cli.val  # noqa: F401
 import dataset_doctor.cli.weights  # noqa: F401
 from dataset_doctor.cli.app import app, main
 

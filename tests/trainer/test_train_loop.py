@@ -217,3 +217,25 @@ def test_cli_names_runs_exp_exp2_and_refuses_bad_options(tiny_yaml, tmp_path):
     gpu = runner.invoke(app, [*arguments, "--device", "3"])
     if not torch.cuda.is_available():
         assert gpu.exit_code == 2 and "use --device cpu" in gpu.output
+
+
+def test_val_equals_predict_then_evaluate(short_run, tiny_yaml, tmp_path):
+    """Three commands, one protocol: `doctor val` must report what `predict` + `evaluate` measure."""
+    runner = CliRunner()
+    best = str(short_run / files.BEST_CHECKPOINT)
+    common = ["--imgsz", "128", "--device", "cpu"]
+    val = runner.invoke(app, ["val", best, str(tiny_yaml), *common, "--json", str(tmp_path / "val.json")])
+    assert val.exit_code == 0, val.output
+    predicted = runner.invoke(app, ["predict", best, str(tiny_yaml), "--out", str(tmp_path / "pred"), "--conf",
+                                    "0.001", "--save-images", *common])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(list((tmp_path / "pred/images").glob("*.jpg"))) == len(list((tmp_path / "pred/labels").glob("*.txt")))
+    evaluated = runner.invoke(app, ["evaluate", str(tiny_yaml), "--predictions", str(tmp_path / "pred/labels"),
+                                    "--json", str(tmp_path / "evaluate.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    by_val = json.loads((tmp_path / "val.json").read_text())
+    by_files = json.loads((tmp_path / "evaluate.json").read_text())
+    assert by_val["map50_95"] == pytest.approx(by_files["map50_95"], abs=2e-3)  # 6-decimal txt round-off only
+    assert by_val["map50"] == pytest.approx(by_files["map50"], abs=2e-3)
+    busy = runner.invoke(app, ["predict", best, str(tiny_yaml), "--out", str(tmp_path / "pred")])
+    assert busy.exit_code == 2 and "not empty" in busy.output
