@@ -54,3 +54,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None or device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def choice_for_rank(device: torch.device, amp: bool = True) -> DeviceChoice:
+    """The DeviceChoice of one process of a distributed run, whose device the launcher picked."""
+    if device.type != "cuda":
+        return DeviceChoice(device, (), None)
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+    return DeviceChoice(device, (device.index or 0,), amp_dtype)

@@ -1,12 +1,37 @@
-"""Starting a training run: in this process, or (several GPUs) one process per GPU via torch.distributed."""
+"""Starting a training run: one process, or one process per device through torch.distributed.
+
+Three ways in, one training function:
+- `doctor train ... --device 0` (or cpu): this process trains.
+- `doctor train ... --device 0,1,2,3`: this process spawns one worker per GPU (torch.multiprocessing) with the
+  standard env:// rendezvous on a free local port, NCCL backend.
+- `torchrun --nproc_per_node N -m dataset_doctor train ...`: torchrun starts the processes and sets RANK,
+  WORLD_SIZE, LOCAL_RANK and the rendezvous; each process trains its share. NCCL on GPUs, gloo on CPU (so a
+  distributed run can be tested without a GPU: `--device cpu`).
+
+`--batch` is the total batch: each of N processes takes batch / N images per step, and the loss is scaled so the
+gradient equals a single-process step on the whole batch (see trainer/loop.py). Learning rates therefore need no
+rescaling when the number of GPUs changes. Rank 0 alone logs, evaluates, checkpoints and writes the run directory.
+"""
 
 from __future__ import annotations
 
+import datetime
+import os
+import socket
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from rich.console import Console
 
+from dataset_doctor.errors import DoctorError
+from trainer import run_dir as files
+from trainer.devices import choose_device
 from trainer.train_config import TrainSettings
+
+# Rank 0 evaluates while the other ranks wait at the next collective: allow for a long evaluation.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def launch_training(settings: TrainSettings | None, resume: Path | None = None,
@@ -14,4 +39,76 @@ def launch_training(settings: TrainSettings | None, resume: Path | None = None,
     """Train and return the run directory (resume: `settings` come from the run's args.yaml)."""
     from trainer.loop import train
 
+    if resume is not None:
+        settings = TrainSettings.from_dict(files.read_args(Path(resume)))
+    if _under_torchrun():
+        return _train_as_torchrun_rank(settings, resume, console)
+    choice = choose_device(settings.train.device, settings.train.amp)
+    if choice.distributed:
+        return _spawn_one_process_per_gpu(settings, resume, choice.gpu_ids)
     return train(settings, resume=resume, console=console)
+
+
+def _under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def _train_as_torchrun_rank(settings: TrainSettings, resume: Path | None, console: Console | None) -> Path:
+    from trainer.loop import train
+
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    use_cuda = settings.train.device.strip().lower() != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    try:
+        run_dir = _shared_run_dir(settings, resume, rank)
+        return train(settings, resume=resume, console=console, rank=rank, world_size=world_size, run_dir=run_dir,
+                     device=device)
+    finally:
+        dist.destroy_process_group()
+
+
+def _shared_run_dir(settings: TrainSettings, resume: Path | None, rank: int) -> Path:
+    """Rank 0 picks (creates) the run directory and tells the others."""
+    chosen = [str(resume) if resume is not None else None]
+    if rank == 0 and resume is None:
+        config = settings.train
+        chosen = [str(files.new_run_dir(config.project, config.name, config.exist_ok))]
+    dist.broadcast_object_list(chosen, src=0)
+    return Path(chosen[0])
+
+
+def _spawn_one_process_per_gpu(settings: TrainSettings, resume: Path | None, gpu_ids: tuple[int, ...]) -> Path:
+    if settings.train.batch % len(gpu_ids):
+        raise DoctorError(f"--batch {settings.train.batch} does not split evenly over {len(gpu_ids)} GPUs")
+    config = settings.train
+    run_dir = Path(resume) if resume is not None else files.new_run_dir(config.project, config.name,
+                                                                         config.exist_ok)
+    port = _free_port()
+    mp.spawn(_spawned_worker, args=(len(gpu_ids), port, settings, resume, run_dir, gpu_ids), nprocs=len(gpu_ids),
+             join=True)
+    return run_dir
+
+
+def _spawned_worker(rank: int, world_size: int, port: int, settings: TrainSettings, resume: Path | None,
+                    run_dir: Path, gpu_ids: tuple[int, ...]) -> None:
+    from trainer.loop import train
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    device = torch.device("cuda", gpu_ids[rank])
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
+    try:
+        train(settings, resume=resume, rank=rank, world_size=world_size, run_dir=run_dir, device=device)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

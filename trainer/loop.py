@@ -26,10 +26,14 @@ from trainer.setup import Run, start_run, unwrap
 from trainer.train_config import TrainSettings
 
 
-def train(settings: TrainSettings, resume: Path | None = None, console: Console | None = None,
-          rank: int = 0, world_size: int = 1, progress: bool = True) -> Path:
-    """Train a detector; returns the run directory. `resume`: continue a run directory from weights/last.pt."""
-    run = start_run(settings, resume, console, rank, world_size)
+def train(settings: TrainSettings | None, resume: Path | None = None, console: Console | None = None,
+          rank: int = 0, world_size: int = 1, progress: bool = True, run_dir: Path | None = None,
+          device: torch.device | None = None) -> Path:
+    """Train a detector; returns the run directory. `resume`: continue a run directory from weights/last.pt.
+
+    Distributed runs call this once per process (trainer/launch.py), with their rank, device and the run dir.
+    """
+    run = start_run(settings, resume, console, rank, world_size, run_dir, device)
     config = run.settings.train
     log_start(run)
     epoch = run.start_epoch - 1
@@ -43,14 +47,19 @@ def train(settings: TrainSettings, resume: Path | None = None, console: Console 
                 iteration = epoch * run.iterations_per_epoch + step
                 lr = run.schedule.apply(run.optimizer, epoch, iteration)
                 batch = batch.to(run.device.device, non_blocking=True)
+                images = batch.images
+                if run.device.device.type == "cuda":
+                    images = images.contiguous(memory_format=torch.channels_last)
                 with autocast(run.device.device, run.device.amp_dtype):
-                    outputs = run.model(batch.images)
+                    outputs = run.model(images)
                 loss, items = run.loss(outputs, batch.targets)
-                if not torch.isfinite(loss):
+                if not all_ranks_finite(run, loss):
                     skip_bad_step(run, epoch, step)
                     continue
                 run.bad_steps = 0
-                run.scaler.scale(loss).backward()
+                # DDP averages gradients over ranks; scaling by world size makes the step equal to one process
+                # taking the whole --batch (the loss is already multiplied by the per-rank batch size).
+                run.scaler.scale(loss * run.world_size).backward()
                 optimizer_step(run)
                 if run.ema is not None:
                     run.ema.update(run.model)
@@ -59,22 +68,75 @@ def train(settings: TrainSettings, resume: Path | None = None, console: Console 
                 seconds = time.perf_counter() - epoch_started
                 bar.update(step, tuple((loss_sums / max(images_seen, 1)).tolist()), lr, images_seen / seconds)
         train_seconds = time.perf_counter() - epoch_started
+        loss_sums, images_seen = sum_over_ranks(run, loss_sums, images_seen)
 
         is_last = epoch == config.epochs - 1
         val, train_subset = (evaluate_both(run) if run.is_main and ((epoch + 1) % config.eval_every == 0 or is_last)
                              else (None, None))
         if run.is_main:
-            row, improved = record_epoch(run, epoch, loss_sums / max(images_seen, 1), images_seen * run.world_size,
-                                         train_seconds, lr, val, train_subset)
+            row, improved = record_epoch(run, epoch, loss_sums / max(images_seen, 1), images_seen, train_seconds, lr,
+                                         val, train_subset)
             save_checkpoints(run, epoch, improved, row)  # before results.csv: a row never outlives its weights
             files.append_results_row(run.dir, row)
-        if stop_early(run):
+        if decided_by_rank_zero(run, stop_early(run)):
             run.print(f"[yellow]early stop:[/] val mAP50-95 did not improve for {config.patience} evaluations "
                       f"(best at epoch {run.best_epoch + 1})")
             break
+    check_replicas_agree(run)
     if run.is_main:
         finish(run, epoch)
     return run.dir
+
+
+def all_ranks_finite(run: Run, loss: torch.Tensor) -> bool:
+    """Whether every rank's loss is finite: ranks must skip a step together or DDP's all-reduce would hang."""
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if run.world_size > 1:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def sum_over_ranks(run: Run, loss_sums: torch.Tensor, images: int) -> tuple[torch.Tensor, int]:
+    """Epoch loss sums and image counts of all ranks (what results.csv reports), also a sync point per epoch."""
+    if run.world_size == 1:
+        return loss_sums, images
+    totals = torch.cat([loss_sums, torch.tensor([float(images)])]).to(run.device.device)
+    torch.distributed.all_reduce(totals)
+    totals = totals.cpu()
+    return totals[:3], int(totals[3].item())
+
+
+def decided_by_rank_zero(run: Run, decision: bool) -> bool:
+    """Rank 0's decision, on every rank (ranks that disagreed on stopping would wait for each other forever)."""
+    if run.world_size == 1:
+        return decision
+    flag = torch.tensor([float(decision)], device=run.device.device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def check_replicas_agree(run: Run) -> None:
+    """Distributed: compare every rank's parameters (a checksum each) and record it in distributed.json.
+
+    DDP keeps replicas identical by construction; a mismatch means a rank skipped or took a different step,
+    and the checkpoint (rank 0's copy) would not be what the other ranks trained.
+    """
+    if run.world_size == 1:
+        return
+    parameters = [p.detach().double().flatten() for p in unwrap(run.model).parameters()]
+    flat = torch.cat(parameters)
+    positions = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
+    checksum = torch.stack([flat.sum(), (flat * positions).sum(), flat.abs().max()])  # order-sensitive
+    gathered = [torch.zeros_like(checksum) for _ in range(run.world_size)]
+    torch.distributed.all_gather(gathered, checksum)
+    if run.is_main:
+        checksums = [g.cpu().tolist() for g in gathered]
+        identical = all(c == checksums[0] for c in checksums)
+        files.write_json(run.dir, files.DISTRIBUTED_FILE, {
+            "world_size": run.world_size, "backend": torch.distributed.get_backend(),
+            "parameter_checksums": checksums, "identical": identical})
+        if not identical:
+            run.print("[red]warning:[/] model replicas differ between ranks at the end of training")
 
 
 def optimizer_step(run: Run) -> None:

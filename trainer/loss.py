@@ -115,6 +115,10 @@ class DetectionLoss(nn.Module):
         self.register_buffer("class_weights", weights, persistent=False)
         self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
         self.assigner = TaskAlignedAssigner(num_classes, config.topk, config.alpha, config.beta)
+        # Distributed training (set by trainer/setup.py): normalise by the mean target mass over ranks instead of
+        # this rank's own, so that, with the loop's world-size loss scaling, a DDP step equals a single-process
+        # step on the whole batch. Every rank must then call the loss at every step (it is a collective).
+        self.average_normalizer_across_ranks = False
 
     @classmethod
     def for_model(cls, model: Detector, config: LossConfig | None = None) -> DetectionLoss:
@@ -158,6 +162,10 @@ class DetectionLoss(nn.Module):
                                    gt_labels, gt_boxes, gt_mask)
         # Normaliser: total soft-target mass in the batch (>= 1 so an empty batch does not divide by ~0).
         target_sum = assignment.scores.sum().clamp(min=1.0)
+        if self.average_normalizer_across_ranks:  # the whole batch's mass, clamped as a whole, shared equally
+            target_sum = assignment.scores.sum().detach().clone()
+            torch.distributed.all_reduce(target_sum)
+            target_sum = target_sum.clamp(min=1.0) / torch.distributed.get_world_size()
 
         cls_loss = self.classification_loss(cls_logits, assignment.scores).sum() / target_sum
 

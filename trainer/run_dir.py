@@ -16,6 +16,7 @@ runs/<name>/
     predictions/val/*.txt   val predictions of the final model, YOLO txt with confidence (doctor evaluate format)
     train_batches/*.jpg     a few augmented training batches with their boxes drawn, saved at the start
     report.html             the training report
+    distributed.json        distributed runs only: world size, backend, whether all ranks ended identical
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ PR_CURVES_FILE = "pr_curves.json"
 PREDICTIONS_DIR = "predictions"
 TRAIN_BATCHES_DIR = "train_batches"
 REPORT_FILE = "report.html"
+DISTRIBUTED_FILE = "distributed.json"  # distributed runs: world size, backend, per-rank parameter checksums
 
 RESULTS_COLUMNS = [
     "epoch",  # 1-based

@@ -23,7 +23,7 @@ from dataset_doctor.weights import ClassWeights, class_weights_for_index
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
 from trainer.class_weight_source import resolve_class_weights
-from trainer.devices import DeviceChoice, choose_device
+from trainer.devices import DeviceChoice, choice_for_rank, choose_device
 from trainer.ema import ModelEMA
 from trainer.loader import build_train_loader, make_eval_loader
 from trainer.loss import DetectionLoss, LossConfig
@@ -53,8 +53,8 @@ class Run:
     scaler: torch.amp.GradScaler
     schedule: Schedule
     train_loader: DataLoader
-    val_loader: DataLoader
-    train_eval_loader: DataLoader
+    val_loader: DataLoader | None  # evaluation loaders exist on rank 0 only
+    train_eval_loader: DataLoader | None
     train_eval_positions: list[int]
     rank: int = 0
     world_size: int = 1
@@ -88,7 +88,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, console: Console | None = None,
-              rank: int = 0, world_size: int = 1) -> Run:
+              rank: int = 0, world_size: int = 1, run_dir: Path | None = None,
+              device: torch.device | None = None) -> Run:
+    """Build a run. Distributed: every rank calls this; the launcher gives each its device and the run dir."""
     console = console or Console()
     checkpoint = None
     if resume_dir is not None:
@@ -99,13 +101,13 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     data_config = settings.data.checked(lambda message: console.print(f"[yellow]warning:[/] {message}"))
     settings = TrainSettings(config, data_config, settings.augment.checked())
 
-    device = choose_device(config.device, config.amp)
+    device = choice_for_rank(device, config.amp) if device is not None else choose_device(config.device, config.amp)
     if device.distributed and world_size == 1:
         raise DoctorError("several GPUs need the distributed launcher (doctor train handles this itself)")
     torch.set_num_threads(config.threads or max(1, _cores() // world_size))
     _seed_everything(config.seed + rank, config.deterministic)
 
-    index = build_index(config.data, progress=rank == 0)
+    index = _rank_zero_first(lambda: build_index(config.data, progress=rank == 0), world_size, rank)
     index.config.require_valid_names()
     names = list(index.names)
     if not index.instances("train").any():
@@ -120,11 +122,17 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     if config.weights and checkpoint is None:
         _initialise_from(model, config.weights, console if rank == 0 else None)
     model.to(device.device)
+    if device.device.type == "cuda":  # NHWC lets cuDNN use tensor-core convolution kernels without transposes
+        model.to(memory_format=torch.channels_last)
     if config.sync_bn and world_size > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ema = ModelEMA(model, decay=config.ema_decay) if config.ema else None
-    loss = DetectionLoss.for_model(model, LossConfig(class_weights=class_weights.weights,
-                                                     focal_gamma=config.focal_gamma)).to(device.device)
+    loss = DetectionLoss.for_model(unwrap(model), LossConfig(class_weights=class_weights.weights,
+                                                             focal_gamma=config.focal_gamma)).to(device.device)
+    if world_size > 1:
+        device_ids = [device.device.index] if device.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        loss.average_normalizer_across_ranks = True
 
     if config.batch % world_size:
         raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} devices")
@@ -133,14 +141,17 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
                                       epochs=config.epochs, seed=config.seed, class_weights=sampling_weights.weights,
                                       rank=rank, world_size=world_size, device=device.device,
                                       log=(lambda m: console.print(m)) if rank == 0 else (lambda m: None), warn=warn)
-    val_loader = make_eval_loader(_eval_dataset(index, "val", data_config, warn), config.batch, data_config.workers,
-                                  device.device)
-    train_dataset = train_loader.dataset
-    subset_size = min(config.train_eval_images, len(val_loader.dataset), len(train_dataset))
-    positions = sorted(np.random.default_rng(config.seed).choice(len(train_dataset), subset_size, replace=False)
-                       .tolist())
-    train_eval_loader = make_eval_loader(train_dataset.view(positions), config.batch, data_config.workers,
-                                         device.device)
+    val_loader = train_eval_loader = None
+    positions: list[int] = []
+    if rank == 0:  # only rank 0 evaluates
+        val_loader = make_eval_loader(_eval_dataset(index, "val", data_config, warn), config.batch,
+                                      data_config.workers, device.device)
+        train_dataset = train_loader.dataset
+        subset_size = min(config.train_eval_images, len(val_loader.dataset), len(train_dataset))
+        positions = sorted(np.random.default_rng(config.seed).choice(len(train_dataset), subset_size,
+                                                                     replace=False).tolist())
+        train_eval_loader = make_eval_loader(train_dataset.view(positions), config.batch, data_config.workers,
+                                             device.device)
 
     iterations = len(train_loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, iterations * config.epochs, config.lr0)
@@ -150,7 +161,7 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
                         warmup_momentum=config.warmup_momentum, momentum=config.momentum, cosine=config.cos_lr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.needs_grad_scaler)
 
-    run_path = resume_dir if resume_dir is not None else _new_run_dir(config, rank)
+    run_path = resume_dir if resume_dir is not None else run_dir if run_dir is not None else _new_run_dir(config, rank)
     run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
               optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
               rank=rank, world_size=world_size)
@@ -211,6 +222,20 @@ def _initialise_from(model: Detector, path: str, console: Console | None) -> Non
     model.load_state_dict(matching, strict=False)
     if console is not None:
         console.print(f"initialised {len(matching)}/{len(own)} tensors from {path}")
+
+
+def _rank_zero_first(build, world_size: int, rank: int):
+    """Rank 0 builds (and caches) first; the others then find a warm cache instead of all scanning at once."""
+    if world_size == 1:
+        return build()
+    import torch.distributed as dist
+
+    if rank != 0:
+        dist.barrier()
+    result = build()
+    if rank == 0:
+        dist.barrier()
+    return result
 
 
 def _eval_dataset(index: DatasetIndex, split: str, data_config, warn):

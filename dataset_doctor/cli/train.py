@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -86,4 +87,5 @@ def train(
             AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale),
         )
         run_dir = launch_training(settings, console=console)
-    console.print(f"results in [bold]{run_dir}[/]")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process runs this command
+        console.print(f"results in [bold]{run_dir}[/]")
