@@ -1,0 +1,107 @@
+"""Box geometry in pixels, and its statistics per split and class.
+
+Two scales matter. At the original size, COCO's small / medium / large (area below 32^2, below 96^2, above)
+say how hard the objects are in the photos as taken. At the training size, what the model sees: training
+letterboxes each image so its long side is `imgsz` pixels (the resize applies to both sides alike, so aspect
+ratios are unchanged), which is what decides whether an object still covers a few pixels or vanishes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COCO_SMALL_AREA, COCO_MEDIUM_AREA = 32.0**2, 96.0**2
+PERCENTILES = (5, 25, 50, 75, 95)
+MEASURES = ("width", "height", "area", "aspect", "width_imgsz", "height_imgsz", "area_imgsz")
+ALL_CLASSES = -1  # class_id of the per-split rows that pool every class
+
+GEOMETRY_COLUMNS = ["image_id", "split", "image", "line", "cls", "cx", "cy", "w", "h", "image_width",
+                    "image_height", *MEASURES]
+
+
+def box_geometry(boxes: pd.DataFrame, images: pd.DataFrame, imgsz: int) -> pd.DataFrame:
+    """One row per box of `boxes` (from the index) with its size in pixels at the original size and at imgsz.
+
+    `images` is the index's image table, whose row position is the image id. Boxes of images with unknown
+    size (unreadable) get NaN sizes; callers pass usable boxes, which never are on such images.
+    """
+    ids = boxes["image_id"].to_numpy()
+    image_width = images["width"].to_numpy()[ids].astype(np.float64)
+    image_height = images["height"].to_numpy()[ids].astype(np.float64)
+    known = (image_width > 0) & (image_height > 0)
+    image_width[~known] = np.nan
+    image_height[~known] = np.nan
+    width = boxes["w"].to_numpy() * image_width
+    height = boxes["h"].to_numpy() * image_height
+    scale = imgsz / np.maximum(image_width, image_height)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = width / height
+    return pd.DataFrame({
+        "image_id": ids, "split": boxes["split"].to_numpy(), "image": boxes["image"].to_numpy(),
+        "line": boxes["line"].to_numpy(), "cls": boxes["cls"].to_numpy(),
+        "cx": boxes["cx"].to_numpy(), "cy": boxes["cy"].to_numpy(), "w": boxes["w"].to_numpy(),
+        "h": boxes["h"].to_numpy(), "image_width": image_width, "image_height": image_height,
+        "width": width, "height": height, "area": width * height, "aspect": aspect,
+        "width_imgsz": width * scale, "height_imgsz": height * scale, "area_imgsz": width * height * scale**2,
+    }, columns=GEOMETRY_COLUMNS)
+
+
+def box_stats_table(geometry: pd.DataFrame, splits: list[str], names: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """Per split and class (plus one row per split pooling all classes, class_id -1): instance count, COCO
+    small / medium / large counts at the original size and at imgsz, and percentiles of every measure.
+
+    Every (split, class) pair has a row, empty ones with zero counts and NaN percentiles.
+    """
+    nc = len(names)
+    slots = nc + 1  # one per class, then the pooled row
+    split_codes = pd.Categorical(geometry["split"], categories=splits).codes.astype(np.int64)
+    cls = geometry["cls"].to_numpy().astype(np.int64)
+    per_class = split_codes * slots + cls
+    pooled = split_codes * slots + nc
+    groups = np.concatenate([per_class, pooled])
+    group_count = len(splits) * slots
+
+    table = pd.DataFrame({
+        "split": np.repeat(splits, slots),
+        "class_id": np.tile(np.r_[np.arange(nc), ALL_CLASSES], len(splits)),
+        "class": np.tile(np.asarray([*names, "all"], dtype=object), len(splits)),
+        "instances": np.bincount(groups, minlength=group_count),
+    })
+    for suffix, column in (("", "area"), ("_imgsz", "area_imgsz")):
+        area = np.tile(geometry[column].to_numpy(), 2)
+        size_class = np.digitize(area, [COCO_SMALL_AREA, COCO_MEDIUM_AREA])  # 0 small, 1 medium, 2 large
+        for code, name in enumerate(("small", "medium", "large")):
+            table[f"{name}{suffix}"] = np.bincount(groups[size_class == code], minlength=group_count)
+    for measure in MEASURES:
+        values = np.tile(geometry[measure].to_numpy(), 2)
+        result = grouped_percentiles(groups, values, group_count, PERCENTILES)
+        for position, percentile in enumerate(PERCENTILES):
+            table[f"{measure}_p{percentile}"] = result[:, position]
+    return table
+
+
+def grouped_percentiles(groups: np.ndarray, values: np.ndarray, group_count: int,
+                        percentiles: tuple[float, ...] | list[float]) -> np.ndarray:
+    """Percentiles of `values` within each group (ids 0..group_count-1), NumPy's default linear interpolation.
+
+    One sort for all groups instead of a groupby: sorted by (group, value), each group's percentile positions
+    are offsets from where the group starts. NaN values are left out; empty groups give NaN.
+    """
+    keep = ~np.isnan(values)
+    groups, values = groups[keep], values[keep]
+    order = np.lexsort((values, groups))
+    sorted_values = values[order]
+    counts = np.bincount(groups, minlength=group_count)
+    starts = np.cumsum(counts) - counts
+    fractions = np.asarray(percentiles, dtype=np.float64) / 100.0
+    positions = starts[:, None] + fractions[None, :] * np.maximum(counts - 1, 0)[:, None]
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, starts[:, None] + np.maximum(counts - 1, 0)[:, None])
+    result = np.full(positions.shape, np.nan)
+    present = counts > 0
+    if present.any():
+        low = sorted_values[below[present]]
+        high = sorted_values[above[present]]
+        result[present] = low + (high - low) * (positions[present] - below[present])
+    return result
