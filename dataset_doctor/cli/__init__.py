@@ -4,7 +4,7 @@ Each command lives in its own module and registers itself on the shared `app`; a
 once it works.
 """
 
-from dataset_doctor.cli import sample  # noqa: F401  (registers its command)
+from dataset_doctor.cli import audit, fix, sample  # noqa: F401  (each registers its command)
 from dataset_doctor.cli.app import app, main
 
 __all__ = ["app", "main"]
