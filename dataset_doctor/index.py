@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_checks
-from dataset_doctor.datayaml import DatasetConfig, is_image_file, label_path_for, list_split_images, load_data_yaml
+from dataset_doctor.datayaml import (
+    DatasetConfig,
+    is_image_file,
+    label_path_text,
+    list_split_image_files,
+    load_data_yaml,
+)
 from dataset_doctor.file_scan import MISSING, FileScan, scan_files
 from dataset_doctor.findings import CHECKS, FINDING_COLUMNS
 from dataset_doctor.index_cache import cache_file_for, load_scan, save_scan
@@ -88,8 +94,8 @@ def build_index(data_yaml: str | Path | DatasetConfig, *, workers: int | None = 
                 progress: bool = True) -> DatasetIndex:
     """Read a dataset into a DatasetIndex, scanning files in parallel and reusing the cache where valid."""
     config = data_yaml if isinstance(data_yaml, DatasetConfig) else load_data_yaml(data_yaml)
-    listing = [(split, str(path)) for split in config.splits for path in list_split_images(config, split)]
-    pairs = [(path, str(label_path_for(path))) for _, path in listing]
+    listing = [(split, path) for split in config.splits for path in list_split_image_files(config, split)]
+    pairs = [(path, label_path_text(path)) for _, path in listing]
 
     cache_file = cache_file_for(config.yaml_path)
     previous = load_scan(cache_file) if use_cache else None
@@ -230,24 +236,29 @@ def _record(check: str, split: str | None, image: str | None, label: str | None,
 def _orphan_labels(config: DatasetConfig, images: pd.DataFrame) -> list[tuple]:
     """Label files in the label folders of the dataset's images that belong to no image of any split."""
     known_labels = set(images["label_path"])
-    label_dirs = sorted({os.path.dirname(p) for p in known_labels})
-    split_lists = {str(s) for sources in config.splits.values() for s in sources}
-    image_stems = {os.path.splitext(p)[0] for p in images["path"]}
-    relative = _relative_to(config.root)
-    records = []
+    label_dirs = sorted({path.rpartition(os.sep)[0] for path in known_labels})
+    candidates = []
     for directory in label_dirs:
         try:
-            names = sorted(os.listdir(directory))
+            names = os.listdir(directory)
         except OSError:
             continue
-        for name in names:
-            path = os.path.join(directory, name)
-            if not name.endswith(".txt") or path in known_labels or name.lower() in _NOT_LABEL_FILES:
-                continue
-            if path in split_lists or os.path.splitext(path)[0] in image_stems or is_image_file(name):
-                continue
-            records.append(_record("orphan-label", None, None, relative(path), None,
-                                   "label file without an image: its boxes are never used"))
+        # Set difference first: in a healthy dataset every .txt is a known label and nothing is left to check.
+        unknown = {f"{directory}{os.sep}{name}" for name in names if name.endswith(".txt")} - known_labels
+        candidates.extend(sorted(unknown))
+    if not candidates:
+        return []
+    split_lists = {str(s) for sources in config.splits.values() for s in sources}
+    image_stems = {path.rpartition(".")[0] for path in images["path"]}  # image paths always have an extension
+    relative = _relative_to(config.root)
+    records = []
+    for path in candidates:
+        name = os.path.basename(path)
+        if name.lower() in _NOT_LABEL_FILES or path in split_lists or path[: -len(".txt")] in image_stems \
+                or is_image_file(name):
+            continue
+        records.append(_record("orphan-label", None, None, relative(path), None,
+                               "label file without an image: its boxes are never used"))
     return records
 
 
