@@ -20,7 +20,7 @@ import pandas as pd
 
 from dataset_doctor.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
 
-SCAN_FORMAT_VERSION = 1  # bump when what a scan records, or how, changes: old caches are then ignored
+SCAN_FORMAT_VERSION = 2  # bump when what a scan records, or how, changes: old caches are then ignored
 
 
 def cache_dir() -> Path:
