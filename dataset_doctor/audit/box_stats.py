@@ -59,23 +59,29 @@ def box_stats_table(geometry: pd.DataFrame, splits: list[str], names: list[str] 
     cls = geometry["cls"].to_numpy().astype(np.int64)
     per_class = split_codes * slots + cls
     pooled = split_codes * slots + nc
-    groups = np.concatenate([per_class, pooled])
     group_count = len(splits) * slots
 
     table = pd.DataFrame({
         "split": np.repeat(splits, slots),
         "class_id": np.tile(np.r_[np.arange(nc), ALL_CLASSES], len(splits)),
         "class": np.tile(np.asarray([*names, "all"], dtype=object), len(splits)),
-        "instances": np.bincount(groups, minlength=group_count),
+        "instances": np.bincount(per_class, minlength=group_count) + np.bincount(pooled, minlength=group_count),
     })
     for suffix, column in (("", "area"), ("_imgsz", "area_imgsz")):
-        area = np.tile(geometry[column].to_numpy(), 2)
-        size_class = np.digitize(area, [COCO_SMALL_AREA, COCO_MEDIUM_AREA])  # 0 small, 1 medium, 2 large
+        size_class = np.digitize(geometry[column].to_numpy(), [COCO_SMALL_AREA, COCO_MEDIUM_AREA])  # 0, 1, 2
         for code, name in enumerate(("small", "medium", "large")):
-            table[f"{name}{suffix}"] = np.bincount(groups[size_class == code], minlength=group_count)
+            chosen = size_class == code
+            table[f"{name}{suffix}"] = (np.bincount(per_class[chosen], minlength=group_count)
+                                        + np.bincount(pooled[chosen], minlength=group_count))
+    is_pooled = (np.arange(group_count) % slots == nc)[:, None]
     for measure in MEASURES:
-        values = np.tile(geometry[measure].to_numpy(), 2)
-        result = grouped_percentiles(groups, values, group_count, PERCENTILES)
+        values = geometry[measure].to_numpy()
+        keep = ~np.isnan(values)
+        by_value = np.argsort(values[keep])
+        sorted_values = values[keep][by_value]
+        result = np.where(is_pooled,
+                          _percentiles_of_sorted(pooled[keep][by_value], sorted_values, group_count, PERCENTILES),
+                          _percentiles_of_sorted(per_class[keep][by_value], sorted_values, group_count, PERCENTILES))
         for position, percentile in enumerate(PERCENTILES):
             table[f"{measure}_p{percentile}"] = result[:, position]
     return table
@@ -84,20 +90,29 @@ def box_stats_table(geometry: pd.DataFrame, splits: list[str], names: list[str] 
 def grouped_percentiles(groups: np.ndarray, values: np.ndarray, group_count: int,
                         percentiles: tuple[float, ...] | list[float]) -> np.ndarray:
     """Percentiles of `values` within each group (ids 0..group_count-1), NumPy's default linear interpolation.
-
-    One sort for all groups instead of a groupby: sorted by (group, value), each group's percentile positions
-    are offsets from where the group starts. NaN values are left out; empty groups give NaN.
-    """
+    NaN values are left out; empty groups give NaN."""
     keep = ~np.isnan(values)
-    groups, values = groups[keep], values[keep]
-    order = np.lexsort((values, groups))
-    sorted_values = values[order]
+    by_value = np.argsort(values[keep])
+    return _percentiles_of_sorted(groups[keep][by_value], values[keep][by_value], group_count, percentiles)
+
+
+def _percentiles_of_sorted(groups: np.ndarray, values: np.ndarray, group_count: int,
+                           percentiles: tuple[float, ...] | list[float]) -> np.ndarray:
+    """grouped_percentiles for values already sorted ascending (groups in the same order).
+
+    One sort for all groups instead of a groupby: a stable sort on the small integer group ids (a radix sort
+    in NumPy) keeps values ascending within each group, and each group's percentile positions are offsets from
+    where it starts.
+    """
+    group_type = np.uint16 if group_count <= np.iinfo(np.uint16).max else np.int64
+    sorted_values = values[np.argsort(groups.astype(group_type), kind="stable")]
     counts = np.bincount(groups, minlength=group_count)
     starts = np.cumsum(counts) - counts
     fractions = np.asarray(percentiles, dtype=np.float64) / 100.0
-    positions = starts[:, None] + fractions[None, :] * np.maximum(counts - 1, 0)[:, None]
+    last = np.maximum(counts - 1, 0)[:, None]
+    positions = starts[:, None] + fractions[None, :] * last
     below = np.floor(positions).astype(np.int64)
-    above = np.minimum(below + 1, starts[:, None] + np.maximum(counts - 1, 0)[:, None])
+    above = np.minimum(below + 1, starts[:, None] + last)
     result = np.full(positions.shape, np.nan)
     present = counts > 0
     if present.any():
