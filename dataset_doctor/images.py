@@ -4,13 +4,18 @@ Why one pass: the audit must really decode every image (a header check misses co
 decoded pixels also give the perceptual hash used to find near-duplicates and train/val leaks. JPEGs are
 decoded at 1/2..1/8 scale (libjpeg's DCT scaling), which still walks the whole compressed stream but costs a
 fraction of a full decode. Truncated JPEGs and PNGs, which decoders quietly half-read, are caught by their
-missing end markers.
+missing end markers; JPEGs whose data is damaged in the middle by libjpeg's own warnings, which OpenCV does
+not pass on (see _DecoderMessages).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -23,6 +28,11 @@ _JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB,
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _REDUCED_FLAGS = {8: cv2.IMREAD_REDUCED_GRAYSCALE_8, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
                   2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 1: cv2.IMREAD_GRAYSCALE}
+# libjpeg warnings (jerror.h) that mean image data is missing or garbled: OpenCV still returns an image.
+_DAMAGE_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+# ...except padding after the last block, common in camera files that decode completely.
+_HARMLESS_WARNINGS = ("extraneous bytes before marker",)
+_DECODER_CHATTER = ("JPEG", "libpng", "jpeg", "png")  # lines from the decoders, never shown to the user
 
 
 @dataclass(frozen=True)
@@ -72,11 +82,15 @@ def probe_image_bytes(data: bytes) -> ImageProbe:
     reduction = _reduction_for(header_size)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        gray = cv2.imdecode(buffer, _REDUCED_FLAGS[reduction])
+        gray, messages = _decoder_messages.decode(buffer, _REDUCED_FLAGS[reduction])
     except cv2.error as error:
         return failed(f"cannot be decoded: {str(error).strip().splitlines()[-1]}")
     if gray is None or gray.size == 0:
-        return failed(f"cannot be decoded as {image_format}")
+        detail = f" ({messages[-1]})" if messages else ""
+        return failed(f"cannot be decoded as {image_format}{detail}")
+    damage = [m for m in messages if m.startswith(_DAMAGE_WARNINGS) and not any(h in m for h in _HARMLESS_WARNINGS)]
+    if damage:
+        return failed(f"damaged {image_format} data: the decoder reports '{damage[0]}'")
     if header_size is None:
         height, width = gray.shape[:2]
     else:
@@ -84,6 +98,52 @@ def probe_image_bytes(data: bytes) -> ImageProbe:
     if width <= 0 or height <= 0:
         return failed(f"invalid image size {width}x{height}")
     return ImageProbe(width, height, size, content_hash, perceptual_hash(gray), image_format, None)
+
+
+class _DecoderMessages:
+    """What the image decoders print while decoding one image.
+
+    libjpeg reports damaged entropy-coded data (garbage or a missing stretch in the middle of the file, end
+    marker intact) only as warnings, and OpenCV passes them to no one: it returns an image, part of it grey
+    or garbage, and the warning goes to file descriptor 2. So for the length of one decode fd 2 points at a
+    private temporary file, which is read back. One file per process (scans fork workers), a lock against
+    threads; lines that are not decoder output are written back to the real stderr.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner = -1
+        self._capture = None
+
+    def decode(self, buffer: np.ndarray, flags: int) -> tuple[np.ndarray | None, list[str]]:
+        with self._lock:
+            if self._owner != os.getpid():
+                self._capture = tempfile.TemporaryFile()  # noqa: SIM115 (kept open for the process's life)
+                self._owner = os.getpid()
+            capture = self._capture.fileno()
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(capture, 2)
+            try:
+                image = cv2.imdecode(buffer, flags)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            size = os.fstat(capture).st_size
+            if not size:
+                return image, []
+            os.lseek(capture, 0, os.SEEK_SET)
+            text = os.read(capture, size).decode("utf-8", errors="replace")
+            os.ftruncate(capture, 0)
+            os.lseek(capture, 0, os.SEEK_SET)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        others = [line for line in lines if not any(word in line for word in _DECODER_CHATTER)]
+        if others:
+            sys.stderr.write("\n".join(others) + "\n")
+        return image, [line for line in lines if line not in others]
+
+
+_decoder_messages = _DecoderMessages()
 
 
 def perceptual_hash(gray: np.ndarray) -> str:

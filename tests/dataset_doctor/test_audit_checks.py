@@ -49,6 +49,7 @@ def test_a_clean_dataset_with_every_valid_variety_has_no_error_or_warning(make_d
     (lambda data: b"", "zero bytes"),
     (lambda data: b"this is not an image\n", "not an image"),
     (lambda data: data[:20] + bytes(300) + data[320:], "cannot be decoded"),  # tables zeroed, end marker intact
+    (lambda data: _garbled(data), "damaged jpeg data"),  # entropy data garbled, markers intact: OpenCV decodes it
 ])
 def test_corrupt_image(make_dataset, damage, reason):
     splits = base_splits()
@@ -63,14 +64,26 @@ def test_corrupt_image(make_dataset, damage, reason):
     assert result.instances("train") == [100, 100]  # its box is not usable
 
 
-def test_truncated_png_is_corrupt(make_dataset):
+def _garbled(data: bytes) -> bytes:
+    """Random bytes in place of the image data after the start of scan, end-of-image marker kept."""
+    start = data.find(b"\xff\xda") + 20
+    noise = np.random.default_rng(0).integers(0, 256, len(data) - start - 2, dtype=np.uint8).tobytes()
+    return data[:start] + noise + data[-2:]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[:-40], "truncated PNG"),
+    (lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:], "CRC error"),  # one flipped bit
+])
+def test_corrupt_png(make_dataset, damage, reason):
     splits = base_splits()
     splits["train"]["broken.png"] = ("0 0.5 0.5 0.2 0.2\n", (320, 240))
     data_yaml = make_dataset(splits, names=NAMES)
     path = data_yaml.parent / "images/train/broken.png"
-    path.write_bytes(path.read_bytes()[:-40])
+    path.write_bytes(damage(path.read_bytes()))
     result = audit(data_yaml)
     assert places(result, "corrupt-image") == [("train", "images/train/broken.png", None, None)]
+    assert reason in result.findings["message"].iloc[0]
 
 
 @pytest.mark.parametrize("bad_line", ["0 0.5 0.5 0.2", "1 0.5 abc 0.1 0.1", "1 nan 0.5 0.1 0.1",
