@@ -74,17 +74,38 @@ def box_stats_table(geometry: pd.DataFrame, splits: list[str], names: list[str] 
             table[f"{name}{suffix}"] = (np.bincount(per_class[chosen], minlength=group_count)
                                         + np.bincount(pooled[chosen], minlength=group_count))
     is_pooled = (np.arange(group_count) % slots == nc)[:, None]
+    class_groups, pooled_groups = _GroupOrder(per_class, group_count), _GroupOrder(pooled, group_count)
     for measure in MEASURES:
         values = geometry[measure].to_numpy()
-        keep = ~np.isnan(values)
-        by_value = np.argsort(values[keep])
-        sorted_values = values[keep][by_value]
-        result = np.where(is_pooled,
-                          _percentiles_of_sorted(pooled[keep][by_value], sorted_values, group_count, PERCENTILES),
-                          _percentiles_of_sorted(per_class[keep][by_value], sorted_values, group_count, PERCENTILES))
+        if np.isnan(values).any():
+            by_class = grouped_percentiles(per_class, values, group_count, PERCENTILES)
+            by_split = grouped_percentiles(pooled, values, group_count, PERCENTILES)
+        else:
+            by_class = class_groups.percentiles(values, PERCENTILES)
+            by_split = pooled_groups.percentiles(values, PERCENTILES)
+        result = np.where(is_pooled, by_split, by_class)
         for position, percentile in enumerate(PERCENTILES):
             table[f"{measure}_p{percentile}"] = result[:, position]
     return table
+
+
+class _GroupOrder:
+    """Rows arranged by group once (a radix sort on small integer ids), reused for every measure: each measure
+    then needs only a sort within each group's slice, which NumPy's vectorised sort does far faster than an
+    argsort or lexsort of the whole column."""
+
+    def __init__(self, groups: np.ndarray, group_count: int):
+        group_type = np.uint16 if group_count <= np.iinfo(np.uint16).max else np.int64
+        self.order = np.argsort(groups.astype(group_type), kind="stable")
+        self.counts = np.bincount(groups, minlength=group_count)
+        self.starts = np.cumsum(self.counts) - self.counts
+
+    def percentiles(self, values: np.ndarray, percentiles: tuple[float, ...]) -> np.ndarray:
+        arranged = values[self.order]
+        for start, count in zip(self.starts.tolist(), self.counts.tolist()):
+            if count > 1:
+                arranged[start:start + count].sort()
+        return _interpolate(arranged, self.starts, self.counts, percentiles)
 
 
 def grouped_percentiles(groups: np.ndarray, values: np.ndarray, group_count: int,
@@ -107,7 +128,12 @@ def _percentiles_of_sorted(groups: np.ndarray, values: np.ndarray, group_count: 
     group_type = np.uint16 if group_count <= np.iinfo(np.uint16).max else np.int64
     sorted_values = values[np.argsort(groups.astype(group_type), kind="stable")]
     counts = np.bincount(groups, minlength=group_count)
-    starts = np.cumsum(counts) - counts
+    return _interpolate(sorted_values, np.cumsum(counts) - counts, counts, percentiles)
+
+
+def _interpolate(sorted_values: np.ndarray, starts: np.ndarray, counts: np.ndarray,
+                 percentiles: tuple[float, ...] | list[float]) -> np.ndarray:
+    """Percentiles (linear interpolation, as np.percentile) of groups laid out as sorted slices."""
     fractions = np.asarray(percentiles, dtype=np.float64) / 100.0
     last = np.maximum(counts - 1, 0)[:, None]
     positions = starts[:, None] + fractions[None, :] * last

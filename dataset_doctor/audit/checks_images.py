@@ -31,10 +31,13 @@ def duplicate_image_pairs(images: pd.DataFrame, options: AuditOptions) -> pd.Dat
     split_codes = images["split"].cat.codes.to_numpy()
     content = images["content_hash"].to_numpy()
 
-    hashed = pd.DataFrame({"hash": content, "id": ids, "split": split_codes})[content != ""]
-    first_in_split = hashed.groupby(["hash", "split"], sort=False)["id"].transform("min").to_numpy()
-    first_overall = hashed.groupby("hash", sort=False)["id"].transform("min").to_numpy()
-    member = hashed["id"].to_numpy()
+    member = ids[content != ""]
+    codes = pd.factorize(content[member])[0]
+    # Ids increase down the table, so the first occurrence of a hash (or of a hash within a split) is its
+    # smallest id: np.unique's first indices give it without a groupby.
+    first_overall = member[_first_index(codes)[codes]]
+    in_split = codes * len(images["split"].cat.categories) + split_codes[member]
+    first_in_split = member[_first_index(in_split)[in_split]]
     same_split = first_in_split != member
     other_split = split_codes[first_overall] != split_codes[member]
     firsts = [first_in_split[same_split], first_overall[other_split]]
@@ -65,6 +68,14 @@ def duplicate_image_pairs(images: pd.DataFrame, options: AuditOptions) -> pd.Dat
         "image_id_a": a, "split_a": split_names[a], "image_a": names[a], "path_a": paths[a],
         "image_id_b": b, "split_b": split_names[b], "image_b": names[b], "path_b": paths[b],
     }, columns=PAIR_COLUMNS).sort_values(["check", "image_id_b"], kind="stable").reset_index(drop=True)
+
+
+def _first_index(keys: np.ndarray) -> np.ndarray:
+    """For each key value k (0..max), the position of its first occurrence in `keys`."""
+    values, first = np.unique(keys, return_index=True)
+    table = np.zeros(int(values.max()) + 1 if len(values) else 0, dtype=np.int64)
+    table[values] = first
+    return table
 
 
 def duplicate_image_findings(pairs: pd.DataFrame, options: AuditOptions) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import kolmogorov
 from scipy.stats import ks_2samp
 
 from dataset_doctor.audit.finding_table import finding_rows
@@ -41,13 +42,11 @@ def scale_shift_table(geometry: pd.DataFrame, names: list[str] | tuple[str, ...]
 
     rows = []
     for k in range(nc):
-        a, b = samples[train][k], samples[val][k]
+        a, b = np.sort(samples[train][k]), np.sort(samples[val][k])
         tested = min(len(a), len(b)) >= options.shift_min_instances
         statistic = p_value = np.nan
         if tested:
-            # Exact p-values cost O(n_a * n_b); beyond small samples the asymptotic distribution is as good.
-            result = ks_2samp(a, b, method="exact" if len(a) * len(b) <= _EXACT_KS_LIMIT else "asymp")
-            statistic, p_value = float(result.statistic), float(result.pvalue)
+            statistic, p_value = _ks_test(a, b)
         train_side = float(np.exp(np.median(a) / 2)) if len(a) else np.nan
         val_side = float(np.exp(np.median(b) / 2)) if len(b) else np.nan
         rows.append((k, names[k], len(a), len(b), tested, statistic, p_value, train_side, val_side,
@@ -58,6 +57,24 @@ def scale_shift_table(geometry: pd.DataFrame, names: list[str] | tuple[str, ...]
     table["flagged"] = (table["tested"] & (table["p_value"] < level)
                         & (table["statistic"] >= options.shift_min_effect)).astype(bool)
     return table
+
+
+def _ks_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Two-sided two-sample KS test on sorted samples: (D, p-value).
+
+    D is the largest gap between the two empirical CDFs, evaluated at every sample value (as ks_2samp). The
+    p-value is exact for small samples (scipy, cost O(n_a * n_b)); beyond, Smirnov's limiting distribution:
+    P(sqrt(n) D > x) -> kolmogorov(x) with n = n_a n_b / (n_a + n_b) (Smirnov 1948), a ufunc, where scipy's
+    finite-n kstwo costs half a millisecond per class.
+    """
+    if len(a) * len(b) <= _EXACT_KS_LIMIT:
+        result = ks_2samp(a, b, method="exact")
+        return float(result.statistic), float(result.pvalue)
+    values = np.concatenate([a, b])
+    gap = np.abs(np.searchsorted(a, values, side="right") / len(a) - np.searchsorted(b, values, side="right") / len(b))
+    statistic = float(gap.max())
+    effective = len(a) * len(b) / (len(a) + len(b))
+    return statistic, float(np.clip(kolmogorov(np.sqrt(effective) * statistic), 0, 1))
 
 
 def scale_shift_findings(table: pd.DataFrame, options: AuditOptions) -> pd.DataFrame:

@@ -17,6 +17,8 @@ def finding_rows(check: str, *, split: Column = None, image: Column = None, labe
     """Findings of one check; each field is one value for all rows or one value per row."""
     columns = {"split": split, "image": image, "label": label, "line": line, "message": message}
     length = max((len(value) for value in columns.values() if _is_column(value)), default=1)
+    if length == 0:
+        return _EMPTY.copy()
     data: dict[str, object] = {"check": [check] * length, "severity": [CHECKS[check]] * length}
     for name, value in columns.items():
         if name == "line":
@@ -28,9 +30,16 @@ def finding_rows(check: str, *, split: Column = None, image: Column = None, labe
 
 
 def empty_findings() -> pd.DataFrame:
+    return _EMPTY.copy()
+
+
+def _empty() -> pd.DataFrame:
     frame = pd.DataFrame({name: pd.Series(dtype=object) for name in FINDING_COLUMNS})
     frame["line"] = pd.array([], dtype="Int64")
     return frame
+
+
+_EMPTY = _empty()
 
 
 def concat_findings(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -94,11 +94,9 @@ def _ordered(findings: pd.DataFrame, splits: list[str]) -> pd.DataFrame:
     """Checks in design.md order, then split order, file and line."""
     check_rank = {check: rank for rank, check in enumerate(CHECKS)}
     split_rank = {split: rank for rank, split in enumerate(splits)}
-    keys = pd.DataFrame({
-        "check": findings["check"].map(check_rank),
-        "split": findings["split"].map(split_rank).fillna(len(splits)),
-        "image": findings["image"].fillna(""), "label": findings["label"].fillna(""),
-        "line": findings["line"].fillna(0),
-    })
-    order = keys.sort_values(list(keys.columns), kind="stable").index
-    return findings.loc[order].reset_index(drop=True)
+    keys = [findings["line"].fillna(0).to_numpy(dtype=np.int64)]
+    for column in ("label", "image"):
+        keys.append(pd.factorize(findings[column].fillna("").to_numpy(dtype=object), sort=True)[0])
+    keys.append(findings["split"].map(split_rank).fillna(len(splits)).to_numpy())
+    keys.append(findings["check"].map(check_rank).to_numpy())
+    return findings.iloc[np.lexsort(keys)].reset_index(drop=True)

@@ -176,3 +176,42 @@ def test_near_duplicate_pairs_match_brute_force():
         else:
             assert set(zip(pairs["i"], pairs["j"])) == expected
         assert (pairs["distance"] <= max_bits).all() and (pairs["i"] < pairs["j"]).all()
+
+
+@pytest.mark.parametrize("sizes", [(40, 30), (400, 300), (3000, 50)])
+def test_ks_test_matches_scipy(sizes):
+    from scipy.stats import ks_2samp, kstwobign
+
+    from dataset_doctor.audit.checks_shift import _ks_test
+
+    rng = np.random.default_rng(sizes[0])
+    a = np.sort(rng.normal(0, 1, sizes[0]).round(2))  # ties included
+    b = np.sort(rng.normal(0.3, 1.2, sizes[1]).round(2))
+    statistic, p_value = _ks_test(a, b)
+    exact = sizes[0] * sizes[1] <= 10_000
+    reference = ks_2samp(a, b, method="exact" if exact else "asymp")
+    assert statistic == pytest.approx(reference.statistic, abs=1e-12)
+    if exact:
+        assert p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    else:  # Smirnov's limiting distribution, close to scipy's finite-n one at these sizes
+        effective = sizes[0] * sizes[1] / sum(sizes)
+        assert p_value == pytest.approx(kstwobign.sf(np.sqrt(effective) * statistic), rel=1e-9)
+        assert p_value == pytest.approx(reference.pvalue, rel=0.2)
+
+
+def test_box_stats_percentiles_match_numpy_per_class_and_pooled():
+    from dataset_doctor.audit.box_stats import MEASURES, PERCENTILES
+
+    rng = np.random.default_rng(6)
+    count = 3000
+    geometry = pd.DataFrame({"split": rng.choice(["train", "val"], count), "cls": rng.integers(0, 3, count),
+                             **{measure: rng.lognormal(3, 1, count) for measure in MEASURES}})
+    stats = box_stats_table(geometry, ["train", "val"], ["a", "b", "c"]).set_index(["split", "class_id"])
+    for split in ("train", "val"):
+        for class_id in (0, 1, 2, -1):
+            chosen = (geometry["split"] == split) & ((geometry["cls"] == class_id) | (class_id == -1))
+            for measure in ("width", "aspect", "area_imgsz"):
+                expected = np.percentile(geometry.loc[chosen, measure], PERCENTILES)
+                row = stats.loc[(split, class_id), [f"{measure}_p{p}" for p in PERCENTILES]]
+                assert np.allclose(row.to_numpy(dtype=float), expected)
+            assert stats.loc[(split, class_id), "instances"] == chosen.sum()
