@@ -24,6 +24,7 @@ from dataset_doctor.audit.finding_table import concat_findings
 from dataset_doctor.audit.options import AuditOptions
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import CHECKS
+from dataset_doctor.gc_pause import gc_paused
 from dataset_doctor.index import DatasetIndex
 from dataset_doctor.weights import compute_class_weights
 
@@ -33,7 +34,11 @@ SPLIT_SUMMARY_COLUMNS = ["split", "images", "readable", "backgrounds", "label_fi
 
 def run_audit(index: DatasetIndex, options: AuditOptions | None = None) -> AuditResult:
     """Audit an indexed dataset. Reads nothing from disk: everything comes from the index."""
-    options = options or AuditOptions()
+    with gc_paused():
+        return _run_audit(index, options or AuditOptions())
+
+
+def _run_audit(index: DatasetIndex, options: AuditOptions) -> AuditResult:
     images, boxes, names, splits = index.images, index.boxes, list(index.names), index.splits
     errors = index.box_errors(options.out_of_bounds_tolerance).to_numpy()
     valid = errors == ""
