@@ -75,18 +75,19 @@ def scan_files(pairs: Sequence[tuple[str, str]], previous: FileScan | None = Non
 def _signatures(pairs: list[tuple[str, str]]) -> np.ndarray:
     """stat_signature of every image and label as an (n, 4) array; one tight loop, as it stats every file of the
     dataset on every run (the bulk of a warm start)."""
-    values = np.empty(4 * len(pairs), dtype=np.int64)
-    stat = os.stat
-    position = 0
+    values: list[int] = []
+    append, stat = values.append, os.stat
     for image, label in pairs:
         for path in (image, label):
             try:
                 result = stat(path)
-                values[position], values[position + 1] = result.st_size, result.st_mtime_ns
             except OSError:
-                values[position], values[position + 1] = MISSING, 0
-            position += 2
-    return values.reshape(-1, 4)
+                append(MISSING)
+                append(0)
+            else:
+                append(result.st_size)
+                append(result.st_mtime_ns)
+    return np.array(values, dtype=np.int64).reshape(-1, 4)
 
 
 def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,

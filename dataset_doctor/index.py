@@ -222,11 +222,19 @@ def _problem_findings(config: DatasetConfig, images: pd.DataFrame, per_image: pd
         None, "empty label file: a background image")
 
     if len(scan.problems):
-        image_of_file = pd.DataFrame({"file": rows, "image_id": np.arange(len(rows))})
-        joined = scan.problems.merge(image_of_file, on="file").sort_values(["image_id", "line"], kind="stable")
-        lines = joined["line"].to_numpy()
-        add(joined["check"].to_numpy(dtype=object), joined["image_id"].to_numpy(),
-            np.where(lines > 0, lines, None), joined["message"].to_numpy(dtype=object))
+        # Each problem of a file, once per image listing that file (an image can be in two splits).
+        by_file = np.argsort(rows, kind="stable")
+        files = scan.problems["file"].to_numpy(dtype=np.int64)
+        first = np.searchsorted(rows[by_file], files, side="left")
+        listed = np.searchsorted(rows[by_file], files, side="right") - first
+        problem = np.repeat(np.arange(len(files)), listed)
+        within = np.arange(len(problem)) - np.repeat(np.cumsum(listed) - listed, listed)
+        image_ids = by_file[np.repeat(first, listed) + within]
+        lines = scan.problems["line"].to_numpy()[problem]
+        order = np.lexsort((lines, image_ids))
+        problem, image_ids, lines = problem[order], image_ids[order], lines[order]
+        add(scan.problems["check"].to_numpy(dtype=object)[problem], image_ids, np.where(lines > 0, lines, None),
+            scan.problems["message"].to_numpy(dtype=object)[problem])
 
     polygon = boxes["polygon"].to_numpy()
     if polygon.any():

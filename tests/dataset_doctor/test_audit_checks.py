@@ -402,3 +402,14 @@ def test_a_box_on_an_image_listed_twice_is_counted_in_each_split(make_dataset):
     assert result.instances("val") == [35, 35]
     assert np.array_equal(result.split_summary["images"], [20, 7])
     assert (root / "images/train/t000.jpg").exists()
+
+
+def test_a_bad_line_of_an_image_listed_in_two_splits_is_reported_in_each(make_dataset):
+    splits = base_splits()
+    splits["train"]["t001.jpg"] = grid_label() + "0 0.5 0.5\n"
+    data_yaml = make_dataset(splits, names=NAMES)
+    also_in_val = "val:\n- images/val\n- images/train/t001.jpg"
+    data_yaml.write_text(data_yaml.read_text().replace("val: images/val", also_in_val))
+    result = audit(data_yaml)
+    assert places(result, "malformed-line") == [("train", "images/train/t001.jpg", "labels/train/t001.txt", 11),
+                                                ("val", "images/train/t001.jpg", "labels/train/t001.txt", 11)]
