@@ -29,7 +29,7 @@ class AuditOptions:
     near_duplicate_bits: int = _NEAR_DUPLICATE_MAX_BITS  # duplicate-image / split-leak: pHash bits that may differ
     shift_min_instances: int = 15  # scale-shift: test a class only with this many boxes in train and in val
     shift_alpha: float = 0.01  # scale-shift: family-wise significance (Bonferroni over the classes tested)
-    shift_min_effect: float = 0.2  # scale-shift: smallest KS statistic (CDF gap) worth a warning
+    shift_min_effect: float = 0.25  # scale-shift: smallest KS statistic (CDF gap) worth a warning
     ignore: frozenset[str] = field(default_factory=frozenset)  # check ids left out of the result
     fail_on: str = "error"  # the lowest severity that makes the audit fail (exit code 1)
 

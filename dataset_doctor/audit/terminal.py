@@ -34,8 +34,14 @@ def _header(result: AuditResult) -> Text:
     summary = result.split_summary.set_index("split")
     sizes = ", ".join(f"{split} {int(summary.at[split, 'images'])} images" for split in result.splits)
     text.append(f"\n{len(result.classes)} classes; {sizes}; ")
-    text.append(f"{result.files_read} files read, the rest from the cache" if result.files_read
-                else "all from the cache", style="dim")
+    listed = int(summary["images"].sum())
+    if not result.files_read:
+        scanned = "every file from the cache"
+    elif result.files_read >= listed:
+        scanned = f"{result.files_read} image/label pairs read"
+    else:
+        scanned = f"{result.files_read} image/label pairs read, the rest from the cache"
+    text.append(scanned, style="dim")
     return text
 
 

@@ -197,3 +197,10 @@ def test_fix_command(make_dataset, tmp_path):
     assert runner.invoke(app, ["audit", str(tmp_path / "out/data.yaml")]).exit_code == 0
     again = runner.invoke(app, ["fix", str(data_yaml), "--out", str(tmp_path / "out")])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_cli_defaults_follow_the_library():
+    from dataset_doctor.cli import fix as fix_command
+
+    assert FixOptions().clip_max == fix_command._CLIP_MAX
+    assert FixOptions().out_of_bounds_tolerance == fix_command._BOUNDS_TOLERANCE
