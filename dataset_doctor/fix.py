@@ -6,7 +6,8 @@ What changes, line by line (never the whole image for one bad line):
   dropped (an error the audit reports as out-of-bounds) when it is more: such a box is mostly guesswork;
 - polygons become their bounding boxes;
 - exact repeats of an earlier line of the same file are dropped (same class and coordinates to 1e-6);
-- corrupt images are left out with their labels; orphan label files are not copied.
+- corrupt images are left out with their labels, as are images whose label file cannot be read whole;
+  orphan label files are not copied.
 Images are copied byte for byte; label files without changes too. The decisions use the same box rules
 (`box_rules`) as the audit, so the copy audits without errors.
 """
@@ -113,7 +114,7 @@ def _write_copy(index: DatasetIndex, out: Path, staging: Path, options: FixOptio
     unreadable_labels = _images_with_unreadable_labels(index)
     for image in images.itertuples(index=False):
         if not image.readable or image.image in unreadable_labels:
-            reason = image.image_error or "label file cannot be read"
+            reason = image.image_error or unreadable_labels[image.image]
             log_rows.append((image.image, None, DROP_IMAGE, "", "", f"{reason}; left out with its label file"))
             continue
         relative_image = _mirrored(image.image)
@@ -204,20 +205,20 @@ def _line_changes(index: DatasetIndex, images: pd.DataFrame, options: FixOptions
     return changes
 
 
-def _images_with_unreadable_labels(index: DatasetIndex) -> set[str]:
-    """Images whose label file exists but could not be read (a directory, no permission): the index reports
-    them as a malformed-line finding without a line number, with the reader's message."""
+def _images_with_unreadable_labels(index: DatasetIndex) -> dict[str, str]:
+    """Images whose label file exists but could not be read (a directory, no permission) or was too large to
+    read whole: the index reports them as a malformed-line finding without a line number. A repaired copy
+    cannot vouch for such a file, so the image is left out."""
     problems = index.problems
     hit = problems[(problems["check"] == "malformed-line") & problems["line"].isna()]
-    return {image for image, message in zip(hit["image"], hit["message"])
-            if message.startswith("cannot read label file")}
+    return {image: message for image, message in zip(hit["image"], hit["message"])
+            if message.startswith(("cannot read label file", "label file is larger than"))}
 
 
 def _rewrite_label(source: Path, target: Path, changes: list[_Change]) -> dict[int, str]:
     """Write the label file with the changes applied; return the original text of every changed line.
 
-    Unchanged lines are kept byte for byte (CRLF endings included); lines of the source that the index never
-    parsed (past the label-size limit) are dropped too, since nothing vouches for them.
+    Unchanged lines are kept byte for byte (CRLF endings included).
     """
     raw_lines = source.read_bytes().split(b"\n")
     by_line = {change.line: change for change in changes}

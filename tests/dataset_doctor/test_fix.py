@@ -204,3 +204,15 @@ def test_cli_defaults_follow_the_library():
 
     assert FixOptions().clip_max == fix_command._CLIP_MAX
     assert FixOptions().out_of_bounds_tolerance == fix_command._BOUNDS_TOLERANCE
+
+
+def test_an_image_whose_label_file_cannot_be_read_is_left_out(make_dataset, tmp_path):
+    data_yaml = make_dataset(base_splits(), names=NAMES)
+    label = data_yaml.parent / "labels/train/t004.txt"
+    label.unlink()
+    label.mkdir()  # a directory where the label file should be
+    result = fix(data_yaml, tmp_path / "out")
+    rows = read_log(tmp_path / "out")
+    assert [(row["file"], row["action"]) for row in rows] == [("images/train/t004.jpg", "drop-image")]
+    assert "cannot read label file" in rows[0]["reason"]
+    assert not (tmp_path / "out/images/train/t004.jpg").exists() and result.images == 25
