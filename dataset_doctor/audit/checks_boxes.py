@@ -38,10 +38,10 @@ def duplicate_box_pairs(boxes: pd.DataFrame, min_iou: float) -> pd.DataFrame:
     """Pairs of boxes of one image with the same class and IoU >= min_iou, as row positions in `boxes`.
 
     Sweep instead of all pairs: sorted by (image, class, cx), a box is compared with the following boxes only
-    while their centres are close enough in x for the IoU to reach min_iou. Why that bound holds: IoU <=
-    overlap_x / max(w_a, w_b) (the union is at least the larger box, the intersection at most overlap_x times
-    the smaller height), and overlap_x <= (w_a + w_b) / 2 - |dcx|, so IoU >= t needs
-    |dcx| <= (1 - t) * max(w_a, w_b), which is at most (1 - t) times the widest box of the group.
+    while their centres are close enough in x for the IoU to reach min_iou. Why that bound holds: the union is
+    at least the wider box's area w * h, and h >= overlap_y, so IoU = overlap_x * overlap_y / union <=
+    overlap_x / max(w_a, w_b); with overlap_x <= (w_a + w_b) / 2 - |dcx|, IoU >= t needs
+    |dcx| <= (1 - t) * max(w_a, w_b), at most (1 - t) times the widest box of the group.
     """
     image_id = boxes["image_id"].to_numpy()
     cls = boxes["cls"].to_numpy()

@@ -24,7 +24,9 @@ def finding_rows(check: str, *, split: Column = None, image: Column = None, labe
         if name == "line":
             continue
         data[name] = _as_object_array(value, length)
-    frame = pd.DataFrame(data, columns=[c for c in FINDING_COLUMNS if c != "line"])
+    # dtype=object: pandas would infer its string dtype for some columns (NaN for None) and not for others.
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in data.items()},
+                         columns=[c for c in FINDING_COLUMNS if c != "line"])
     frame.insert(FINDING_COLUMNS.index("line"), "line", _as_line_array(line, length))
     return frame
 
