@@ -20,7 +20,9 @@ import pandas as pd
 
 from dataset_doctor.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
 
-SCAN_FORMAT_VERSION = 3  # bump when what a scan records, or how, changes: old caches are then ignored
+# Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
+# with SHA-256 content hashes and string blobs (audit's 3).
+SCAN_FORMAT_VERSION = 4
 
 
 def cache_dir() -> Path:

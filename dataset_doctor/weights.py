@@ -12,10 +12,17 @@ Classes without a train instance get weight 1 and a warning (nothing to learn fr
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
+if TYPE_CHECKING:
+    import numpy as np
+
+    from dataset_doctor.index import DatasetIndex
 
 METHODS = ("inverse", "sqrt", "effective")
 DEFAULT_METHOD = "inverse"
@@ -40,6 +47,8 @@ def compute_class_weights(instances: np.ndarray | list[int], classes: list[str] 
                           method: str = DEFAULT_METHOD, max_ratio: float | None = DEFAULT_MAX_RATIO,
                           beta: float = DEFAULT_BETA) -> ClassWeights:
     """Weights for classes with the given instance counts (index = class id)."""
+    import numpy as np  # here, not at the top: the CLI imports this module's defaults and must start fast
+
     counts = np.asarray(instances, dtype=np.int64)
     names = list(classes) if classes is not None else [str(i) for i in range(len(counts))]
     if len(names) != len(counts):
@@ -57,6 +66,8 @@ def compute_class_weights(instances: np.ndarray | list[int], classes: list[str] 
     if len(present):
         n = counts[present]
         if method in ("inverse", "sqrt"):
+            from sklearn.utils.class_weight import compute_class_weight  # loads in ~1 s: only when used
+
             labels = np.repeat(present, n)
             raw = compute_class_weight("balanced", classes=present, y=labels)
             raw = np.sqrt(raw) if method == "sqrt" else raw
@@ -67,3 +78,26 @@ def compute_class_weights(instances: np.ndarray | list[int], classes: list[str] 
             warnings.append(f"weights capped at {max_ratio:g}x the smallest (--max-ratio)")
         weights[present] = raw * n.sum() / (raw * n).sum()
     return ClassWeights(names, counts.tolist(), [float(w) for w in weights], method, warnings)
+
+
+def class_weights_for_index(index: DatasetIndex, method: str = DEFAULT_METHOD,
+                            max_ratio: float | None = DEFAULT_MAX_RATIO, beta: float = DEFAULT_BETA) -> ClassWeights:
+    """Weights from the usable train boxes of an indexed dataset (lines with audit errors are not counted).
+
+    This is what `doctor weights` prints and `doctor train --class-weights auto` uses. Misnumbered or missing
+    class names raise DoctorError: weights for the wrong classes would silently weight the wrong loss terms.
+    """
+    index.config.require_valid_names()
+    return compute_class_weights(index.instances("train"), index.names, method=method, max_ratio=max_ratio,
+                                 beta=beta)
+
+
+def write_weights_json(path: str | Path, weights: ClassWeights) -> None:
+    """Write the design.md section 3 JSON atomically (temporary file beside it, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
+                                     encoding="utf-8") as handle:
+        json.dump(weights.to_json_dict(), handle, indent=2)
+        handle.write("\n")
+    os.replace(handle.name, path)

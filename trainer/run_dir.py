@@ -140,3 +140,15 @@ def _number(value: str | None) -> float | int | None:
     except ValueError:
         return value  # type: ignore[return-value]
     return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """project/name, or project/name2, name3, ... when taken (as Ultralytics users expect); created empty."""
+    project = Path(project)
+    candidate = project / name
+    number = 2
+    while candidate.exists() and not exist_ok:
+        candidate = project / f"{name}{number}"
+        number += 1
+    candidate.mkdir(parents=True, exist_ok=True)
+    return candidate

@@ -1,0 +1,74 @@
+"""`doctor predict WEIGHTS SOURCE --out DIR`: detections as YOLO txt with confidence, optionally drawn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataset_doctor.cli.app import app, console
+from dataset_doctor.errors import DoctorError
+
+
+@app.command(rich_help_panel="Train and evaluate")
+def predict(
+    weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
+    source: Annotated[Path, typer.Argument(help="An image, a folder of images, a .txt list, or a data.yaml.")],
+    out: Annotated[Path, typer.Option(help="New directory: labels/<image>.txt (and images/ with --save-images).")],
+    split: Annotated[str, typer.Option(help="With a data.yaml source: which split.")] = "val",
+    imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32).")] = 640,
+    conf: Annotated[float, typer.Option(help="Confidence threshold.")] = 0.25,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
+    max_det: Annotated[int, typer.Option(help="Detections kept per image.")] = 300,
+    batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="cpu, cuda or a GPU id. Default: cuda if available.")] = "",
+    save_images: Annotated[bool, typer.Option("--save-images", help="Also write the images with boxes drawn.")]
+    = False,
+) -> None:
+    """Predict on images and write `class cx cy w h confidence` lines (what `doctor evaluate` reads)."""
+    from reports.thumbnails import DrawnBox, class_colour, draw_boxes
+    from trainer.data import YoloDataset
+    from trainer.devices import choose_device
+    from trainer.inference import predict as run_model
+    from trainer.inference import write_yolo_predictions
+    from trainer.loader import make_eval_loader
+    from trainer.predict_source import image_set_from_source
+    from trainer.run_dir import atomic_write_bytes
+    from trainer.setup import load_model_weights
+
+    out = out.expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DoctorError("output directory exists and is not empty", out)
+    choice = choose_device(device)
+    model, names = load_model_weights(weights, choice.device)
+    images = image_set_from_source(source, split, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
+    loader = make_eval_loader(YoloDataset(images, imgsz), batch, device=choice.device)
+    predictions = run_model(model, loader, choice.device, conf, iou, max_det, choice.amp_dtype)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_yolo_predictions(staging / "labels", predictions)
+        if save_images:
+            import cv2
+
+            from reports.thumbnails import encode_jpeg
+
+            for path, (height, width), found in zip(predictions.paths, predictions.sizes, predictions.boxes):
+                boxes = [DrawnBox((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height,
+                                  f"{names[int(c)]} {s:.2f}", class_colour(int(c)), 2)
+                         for x1, y1, x2, y2, s, c in found]
+                drawn = draw_boxes(cv2.imread(path, cv2.IMREAD_COLOR), boxes)
+                atomic_write_bytes(staging / "images" / f"{Path(path).stem}.jpg", encode_jpeg(drawn, 90))
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    detections = sum(len(b) for b in predictions.boxes)
+    console.print(f"{detections} detections on {len(predictions.paths)} images written to [bold]{out / 'labels'}[/]")

@@ -1,0 +1,89 @@
+"""`doctor train data.yaml`: train the built-in YOLO detector with class weights applied automatically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataset_doctor.cli.app import app, console
+from dataset_doctor.errors import DoctorError
+from trainer.data_config import AugmentConfig, DataConfig
+from trainer.train_config import TrainConfig, TrainSettings
+
+_T, _D, _A = TrainConfig(), DataConfig(), AugmentConfig()
+
+
+@app.command(rich_help_panel="Train and evaluate")
+def train(
+    data: Annotated[Path | None, typer.Argument(help="data.yaml of the dataset (not needed with --resume).")] = None,
+    model: Annotated[str, typer.Option(help="Model scale: n s m l x.")] = _T.model,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _T.epochs,
+    imgsz: Annotated[int, typer.Option(help="Input size (rounded up to a multiple of 32).")] = _D.imgsz,
+    batch: Annotated[int, typer.Option(min=1, help="Total batch size (split over GPUs).")] = _T.batch,
+    device: Annotated[str, typer.Option(help="cpu, cuda, 0, or 0,1,2,3 for several GPUs. Default: cuda if "
+                                             "available.")] = _T.device,
+    project: Annotated[Path, typer.Option(help="Parent directory of run directories.")] = Path(_T.project),
+    name: Annotated[str, typer.Option(help="Run name (exp, exp2, ... when taken).")] = _T.name,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Reuse project/name if it exists.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a killed run from RUN_DIR/weights/last.pt "
+                                                     "(no other argument needed).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Initialise from one of our checkpoints.")] = None,
+    class_weights: Annotated[str, typer.Option(help="auto (doctor weights), none, or a doctor weights --json "
+                                                    "file.")] = _T.class_weights,
+    class_weight_method: Annotated[str, typer.Option(help="auto weights: inverse, sqrt or effective.")]
+    = _T.class_weight_method,
+    max_ratio: Annotated[float, typer.Option(help="auto weights: cap on largest/smallest weight.")]
+    = _T.class_weight_max_ratio,
+    focal_gamma: Annotated[float, typer.Option(help="Focal term of the classification loss (0: off).")]
+    = _T.focal_gamma,
+    sampler: Annotated[str, typer.Option(help="uniform, or balanced: draw images by their boxes' class "
+                                              "weights.")] = _D.sampler,
+    optimizer: Annotated[str, typer.Option(help="SGD, AdamW or auto (by run length).")] = _T.optimizer,
+    lr0: Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.01 SGD, 0.001 AdamW).")]
+    = None,
+    lrf: Annotated[float, typer.Option(help="Final learning rate, fraction of lr0.")] = _T.lrf,
+    momentum: Annotated[float, typer.Option(help="SGD momentum / AdamW beta1.")] = _T.momentum,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay of conv weights.")] = _T.weight_decay,
+    warmup_epochs: Annotated[float, typer.Option(help="Warmup epochs.")] = _T.warmup_epochs,
+    cos_lr: Annotated[bool, typer.Option("--cos-lr", help="Cosine learning-rate decay (default linear).")] = False,
+    close_mosaic: Annotated[int, typer.Option(help="No mosaic in the last N epochs.")] = _A.close_mosaic,
+    mosaic: Annotated[float, typer.Option(help="Mosaic probability.")] = _A.mosaic,
+    fliplr: Annotated[float, typer.Option(help="Horizontal flip probability.")] = _A.fliplr,
+    scale: Annotated[float, typer.Option(help="Random zoom +/- this.")] = _A.scale,
+    multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Random input size per batch, "
+                                                                    "imgsz +/- 50%.")] = False,
+    cache: Annotated[str, typer.Option(help="none, or ram: keep decoded images in memory.")] = _D.cache,
+    workers: Annotated[int | None, typer.Option(help="Data loader processes (default: min(8, cores)).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _T.seed,
+    patience: Annotated[int, typer.Option(help="Stop after N evaluations without a better val mAP50-95 "
+                                               "(0: never).")] = _T.patience,
+    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate val and the train subset every N epochs.")]
+    = _T.eval_every,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = _T.amp,
+    ema: Annotated[bool, typer.Option(help="Keep an EMA of the weights (evaluated and saved).")] = _T.ema,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Several GPUs: synchronised BatchNorm.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: all cores).")] = None,
+) -> None:
+    """Train the built-in YOLO detector (YOLOv8-style) on a dataset, class weights applied automatically."""
+    from trainer.launch import launch_training  # torch loads only when a command needs it
+
+    if resume is not None:
+        run_dir = launch_training(None, resume=resume, console=console)
+    else:
+        if data is None:
+            raise DoctorError("give a data.yaml to train on, or --resume RUN_DIR")
+        settings = TrainSettings(
+            TrainConfig(data=str(data), model=model, weights=str(weights) if weights else None, epochs=epochs,
+                        batch=batch, optimizer=optimizer, lr0=lr0, lrf=lrf, momentum=momentum,
+                        weight_decay=weight_decay, warmup_epochs=warmup_epochs, cos_lr=cos_lr, ema=ema, amp=amp,
+                        device=device, seed=seed, threads=threads, patience=patience, eval_every=eval_every,
+                        class_weights=class_weights, class_weight_method=class_weight_method,
+                        class_weight_max_ratio=max_ratio, focal_gamma=focal_gamma, sync_bn=sync_bn,
+                        project=str(project), name=name, exist_ok=exist_ok),
+            DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler),
+            AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale),
+        )
+        run_dir = launch_training(settings, console=console)
+    console.print(f"results in [bold]{run_dir}[/]")

@@ -1,0 +1,54 @@
+"""`doctor val WEIGHTS data.yaml --split val`: run one of our models on a split and measure it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dataset_doctor.cli.app import app, console
+from dataset_doctor.errors import DoctorError
+
+
+@app.command(rich_help_panel="Train and evaluate")
+def val(
+    weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
+    data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
+    imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32).")] = 640,
+    batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
+    conf: Annotated[float, typer.Option(help="Confidence threshold before NMS.")] = 0.001,
+    iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
+    device: Annotated[str, typer.Option(help="cpu, cuda or a GPU id. Default: cuda if available.")] = "",
+    workers: Annotated[int | None, typer.Option(help="Data loader processes.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", metavar="FILE",
+                                                   help="Write the metrics as JSON (doctor evaluate's shape).")]
+    = None,
+) -> None:
+    """Evaluate a trained model on a split: per-class AP50, AP50-95, precision, recall (COCO protocol)."""
+    from dataset_doctor.cli.evaluate import print_evaluation
+    from dataset_doctor.index import build_index
+    from trainer.data import build_dataset
+    from trainer.devices import choose_device
+    from trainer.inference import evaluate_model
+    from trainer.loader import make_eval_loader
+    from trainer.run_dir import atomic_write_text
+    from trainer.setup import load_model_weights
+
+    choice = choose_device(device)
+    model, names = load_model_weights(weights, choice.device)
+    index = build_index(data_yaml, progress=console.is_terminal)
+    if list(index.names) != names:
+        raise DoctorError(f"the model was trained on classes {names}, the dataset has {list(index.names)}", weights)
+    if split not in index.splits:
+        raise DoctorError(f"no '{split}' split (this dataset has {', '.join(index.splits)})", index.config.yaml_path)
+    dataset = build_dataset(index, split, imgsz, None, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
+    loader = make_eval_loader(dataset, batch, workers, choice.device)
+    result, _ = evaluate_model(model, loader, index, choice.device, conf, iou, amp_dtype=choice.amp_dtype)
+    print_evaluation(result, console, f"{weights} on split {split}: {result.images} images, "
+                                      f"{int(result.predictions.sum())} predictions")
+    if json_file is not None:
+        atomic_write_text(json_file, json.dumps(result.to_json(), indent=2) + "\n")
+        console.print(f"JSON written to {json_file}", highlight=False, markup=False)

@@ -1,0 +1,62 @@
+"""`doctor weights data.yaml`: per-class loss weights from the train instance counts."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dataset_doctor.cli.app import app, console
+from dataset_doctor.weights import DEFAULT_BETA, DEFAULT_MAX_RATIO
+
+
+class WeightMethod(str, Enum):
+    inverse = "inverse"
+    sqrt = "sqrt"
+    effective = "effective"
+
+
+@app.command()
+def weights(
+    data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the folder holding it).")],
+    method: Annotated[WeightMethod, typer.Option(
+        help="inverse: n_total / (n_classes * n_c), scikit-learn's 'balanced'; sqrt: its square root (milder); "
+             "effective: effective number of samples (Cui et al. 2019).")] = WeightMethod.inverse,
+    beta: Annotated[float, typer.Option(help="Beta of the effective-number method, in (0, 1).")] = DEFAULT_BETA,
+    max_ratio: Annotated[float, typer.Option(min=1.0, help="Cap on the largest / smallest weight ratio.")]
+    = DEFAULT_MAX_RATIO,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the weights as JSON here.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes for reading the dataset (default: all "
+                                                            "cores).")] = None,
+) -> None:
+    """Class weights for the classification loss from the usable train boxes (what train --class-weights auto uses).
+    """
+    from dataset_doctor.index import build_index
+    from dataset_doctor.weights import class_weights_for_index, write_weights_json
+
+    if not 0.0 < beta < 1.0:
+        raise typer.BadParameter(f"{beta:g} is not strictly between 0 and 1", param_hint="'--beta'")
+    index = build_index(data_yaml, workers=workers)
+    result = class_weights_for_index(index, method=method.value, max_ratio=max_ratio, beta=beta)
+
+    table = Table(title=f"class weights ({result.method}) from train instances", title_justify="left")
+    table.add_column("id", justify="right")
+    table.add_column("class")
+    table.add_column("instances", justify="right")
+    table.add_column("weight", justify="right", style="bold")
+    for class_id, (name, count, weight) in enumerate(zip(result.classes, result.instances, result.weights)):
+        table.add_row(str(class_id), escape(name), str(count), f"{weight:.4f}")
+    console.print(table)
+    skipped = len(index.boxes_in("train")) - sum(result.instances)
+    if skipped:
+        console.print(f"{skipped} train box(es) with errors or on unreadable images are not counted "
+                      "(see `doctor audit`).")
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if json_file is not None:
+        write_weights_json(json_file, result)
+        console.print(f"wrote {escape(str(json_file))}")

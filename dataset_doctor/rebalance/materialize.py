@@ -1,0 +1,354 @@
+"""Writing the rebalanced dataset: originals linked, planned copies augmented in parallel, all written atomically.
+
+Output layout (DIR):
+    images/train/...   the usable original train images (symlink, hardlink or copy) and the new images
+    labels/train/...   their labels: originals linked as they are, or rewritten without their error lines
+    data.yaml          path: DIR, absolute (Ultralytics resolves a relative `path` against its own datasets
+                       folder); train: images/train; val (and test) point at the original data, unchanged
+    manifest.csv       one row per train image: file, source, transform, seed, instances
+    rebalance.json     before / after counts of the plan (as written) and of both baselines
+Everything is written into a temporary sibling of DIR and renamed into place at the end, so an interrupted run
+leaves no half-written dataset. The source dataset is only ever read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dataset_doctor.datayaml import DatasetConfig, label_path_for, list_split_images
+from dataset_doctor.errors import DoctorError
+from dataset_doctor.file_scan import available_cores
+from dataset_doctor.rebalance.sources import TrainSources
+
+LINK_MODES = ("symlink", "hardlink", "copy")
+JPEG_QUALITY = 95
+MANIFEST_COLUMNS = ["file", "source", "transform", "seed", "instances"]
+_JOBS_PER_TASK = 4  # source images handed to a worker at a time (each with all its copies)
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """All planned copies of one source image: it is decoded once and augmented `len(outputs)` times."""
+
+    source: str  # absolute image path
+    boxes: np.ndarray  # (n, 4) YOLO cx cy w h of its usable boxes
+    classes: np.ndarray  # (n,)
+    outputs: tuple[tuple[str, int], ...]  # (image path relative to DIR, seed) per copy
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """One train image of the output, as recorded in manifest.csv."""
+
+    file: str  # relative to DIR
+    source: str  # absolute path of the source image
+    transform: str
+    seed: int | None
+    classes: np.ndarray  # the classes of the boxes written with it
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    out_dir: Path
+    files: list[WrittenFile]
+    instances: np.ndarray  # per class, counted from what was written
+    added_images: int
+    lost_boxes: int  # boxes of copied images that augmentation cut off (below min visibility)
+
+
+def check_output_dir(out_dir: str | Path, config: DatasetConfig, force: bool = False) -> Path:
+    """The resolved output directory, or a DoctorError saying why writing there is refused."""
+    out = Path(out_dir).expanduser().resolve()
+    protected = {config.root.resolve(), config.yaml_path.parent.resolve()}
+    for sources in config.splits.values():
+        for source in sources:
+            protected.add((source if source.is_dir() else source.parent).resolve())
+    for path in sorted(protected):
+        if out == path or path in out.parents:
+            raise DoctorError(f"output directory is inside the source dataset ({path}): choose a path outside it",
+                              out)
+        if out in path.parents:
+            raise DoctorError(f"output directory contains the source dataset ({path}): choose another path", out)
+    if out.exists() and not out.is_dir():
+        raise DoctorError("output path exists and is not a directory", out)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise DoctorError("output directory exists and is not empty (use --force to replace it)", out)
+    return out
+
+
+def copy_seed(seed: int, source: str, copy_number: int) -> int:
+    """The seed of one new image: from the run seed, the source file and the copy number, never the worker."""
+    digest = hashlib.blake2b(f"{seed}\0{source}\0{copy_number}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+def output_names(sources: TrainSources, copies: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    """Paths (relative to DIR) of the originals, and of each original's copies: `<stem>_rb<k>.jpg` beside it.
+
+    Originals keep their path below the deepest folder all train images share, so names stay unique.
+    """
+    paths = [Path(p) for p in sources.images["path"]]
+    common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    originals = [(Path("images/train") / p.relative_to(common)).as_posix() for p in paths]
+    taken = set(originals)
+    copy_names: list[list[str]] = []
+    for original, count in zip(originals, copies):
+        stem = original.rsplit(".", 1)[0]
+        names = []
+        for copy_number in range(1, int(count) + 1):
+            name, suffix = f"{stem}_rb{copy_number}.jpg", 0
+            while name in taken:  # an original may already be called like that
+                suffix += 1
+                name = f"{stem}_rb{copy_number}_{suffix}.jpg"
+            taken.add(name)
+            names.append(name)
+        copy_names.append(names)
+    return originals, copy_names
+
+
+def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir: str | Path, *, seed: int = 0,
+                             link: str = "symlink", flip: bool = True, force: bool = False,
+                             workers: int | None = None, progress: bool = True,
+                             extra_files: dict[str, Callable[[WriteResult], bytes]] | None = None) -> WriteResult:
+    """Write the rebalanced dataset to `out_dir` and return what was written.
+
+    `copies[i]` is the number of new images made from `sources.images` row i; `flip` allows horizontal flips in
+    their augmentation. `extra_files` maps a file name in DIR to a function of the result giving its bytes
+    (rebalance.json is written that way by the caller).
+    """
+    if link not in LINK_MODES:
+        raise DoctorError(f"unknown link mode {link!r}: choose one of {', '.join(LINK_MODES)}")
+    copies = np.asarray(copies, dtype=np.int64)
+    if len(copies) != len(sources.images):
+        raise ValueError("one copy count per source image is needed")
+    out = check_output_dir(out_dir, sources.config, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        originals, copy_names = output_names(sources, copies)
+        files = _write_originals(sources, originals, staging, link)
+        jobs = _copy_jobs(sources, copy_names, seed)
+        new_files, lost = _write_copies(jobs, staging, flip, workers, progress)
+        # Each original followed by its copies, whatever order the workers finished in.
+        rank = {name: (position, 0) for position, name in enumerate(originals)}
+        rank.update({name: (position, number) for position, names in enumerate(copy_names)
+                     for number, name in enumerate(names, start=1)})
+        files = sorted(files + new_files, key=lambda written: rank[written.file])
+        instances = np.zeros(len(sources.names), dtype=np.int64)
+        for written in files:
+            instances += np.bincount(written.classes, minlength=len(sources.names))
+        result = WriteResult(out, files, instances, len(new_files), lost)
+        _write_text(staging / "manifest.csv", _manifest_csv(files))
+        _write_text(staging / "data.yaml", _data_yaml(sources.config, out, staging))
+        for name, make in (extra_files or {}).items():
+            (staging / name).write_bytes(make(result))
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _write_originals(sources: TrainSources, originals: list[str], staging: Path, link: str) -> list[WrittenFile]:
+    classes_of = sources.boxes.groupby("position")["cls"].apply(lambda c: c.to_numpy())
+    usable_lines = sources.boxes.groupby("position")["line"].apply(set)
+    files = []
+    for position, row in enumerate(sources.images.itertuples(index=False)):
+        image_out = staging / originals[position]
+        image_out.parent.mkdir(parents=True, exist_ok=True)
+        _link(Path(row.path), image_out, link)
+        label_out = label_path_for(image_out)
+        # `a.jpg` and `a.png` share `a.txt`, in the source as here: the label is written once.
+        if row.label_exists and not label_out.is_file():
+            label_out.parent.mkdir(parents=True, exist_ok=True)
+            if row.clean_label:
+                _link(Path(row.label_path), label_out, link)
+            else:
+                label_out.write_bytes(_without_bad_lines(Path(row.label_path), usable_lines.get(position, set())))
+        classes = classes_of.get(position, np.zeros(0, dtype=np.int64))
+        files.append(WrittenFile(originals[position], row.path, f"original ({link})", None, classes))
+    return files
+
+
+def _link(source: Path, target: Path, link: str) -> None:
+    try:
+        if link == "symlink":
+            os.symlink(source, target)
+        elif link == "hardlink":
+            os.link(source, target)
+        else:
+            shutil.copyfile(source, target)
+    except OSError as error:
+        hint = " (hard links cannot cross filesystems: use --link symlink or copy)" if link == "hardlink" else ""
+        raise DoctorError(f"cannot {link} into {target.parent}: {error.strerror or error}{hint}", source) from None
+
+
+def _without_bad_lines(label_path: Path, usable_lines: set[int]) -> bytes:
+    """The label file keeping only its usable lines (1-based numbers, as the index counts them), as they were."""
+    lines = label_path.read_bytes().split(b"\n")
+    kept = [lines[number - 1].rstrip(b"\r") for number in sorted(usable_lines) if 0 < number <= len(lines)]
+    return b"".join(line + b"\n" for line in kept)
+
+
+def _copy_jobs(sources: TrainSources, copy_names: list[list[str]], seed: int) -> list[CopyJob]:
+    jobs = []
+    by_position = dict(list(sources.boxes.groupby("position")))
+    for position, names in enumerate(copy_names):
+        if not names:
+            continue
+        boxes = by_position.get(position)
+        source = sources.images.at[position, "path"]
+        relative = sources.images.at[position, "image"]
+        outputs = tuple((name, copy_seed(seed, relative, number)) for number, name in enumerate(names, start=1))
+        jobs.append(CopyJob(
+            source=source,
+            boxes=boxes[["cx", "cy", "w", "h"]].to_numpy(np.float64) if boxes is not None else np.zeros((0, 4)),
+            classes=boxes["cls"].to_numpy(np.int64) if boxes is not None else np.zeros(0, dtype=np.int64),
+            outputs=outputs,
+        ))
+    return jobs
+
+
+def _write_copies(jobs: list[CopyJob], staging: Path, flip: bool, workers: int | None,
+                  progress: bool) -> tuple[list[WrittenFile], int]:
+    total = sum(len(job.outputs) for job in jobs)
+    workers = max(1, min(workers or available_cores(), len(jobs) or 1))
+    tasks = [(str(staging), flip, jobs[i:i + _JOBS_PER_TASK]) for i in range(0, len(jobs), _JOBS_PER_TASK)]
+    results: list[WrittenFile] = []
+    lost = 0
+    if workers == 1:
+        with _progress_bar(total, progress) as advance:
+            for task in tasks:
+                written, task_lost = _run_task(task)
+                results += written
+                lost += task_lost
+                advance(len(written))
+        return results, lost
+    # fork: the fastest start; the pool exists before the progress bar starts its refresh thread.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        pending = pool.map(_run_task, tasks)
+        with _progress_bar(total, progress) as advance:
+            for written, task_lost in pending:
+                results += written
+                lost += task_lost
+                advance(len(written))
+    return results, lost
+
+
+@contextmanager
+def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    if not enabled or total == 0:
+        yield lambda count: None
+        return
+    columns = (TextColumn("augmenting"), BarColumn(), MofNCompleteColumn(), TextColumn("new images"),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("augment", total=total)
+        yield lambda count: bar.advance(task, count)
+
+
+_PIPELINES: dict[bool, object] = {}  # per worker process, by `flip`, built on first use
+
+
+def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile], int]:
+    """Make every copy of a few source images (runs in a worker process)."""
+    import cv2
+
+    from dataset_doctor.rebalance.augment import augment_copy, build_pipeline
+
+    staging, flip, jobs = task
+    if flip not in _PIPELINES:
+        cv2.setNumThreads(1)  # one image per process: OpenCV's own threads would only contend with the workers
+        _PIPELINES[flip] = build_pipeline(flip)
+    pipeline = _PIPELINES[flip]
+    written: list[WrittenFile] = []
+    lost = 0
+    for job in jobs:
+        pixels = cv2.imread(job.source, cv2.IMREAD_COLOR)
+        if pixels is None:  # it decoded when the index was built: it changed since
+            raise DoctorError("image can no longer be decoded (did it change during the run?)", job.source)
+        for relative, seed in job.outputs:
+            copy = augment_copy(pipeline, pixels, job.boxes, job.classes, seed)
+            image_path = Path(staging) / relative
+            image_path.parent.mkdir(parents=True, exist_ok=True)
+            ok, encoded = cv2.imencode(".jpg", copy.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                raise DoctorError("could not encode an augmented copy as JPEG", job.source)
+            image_path.write_bytes(encoded.tobytes())
+            label_path = label_path_for(image_path)
+            label_path.parent.mkdir(parents=True, exist_ok=True)
+            label_path.write_text("".join(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n"
+                                          for cls, (cx, cy, w, h) in zip(copy.classes, copy.boxes)))
+            written.append(WrittenFile(relative, job.source, copy.transform, seed, copy.classes))
+            lost += len(job.classes) - len(copy.classes)
+    return written, lost
+
+
+def _manifest_csv(files: list[WrittenFile]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for written in files:
+        writer.writerow([written.file, written.source, written.transform,
+                         "" if written.seed is None else written.seed, len(written.classes)])
+    return buffer.getvalue()
+
+
+def _data_yaml(config: DatasetConfig, out: Path, staging: Path) -> str:
+    """The new data.yaml: train here, the other splits pointing at the original files.
+
+    Directories are referenced by absolute path. A `.txt` image list is rewritten as a list of absolute image
+    paths beside the new data.yaml, because list entries are relative to the dataset root, which changed.
+    """
+    raw = {key: value for key, value in config.raw.items() if key not in ("path", "train", "val", "test", "nc",
+                                                                          "names")}
+    document: dict = {"path": str(out), "train": "images/train"}
+    for split, split_sources in config.splits.items():
+        if split == "train":
+            continue
+        if all(source.is_dir() for source in split_sources):
+            paths = [str(source) for source in split_sources]
+            document[split] = paths[0] if len(paths) == 1 else paths
+        else:
+            list_name = f"{split}.txt"
+            images = list_split_images(config, split)
+            _write_text(staging / list_name, "".join(f"{image}\n" for image in images))
+            document[split] = list_name
+    document["nc"] = config.nc
+    document["names"] = list(config.names)
+    document.update(raw)
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished staging directory to `out`, replacing an existing `out` only at the very end."""
+    old = None
+    if out.exists():
+        if any(out.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        else:
+            out.rmdir()
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

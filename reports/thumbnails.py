@@ -1,0 +1,77 @@
+"""Small JPEG thumbnails with boxes drawn, embedded in reports (findings, leaks, predictions, batches)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+HIGHLIGHT = (0, 0, 255)  # BGR red: the box a finding is about
+GROUND_TRUTH = (60, 180, 75)  # BGR green
+PREDICTION = (255, 140, 0)  # BGR blue-ish: predictions
+
+
+@dataclass(frozen=True)
+class DrawnBox:
+    """A box in normalized cx, cy, w, h, with its label text and colour."""
+
+    cx: float
+    cy: float
+    w: float
+    h: float
+    label: str = ""
+    colour: tuple[int, int, int] = GROUND_TRUTH
+    thickness: int = 1
+
+
+def class_colour(class_id: int) -> tuple[int, int, int]:
+    """A stable, distinct colour per class (golden-ratio hue steps)."""
+    hue = int((class_id * 0.618033988749895 % 1.0) * 179)
+    hsv = np.uint8([[[hue, 200, 230]]])
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def load_thumbnail(path: str, max_side: int = 320) -> np.ndarray | None:
+    """The image scaled so its longer side is at most max_side (None if it cannot be read)."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    scale = max_side / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return image
+
+
+def draw_boxes(image: np.ndarray, boxes: Sequence[DrawnBox]) -> np.ndarray:
+    """Draw boxes (normalized coordinates) on a copy of the image. Labels: ASCII only (OpenCV's fonts)."""
+    canvas = image.copy()
+    height, width = canvas.shape[:2]
+    for box in boxes:
+        x1, y1 = round((box.cx - box.w / 2) * width), round((box.cy - box.h / 2) * height)
+        x2, y2 = round((box.cx + box.w / 2) * width), round((box.cy + box.h / 2) * height)
+        cv2.rectangle(canvas, (x1, y1), (max(x2, x1 + 1), max(y2, y1 + 1)), box.colour, box.thickness,
+                      cv2.LINE_AA)
+        if box.label:
+            text = box.label.encode("ascii", "replace").decode("ascii")
+            (text_w, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35, 1)
+            top = max(y1 - text_h - 3, 0)
+            cv2.rectangle(canvas, (x1, top), (x1 + text_w + 2, top + text_h + 3), box.colour, -1)
+            cv2.putText(canvas, text, (x1 + 1, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255),
+                        1, cv2.LINE_AA)
+    return canvas
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 80) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def placeholder(text: str, size: tuple[int, int] = (240, 160)) -> np.ndarray:
+    """A grey tile saying why there is no picture (e.g. the image is corrupt)."""
+    width, height = size
+    tile = np.full((height, width, 3), 200, dtype=np.uint8)
+    cv2.putText(tile, text.encode("ascii", "replace").decode("ascii")[:32], (8, height // 2),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (40, 40, 40), 1, cv2.LINE_AA)
+    return tile

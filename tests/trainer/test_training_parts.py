@@ -1,0 +1,128 @@
+"""The small parts of the training loop: schedule, EMA, optimizer groups, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dataset_doctor.errors import DoctorError
+from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from trainer.ema import ModelEMA
+from trainer.optim import build_optimizer, choose_optimizer
+from trainer.schedule import Schedule
+
+
+def test_warmup_rises_weights_lowers_bias_and_ends_on_the_schedule():
+    schedule = Schedule(lr0=0.01, lrf=0.01, epochs=10, iterations_per_epoch=50, warmup_epochs=3)
+    assert schedule.warmup_iterations == 150
+    (weight, norm, bias), momentum = schedule.values(epoch=0, iteration=0)
+    assert (weight, norm, bias, momentum) == (0.0, 0.0, 0.1, 0.8)
+    (weight, _, bias), momentum = schedule.values(epoch=1, iteration=75)
+    target = 0.01 * schedule.epoch_factor(1)
+    assert weight == pytest.approx(target / 2) and bias == pytest.approx((0.1 + target) / 2)
+    assert momentum == pytest.approx((0.8 + 0.937) / 2)
+    assert schedule.values(epoch=3, iteration=150) == ([0.01 * schedule.epoch_factor(3)] * 3, 0.937)
+
+
+@pytest.mark.parametrize("cosine", [True, False])
+def test_decay_goes_from_lr0_to_lr0_times_lrf(cosine):
+    schedule = Schedule(lr0=0.02, lrf=0.05, epochs=20, iterations_per_epoch=10, warmup_epochs=0, cosine=cosine)
+    rates = [schedule.values(epoch, epoch * 10)[0][0] for epoch in range(20)]
+    assert rates[0] == pytest.approx(0.02) and rates[-1] == pytest.approx(0.001)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    middle = 0.02 * (0.05 + 0.95 * (1 + math.cos(math.pi * 10 / 19)) / 2) if cosine else 0.02 * (1 - 0.95 * 10 / 19)
+    assert rates[10] == pytest.approx(middle)
+
+
+def test_short_runs_still_warm_up_but_never_past_the_end():
+    assert Schedule(0.01, 0.01, epochs=2, iterations_per_epoch=10).warmup_iterations == 19
+    assert Schedule(0.01, 0.01, epochs=50, iterations_per_epoch=10).warmup_iterations == 100
+
+
+def test_schedule_sets_momentum_for_sgd_and_beta1_for_adamw():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    schedule = Schedule(lr0=0.01, lrf=0.1, epochs=5, iterations_per_epoch=100)
+    for name in ("SGD", "AdamW"):
+        optimizer = build_optimizer(model, name, lr=0.01, momentum=0.937, weight_decay=5e-4)
+        schedule.apply(optimizer, epoch=0, iteration=0)
+        first = optimizer.param_groups[0]
+        assert (first["momentum"] if name == "SGD" else first["betas"][0]) == 0.8
+        assert [group["lr"] for group in optimizer.param_groups] == [0.0, 0.0, 0.1]
+
+
+def test_weight_decay_only_on_weights():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    optimizer = build_optimizer(model, "SGD", lr=0.01, momentum=0.9, weight_decay=5e-4)
+    weights, norms, biases = (group["params"] for group in optimizer.param_groups)
+    assert [p.shape for p in weights] == [torch.Size([4, 3, 3, 3]), torch.Size([2, 4, 1, 1])]
+    assert [p.shape for p in norms] == [torch.Size([4])]
+    assert [p.shape for p in biases] == [torch.Size([4]), torch.Size([2])]  # BN bias and conv bias
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [5e-4, 0.0, 0.0]
+    assert optimizer.param_groups[0]["nesterov"] is True
+
+
+def test_auto_optimizer_choice():
+    assert choose_optimizer("auto", total_iterations=500, lr0=None) == ("AdamW", 0.001)
+    assert choose_optimizer("auto", total_iterations=50_000, lr0=None) == ("SGD", 0.01)
+    assert choose_optimizer("SGD", total_iterations=10, lr0=0.05) == ("SGD", 0.05)
+    with pytest.raises(ValueError):
+        choose_optimizer("Adam9000", 10, None)
+
+
+def test_ema_follows_the_model_with_a_ramped_decay():
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.constant_(model.weight, 0.0)
+    ema = ModelEMA(model, decay=0.9)
+    assert ema.current_decay() == pytest.approx(1 / 10)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # decay min(0.9, 2/11)
+    assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
+    for _ in range(200):
+        ema.update(model)
+    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-6)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_checkpoint_round_trip_with_weights_only_and_rng_states(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    np.random.normal()  # leaves a cached gaussian in NumPy's legacy state
+    torch.manual_seed(3)
+    model = nn.Linear(3, 2)
+    path = tmp_path / "weights/last.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "epoch": 4, "args": {"lr0": 0.01}, "rng": rng_states()})
+    expected = (random.random(), np.random.normal(), torch.rand(1).item())
+    state = load_checkpoint(path)
+    restore_rng_states(state["rng"])
+    assert (random.random(), np.random.normal(), torch.rand(1).item()) == expected
+    assert state["epoch"] == 4 and state["args"] == {"lr0": 0.01}
+    assert torch.equal(state["model"]["weight"], model.weight)
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_foreign_or_missing_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(DoctorError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(DoctorError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(DoctorError, match="wrong format"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoints_holding_objects_are_refused(tmp_path):
+    torch.save({"format": "dataset-doctor-yolo/1", "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(DoctorError, match="not a readable"):
+        load_checkpoint(tmp_path / "evil.pt")

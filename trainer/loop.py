@@ -1,0 +1,221 @@
+"""The training loop: `train(settings)` goes from data.yaml to a finished run directory.
+
+Everything is visible here: the epoch loop, the batch loop with its forward, loss, backward and optimizer
+step; evaluation, logging and checkpoints are small functions it calls. Setup (data, model, optimizer,
+resume) lives in trainer/setup.py.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from dataset_doctor.errors import DoctorError
+from trainer import run_dir as files
+from trainer.checkpoint import rng_states, save_checkpoint
+from trainer.devices import autocast
+from trainer.evaluation import EvaluationResult
+from trainer.inference import evaluate_model, write_yolo_predictions
+from trainer.loader import set_loader_epoch
+from trainer.progress import EpochProgress
+from trainer.setup import Run, start_run, unwrap
+from trainer.train_config import TrainSettings
+
+
+def train(settings: TrainSettings, resume: Path | None = None, console: Console | None = None,
+          rank: int = 0, world_size: int = 1, progress: bool = True) -> Path:
+    """Train a detector; returns the run directory. `resume`: continue a run directory from weights/last.pt."""
+    run = start_run(settings, resume, console, rank, world_size)
+    config = run.settings.train
+    log_start(run)
+    epoch = run.start_epoch - 1
+    for epoch in range(run.start_epoch, config.epochs):
+        set_loader_epoch(run.train_loader, epoch)
+        run.model.train()
+        loss_sums, images_seen, epoch_started = torch.zeros(3), 0, time.perf_counter()
+        with EpochProgress(run.console, epoch, config.epochs, run.iterations_per_epoch,
+                           enabled=progress and run.is_main) as bar:
+            for step, batch in enumerate(run.train_loader):
+                iteration = epoch * run.iterations_per_epoch + step
+                lr = run.schedule.apply(run.optimizer, epoch, iteration)
+                batch = batch.to(run.device.device, non_blocking=True)
+                with autocast(run.device.device, run.device.amp_dtype):
+                    outputs = run.model(batch.images)
+                loss, items = run.loss(outputs, batch.targets)
+                if not torch.isfinite(loss):
+                    skip_bad_step(run, epoch, step)
+                    continue
+                run.bad_steps = 0
+                run.scaler.scale(loss).backward()
+                optimizer_step(run)
+                if run.ema is not None:
+                    run.ema.update(run.model)
+                loss_sums += items.cpu() * len(batch)
+                images_seen += len(batch)
+                seconds = time.perf_counter() - epoch_started
+                bar.update(step, tuple((loss_sums / max(images_seen, 1)).tolist()), lr, images_seen / seconds)
+        train_seconds = time.perf_counter() - epoch_started
+
+        is_last = epoch == config.epochs - 1
+        val, train_subset = (evaluate_both(run) if run.is_main and ((epoch + 1) % config.eval_every == 0 or is_last)
+                             else (None, None))
+        if run.is_main:
+            row, improved = record_epoch(run, epoch, loss_sums / max(images_seen, 1), images_seen * run.world_size,
+                                         train_seconds, lr, val, train_subset)
+            save_checkpoints(run, epoch, improved, row)  # before results.csv: a row never outlives its weights
+            files.append_results_row(run.dir, row)
+        if stop_early(run):
+            run.print(f"[yellow]early stop:[/] val mAP50-95 did not improve for {config.patience} evaluations "
+                      f"(best at epoch {run.best_epoch + 1})")
+            break
+    if run.is_main:
+        finish(run, epoch)
+    return run.dir
+
+
+def optimizer_step(run: Run) -> None:
+    """Unscale (AMP), clip the gradient norm, step, and clear gradients."""
+    clip = run.settings.train.grad_clip
+    if clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def skip_bad_step(run: Run, epoch: int, step: int) -> None:
+    """A NaN/inf loss skips the step; several in a row mean training has diverged: stop with a clear message."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.bad_steps += 1
+    run.print(f"[yellow]warning:[/] non-finite loss at epoch {epoch + 1} step {step + 1}: step skipped")
+    if run.bad_steps >= run.settings.train.max_bad_steps:
+        raise DoctorError(f"the loss was NaN or inf for {run.bad_steps} steps in a row (epoch {epoch + 1}): "
+                          "training diverged; lower --lr0, keep --amp off, or audit the labels", run.dir)
+
+
+def evaluate_both(run: Run) -> tuple[EvaluationResult, EvaluationResult]:
+    """Val and the fixed train subset, with the same model, thresholds and letterboxing."""
+    config, model = run.settings.train, run.evaluation_model()
+    arguments = (run.device.device, config.conf, config.iou, config.max_det, run.device.amp_dtype)
+    val, _ = evaluate_model(model, run.val_loader, run.index, *arguments)
+    train_subset, _ = evaluate_model(model, run.train_eval_loader, run.index, *arguments)
+    return val, train_subset
+
+
+def fitness(val: EvaluationResult | None) -> float:
+    """What best.pt is chosen by: val mAP50-95 (NaN when no val class is measurable counts as worst)."""
+    if val is None or math.isnan(val.map50_95):
+        return float("-inf")
+    return val.map50_95
+
+
+def record_epoch(run: Run, epoch: int, losses: torch.Tensor, images: int, train_seconds: float, lr: float,
+                 val: EvaluationResult | None, train_subset: EvaluationResult | None) -> tuple[dict, bool]:
+    """The epoch's results.csv row; prints it and updates best / patience. Also: whether val improved."""
+    row = {"epoch": epoch + 1, "time_s": round(run.elapsed_before + time.perf_counter() - run.started_at, 1),
+           "lr": lr, "box_loss": float(losses[0]), "cls_loss": float(losses[1]), "dfl_loss": float(losses[2]),
+           "images_per_s": images / max(train_seconds, 1e-9)}
+    improved = False
+    if val is not None and train_subset is not None:
+        row.update(train_map50=_metric(train_subset.map50), train_map50_95=_metric(train_subset.map50_95),
+                   val_map50=_metric(val.map50), val_map50_95=_metric(val.map50_95),
+                   val_precision=_metric(val.mean_precision), val_recall=_metric(val.mean_recall))
+        score = fitness(val)
+        improved = score > run.best_fitness
+        if improved:
+            run.best_fitness, run.best_epoch, run.stale_evaluations = score, epoch, 0
+        else:
+            run.stale_evaluations += 1
+        run.print(f"  val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} | train subset mAP50 "
+                  f"{train_subset.map50:.3f} mAP50-95 {train_subset.map50_95:.3f}"
+                  + (" [green]best[/]" if improved else ""))
+    return row, improved
+
+
+def save_checkpoints(run: Run, epoch: int, improved: bool, results_row: dict) -> None:
+    """weights/last.pt every epoch, weights/best.pt when val improved; both atomic."""
+    state = {
+        "model": unwrap(run.model).state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch,
+        "best_fitness": run.best_fitness,
+        "best_epoch": run.best_epoch,
+        "stale_evaluations": run.stale_evaluations,
+        "elapsed": run.elapsed_before + time.perf_counter() - run.started_at,
+        "model_config": dict(vars(unwrap(run.model).config)),
+        "names": list(run.index.names),
+        "class_weights": run.class_weights.weights,
+        "settings": run.settings.to_dict(),
+        "rng": rng_states(),
+        "results_row": results_row,  # restored on resume if the process died before results.csv got it
+    }
+    save_checkpoint(run.dir / files.LAST_CHECKPOINT, state)
+    if improved or not (run.dir / files.BEST_CHECKPOINT).exists():
+        save_checkpoint(run.dir / files.BEST_CHECKPOINT, state)
+
+
+def stop_early(run: Run) -> bool:
+    patience = run.settings.train.patience
+    return patience > 0 and run.stale_evaluations >= patience
+
+
+def finish(run: Run, last_epoch: int) -> None:
+    """Evaluate best.pt on val and the train subset and write per-class tables, curves and val predictions."""
+    from trainer.setup import load_model_weights
+
+    config = run.settings.train
+    model, _ = load_model_weights(run.dir / files.BEST_CHECKPOINT, run.device.device)
+    arguments = (run.device.device, config.conf, config.iou, config.max_det, run.device.amp_dtype)
+    val, val_predictions = evaluate_model(model, run.val_loader, run.index, *arguments)
+    train_subset, _ = evaluate_model(model, run.train_eval_loader, run.index, *arguments)
+    rows = [{"split": split, **row} for split, result in (("train", train_subset), ("val", val))
+            for row in result.per_class_rows()]
+    files.write_per_class(run.dir, rows)
+    files.write_json(run.dir, files.PR_CURVES_FILE, val.pr_curves_json())
+    write_confusion_csv(run.dir / files.CONFUSION_FILE, val)
+    write_yolo_predictions(run.dir / files.PREDICTIONS_DIR / "val", val_predictions)
+    minutes = (run.elapsed_before + time.perf_counter() - run.started_at) / 60
+    run.print(f"[bold]done[/] {last_epoch + 1} epochs in {minutes:.1f} min; best epoch {run.best_epoch + 1}: "
+              f"val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} (train subset {train_subset.map50:.3f} / "
+              f"{train_subset.map50_95:.3f})")
+    run.print(f"run directory: [bold]{run.dir}[/]")
+
+
+def write_confusion_csv(path: Path, result: EvaluationResult) -> None:
+    labels = result.confusion_labels
+    lines = ["predicted \\ true," + ",".join(_csv_cell(label) for label in labels)]
+    for label, row in zip(labels, result.confusion):
+        lines.append(_csv_cell(label) + "," + ",".join(str(int(v)) for v in row))
+    files.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def log_start(run: Run) -> None:
+    """Say what is about to happen, including the class weights (they change the loss: never silently)."""
+    config = run.settings.train
+    weights = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(run.class_weights.classes,
+                                                                       run.class_weights.weights))
+    action = f"resuming at epoch {run.start_epoch + 1}" if run.start_epoch else "training"
+    run.print(f"{action}: {config.epochs} epochs, batch {config.batch}, {run.iterations_per_epoch} steps/epoch, "
+              f"{run.optimizer_name} lr0 {run.schedule.lr0:g}, device {run.device.device}"
+              + (f" x{run.world_size}" if run.world_size > 1 else ""))
+    run.print(f"class weights ({run.class_weights.method}): {weights}")
+    run.print(f"sampler: {run.settings.data.sampler}"
+              + (" (images drawn by their boxes' class weights; compounds with the loss weights)"
+                 if run.settings.data.sampler == "balanced" else ""))
+    for warning in run.class_weights.warnings:
+        run.print(f"[yellow]warning:[/] {warning}")
+
+
+def _metric(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

@@ -1,0 +1,250 @@
+"""Everything a training run needs before its first step, new or resumed: `start_run` builds a `Run`.
+
+Kept apart from the loop so trainer/loop.py shows the training itself and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dataset_doctor.errors import DoctorError
+from dataset_doctor.index import DatasetIndex, build_index
+from dataset_doctor.weights import ClassWeights, class_weights_for_index
+from trainer import run_dir as files
+from trainer.checkpoint import load_checkpoint, restore_rng_states
+from trainer.class_weight_source import resolve_class_weights
+from trainer.devices import DeviceChoice, choose_device
+from trainer.ema import ModelEMA
+from trainer.loader import build_train_loader, make_eval_loader
+from trainer.loss import DetectionLoss, LossConfig
+from trainer.model import Detector, ModelConfig, model_summary
+from trainer.optim import build_optimizer, choose_optimizer
+from trainer.plot_batch import save_batches
+from trainer.schedule import Schedule
+from trainer.train_config import TrainSettings
+
+
+@dataclass
+class Run:
+    """A training run in progress: settings, data, model and optimisation state, and where it writes."""
+
+    settings: TrainSettings
+    dir: Path
+    console: Console
+    device: DeviceChoice
+    index: DatasetIndex
+    class_weights: ClassWeights  # what the loss uses ("none": all 1)
+    sampling_weights: ClassWeights  # what the balanced sampler uses (always the auto weights)
+    model: nn.Module
+    ema: ModelEMA | None
+    loss: DetectionLoss
+    optimizer: torch.optim.Optimizer
+    optimizer_name: str
+    scaler: torch.amp.GradScaler
+    schedule: Schedule
+    train_loader: DataLoader
+    val_loader: DataLoader
+    train_eval_loader: DataLoader
+    train_eval_positions: list[int]
+    rank: int = 0
+    world_size: int = 1
+    start_epoch: int = 0
+    best_fitness: float = float("-inf")
+    best_epoch: int = -1
+    stale_evaluations: int = 0
+    bad_steps: int = 0
+    elapsed_before: float = 0.0  # seconds trained before a resume
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def evaluation_model(self) -> nn.Module:
+        """The weights that are evaluated and saved as the result: the EMA when it is on."""
+        return self.ema.module if self.ema is not None else unwrap(self.model)
+
+    def print(self, *objects: object) -> None:
+        if self.is_main:
+            self.console.print(*objects)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, console: Console | None = None,
+              rank: int = 0, world_size: int = 1) -> Run:
+    console = console or Console()
+    checkpoint = None
+    if resume_dir is not None:
+        resume_dir = Path(resume_dir)
+        checkpoint = load_checkpoint(resume_dir / files.LAST_CHECKPOINT)
+        settings = TrainSettings.from_dict(files.read_args(resume_dir))
+    config = settings.train.checked()
+    data_config = settings.data.checked(lambda message: console.print(f"[yellow]warning:[/] {message}"))
+    settings = TrainSettings(config, data_config, settings.augment.checked())
+
+    device = choose_device(config.device, config.amp)
+    if device.distributed and world_size == 1:
+        raise DoctorError("several GPUs need the distributed launcher (doctor train handles this itself)")
+    torch.set_num_threads(config.threads or max(1, _cores() // world_size))
+    _seed_everything(config.seed + rank, config.deterministic)
+
+    index = build_index(config.data, progress=rank == 0)
+    index.config.require_valid_names()
+    names = list(index.names)
+    if not index.instances("train").any():
+        raise DoctorError("the train split has no usable box: nothing to learn", index.config.yaml_path)
+    class_weights = resolve_class_weights(config.class_weights, index, config.class_weight_method,
+                                          config.class_weight_max_ratio)
+    sampling_weights = class_weights_for_index(index, method=config.class_weight_method,
+                                               max_ratio=config.class_weight_max_ratio)
+
+    model_config = ModelConfig(scale=config.model, num_classes=len(names))
+    model = Detector(model_config)
+    if config.weights and checkpoint is None:
+        _initialise_from(model, config.weights, console if rank == 0 else None)
+    model.to(device.device)
+    if config.sync_bn and world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ema = ModelEMA(model, decay=config.ema_decay) if config.ema else None
+    loss = DetectionLoss.for_model(model, LossConfig(class_weights=class_weights.weights,
+                                                     focal_gamma=config.focal_gamma)).to(device.device)
+
+    if config.batch % world_size:
+        raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} devices")
+    warn = _warner(console, rank)
+    train_loader = build_train_loader(index, data_config, settings.augment, config.batch // world_size,
+                                      epochs=config.epochs, seed=config.seed, class_weights=sampling_weights.weights,
+                                      rank=rank, world_size=world_size, device=device.device,
+                                      log=(lambda m: console.print(m)) if rank == 0 else (lambda m: None), warn=warn)
+    val_loader = make_eval_loader(_eval_dataset(index, "val", data_config, warn), config.batch, data_config.workers,
+                                  device.device)
+    train_dataset = train_loader.dataset
+    subset_size = min(config.train_eval_images, len(val_loader.dataset), len(train_dataset))
+    positions = sorted(np.random.default_rng(config.seed).choice(len(train_dataset), subset_size, replace=False)
+                       .tolist())
+    train_eval_loader = make_eval_loader(train_dataset.view(positions), config.batch, data_config.workers,
+                                         device.device)
+
+    iterations = len(train_loader)
+    optimizer_name, lr0 = choose_optimizer(config.optimizer, iterations * config.epochs, config.lr0)
+    optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum, config.weight_decay)
+    schedule = Schedule(lr0=lr0, lrf=config.lrf, epochs=config.epochs, iterations_per_epoch=iterations,
+                        warmup_epochs=config.warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
+                        warmup_momentum=config.warmup_momentum, momentum=config.momentum, cosine=config.cos_lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.needs_grad_scaler)
+
+    run_path = resume_dir if resume_dir is not None else _new_run_dir(config, rank)
+    run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
+              optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
+              rank=rank, world_size=world_size)
+    if checkpoint is not None:
+        _restore(run, checkpoint)
+    elif rank == 0:
+        files.write_args(run.dir, {**settings.to_dict(), "resolved": {
+            "optimizer": optimizer_name, "lr0": lr0, "model": asdict(model_config),
+            "dataset": str(index.config.yaml_path), "classes": names, "device": str(device.device),
+            "world_size": world_size, "amp": str(device.amp_dtype).replace("torch.", "") if device.amp_dtype else None,
+            "sampler_weights_method": sampling_weights.method,
+        }})
+        files.write_json(run.dir, files.CLASS_WEIGHTS_FILE, class_weights.to_json_dict())
+        if config.save_batches:
+            save_batches(train_loader, names, run.dir / files.TRAIN_BATCHES_DIR, count=config.save_batches)
+    if rank == 0:
+        run.print(model_summary(unwrap(model), data_config.imgsz))
+    return run
+
+
+def _restore(run: Run, checkpoint: dict) -> None:
+    """Continue exactly where the checkpoint left off: weights, EMA, optimizer, scaler, counters, RNG."""
+    unwrap(run.model).load_state_dict(checkpoint["model"])
+    if run.ema is not None and checkpoint.get("ema") is not None:
+        run.ema.load_state_dict(checkpoint["ema"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    run.start_epoch = int(checkpoint["epoch"]) + 1
+    run.best_fitness = float(checkpoint["best_fitness"])
+    run.best_epoch = int(checkpoint["best_epoch"])
+    run.stale_evaluations = int(checkpoint["stale_evaluations"])
+    run.elapsed_before = float(checkpoint["elapsed"])
+    restore_rng_states(checkpoint["rng"])
+    if run.is_main:  # rows after the checkpoint's epoch are trained again; its own row is restored if missing
+        files.truncate_results(run.dir, last_epoch=run.start_epoch)
+        rows = files.read_results(run.dir)
+        if not rows or rows[-1]["epoch"] != run.start_epoch:
+            files.append_results_row(run.dir, checkpoint["results_row"])
+    if run.start_epoch >= run.settings.train.epochs:
+        raise DoctorError(f"this run already finished all {run.settings.train.epochs} epochs", run.dir)
+
+
+def load_model_weights(path: str | Path, device: torch.device | str = "cpu") -> tuple[Detector, list[str]]:
+    """A Detector from one of our checkpoints (the EMA weights when saved), with its class names."""
+    checkpoint = load_checkpoint(path)
+    model = Detector(ModelConfig(**checkpoint["model_config"]))
+    ema = checkpoint.get("ema")
+    model.load_state_dict(ema["module"] if ema is not None else checkpoint["model"])
+    return model.to(device).eval(), list(checkpoint["names"])
+
+
+def _initialise_from(model: Detector, path: str, console: Console | None) -> None:
+    """--weights: copy every tensor whose name and shape match (the head differs when the class count does)."""
+    source, _ = load_model_weights(path)
+    own = model.state_dict()
+    matching = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    if console is not None:
+        console.print(f"initialised {len(matching)}/{len(own)} tensors from {path}")
+
+
+def _eval_dataset(index: DatasetIndex, split: str, data_config, warn):
+    from trainer.data import build_dataset  # the dataset class itself lives with the pipeline
+
+    return build_dataset(index, split, data_config.imgsz, None, cache=data_config.cache, workers=data_config.workers,
+                         warn=warn)
+
+
+def _new_run_dir(config, rank: int) -> Path:
+    if rank != 0:
+        raise DoctorError("internal: only rank 0 creates the run directory")
+    return files.new_run_dir(config.project, config.name, config.exist_ok)
+
+
+def _warner(console: Console, rank: int):
+    def warn(message: str) -> None:
+        if rank == 0:
+            console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    return warn
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
