@@ -124,6 +124,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> list[dict]:
 
 def measure_once(data_yaml: Path, workers: int | None) -> dict:
     """One audit in this process (the caller chose the cache state): seconds and peak memory."""
+    import sklearn.utils.class_weight  # noqa: F401  (weights.py imports it lazily: an import, not audit work)
+
     from dataset_doctor.audit import run_audit
     from dataset_doctor.index import build_index
 
