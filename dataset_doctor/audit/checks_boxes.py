@@ -43,14 +43,24 @@ def duplicate_box_pairs(boxes: pd.DataFrame, min_iou: float) -> pd.DataFrame:
     overlap_x / max(w_a, w_b); with overlap_x <= (w_a + w_b) / 2 - |dcx|, IoU >= t needs
     |dcx| <= (1 - t) * max(w_a, w_b), at most (1 - t) times the widest box of the group.
     """
-    image_id = boxes["image_id"].to_numpy()
-    cls = boxes["cls"].to_numpy()
-    cx, cy, w, h = (boxes[c].to_numpy() for c in ("cx", "cy", "w", "h"))
-    order = np.lexsort((cx, cls, image_id))
-    image_id, cls, cx, cy, w, h = (a[order] for a in (image_id, cls, cx, cy, w, h))
-    count = len(order)
-    if count < 2:
+    image_id = boxes["image_id"].to_numpy().astype(np.int64)
+    cls = boxes["cls"].to_numpy().astype(np.int64)
+    # Only boxes sharing (image, class) with another box can pair: find those first with a stable sort of one
+    # integer key (the index lists boxes by image already, so it is nearly sorted and cheap), then sort just
+    # them by (key, cx).
+    lowest = int(cls.min(initial=0))
+    key = image_id * (int(cls.max(initial=0)) - lowest + 1) + (cls - lowest)
+    by_key = np.argsort(key, kind="stable")
+    sorted_key = key[by_key]
+    shared = np.r_[sorted_key[1:] == sorted_key[:-1], False] | np.r_[False, sorted_key[1:] == sorted_key[:-1]]
+    candidates = by_key[shared]
+    if len(candidates) < 2:
         return _pair_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    cx = boxes["cx"].to_numpy()
+    order = candidates[np.lexsort((cx[candidates], key[candidates]))]
+    image_id, cls = image_id[order], cls[order]
+    cx, cy, w, h = (boxes[c].to_numpy()[order] for c in ("cx", "cy", "w", "h"))
+    count = len(order)
     new_group = np.r_[True, (image_id[1:] != image_id[:-1]) | (cls[1:] != cls[:-1])]
     group = np.cumsum(new_group) - 1
     group_starts = np.flatnonzero(new_group)
