@@ -53,13 +53,19 @@ def label_path_for(image_path: str | Path) -> Path:
 
     Without an `images` component the label sits next to the image (`photo.jpg` -> `photo.txt`).
     """
-    text = str(image_path)
+    return Path(label_path_text(str(image_path)))
+
+
+def label_path_text(image_path: str) -> str:
+    """label_path_for on plain strings: the index maps every image of a dataset with it, and Path objects cost
+    more than the rest of a warm index build."""
+    text = image_path
     images_part, labels_part = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
     if images_part in text:
         head, tail = text.rsplit(images_part, 1)
         text = f"{head}{labels_part}{tail}"
-    stem = text.rsplit(".", 1)[0] if "." in Path(text).name else text
-    return Path(f"{stem}.txt")
+    stem = text.rsplit(".", 1)[0] if "." in text.rsplit(os.sep, 1)[-1] else text
+    return f"{stem}.txt"
 
 
 def load_data_yaml(path: str | Path) -> DatasetConfig:
@@ -85,7 +91,12 @@ def load_data_yaml(path: str | Path) -> DatasetConfig:
 
 def list_split_images(config: DatasetConfig, split: str) -> list[Path]:
     """Every image of one split, in a stable order. Raises DoctorError when the split holds none."""
-    images: list[Path] = []
+    return [Path(path) for path in list_split_image_files(config, split)]
+
+
+def list_split_image_files(config: DatasetConfig, split: str) -> list[str]:
+    """list_split_images as plain strings (what the index works with; no Path object per file)."""
+    images: list[str] = []
     for source in config.splits[split]:
         images.extend(_images_in_source(source, config.root))
     if not images:
@@ -161,18 +172,36 @@ def _resolve_source(root: Path, entry: str, split: str, yaml_path: Path) -> Path
     raise DoctorError(f"{split}: '{entry}' not found (resolved to {candidates[0]})", yaml_path)
 
 
-def _images_in_source(source: Path, root: Path) -> list[Path]:
+def _images_in_source(source: Path, root: Path) -> list[str]:
     if source.is_dir():
-        found = []
-        for directory, subdirs, files in os.walk(source, followlinks=True):
-            subdirs.sort()
-            found.extend(Path(directory) / name for name in sorted(files) if is_image_file(name))
-        return found
+        return _image_files_under(str(source))
     if source.suffix.lower() == ".txt":
-        return _images_in_list_file(source, root)
+        return [str(path) for path in _images_in_list_file(source, root)]
     if is_image_file(source):
-        return [source]
+        return [str(source)]
     raise DoctorError("not an image directory, .txt image list or image file", source)
+
+
+def _image_files_under(directory: str) -> list[str]:
+    """Image files under a directory, in os.walk's top-down order with sorted names, symlinks followed."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:  # unreadable directories are skipped, as os.walk does
+        return []
+    found, subdirs = [], []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            subdirs.append(entry.path)
+        elif is_image_file(entry.name):
+            found.append(entry.path)
+    for subdir in subdirs:
+        found.extend(_image_files_under(subdir))
+    return found
 
 
 def _images_in_list_file(list_file: Path, root: Path) -> list[Path]:

@@ -36,26 +36,39 @@ def near_duplicate_pairs(phashes: Sequence[str], max_bits: int = NEAR_DUPLICATE_
     valid = np.array([bool(h) for h in phashes], dtype=bool)
     words = phash_words(phashes)
     bands = words.view(np.uint16).reshape(len(phashes), -1) if len(phashes) else np.zeros((0, _BANDS), np.uint16)
-    candidates: set[tuple[int, int]] = set()
     rows = np.flatnonzero(valid)
+    found_i, found_j = [], []
     for band in range(bands.shape[1]):
-        values = bands[rows, band]
-        order = np.argsort(values, kind="stable")
-        sorted_values = values[order]
-        run_starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-        run_ends = np.r_[run_starts[1:], len(sorted_values)]
-        for start, end in zip(run_starts, run_ends):
-            if end - start > 1:
-                members = rows[order[start:end]]
-                first, second = np.triu_indices(len(members), k=1)
-                candidates.update(zip(members[first].tolist(), members[second].tolist()))
-    if not candidates:
-        return pd.DataFrame({"i": np.zeros(0, np.int64), "j": np.zeros(0, np.int64),
-                             "distance": np.zeros(0, np.int64)})
-    pairs = np.array(sorted(candidates), dtype=np.int64)
-    distance = hamming_distance(words[pairs[:, 0]], words[pairs[:, 1]])
-    keep = distance <= max_bits
-    return pd.DataFrame({"i": pairs[keep, 0], "j": pairs[keep, 1], "distance": distance[keep]})
+        first, second = _equal_value_pairs(bands[rows, band])
+        i, j = rows[first], rows[second]
+        close = hamming_distance(words[i], words[j]) <= max_bits  # filter per band: memory stays small
+        found_i.append(i[close])
+        found_j.append(j[close])
+    count = len(phashes)
+    keys = np.unique(np.concatenate(found_i) * count + np.concatenate(found_j)) if rows.size \
+        else np.zeros(0, np.int64)
+    i, j = keys // max(count, 1), keys % max(count, 1)
+    return pd.DataFrame({"i": i, "j": j, "distance": hamming_distance(words[i], words[j])})
+
+
+def _equal_value_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of positions (a < b) holding equal values, vectorised: sorted stably, each element is paired
+    with the 1st, 2nd, ... element after it while those are still in its run of equal values."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    new_run = np.r_[True, sorted_values[1:] != sorted_values[:-1]] if len(values) else np.zeros(0, bool)
+    run_id = np.cumsum(new_run) - 1
+    run_end = np.r_[np.flatnonzero(new_run)[1:], len(values)]
+    after_me = run_end[run_id] - 1 - np.arange(len(values))  # later members of my run
+    firsts, seconds = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    active = np.flatnonzero(after_me > 0)
+    offset = 1
+    while active.size:
+        firsts.append(order[active])
+        seconds.append(order[active + offset])
+        offset += 1
+        active = active[after_me[active] >= offset]
+    return np.concatenate(firsts), np.concatenate(seconds)
 
 
 def duplicate_groups(content_hashes: Sequence[str], phashes: Sequence[str],

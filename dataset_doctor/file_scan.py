@@ -66,28 +66,46 @@ def scan_files(pairs: Sequence[tuple[str, str]], previous: FileScan | None = Non
     Files whose image and label signatures match a row of `previous` are taken from it unread.
     """
     unique_pairs = list(dict.fromkeys(pairs))
-    signatures = [(*stat_signature(image), *stat_signature(label)) for image, label in unique_pairs]
+    signatures = _signatures(unique_pairs)
     reused_rows, reused_positions, todo = _match_previous(unique_pairs, signatures, previous)
     fresh = _scan_pairs([unique_pairs[i] for i in todo], workers, progress)
     return _merge(unique_pairs, signatures, previous, reused_rows, reused_positions, todo, fresh), len(todo)
 
 
-def _match_previous(pairs, signatures, previous: FileScan | None) -> tuple[list[int], list[int], list[int]]:
+def _signatures(pairs: list[tuple[str, str]]) -> np.ndarray:
+    """stat_signature of every image and label as an (n, 4) array; one tight loop, as it stats every file of the
+    dataset on every run (the bulk of a warm start)."""
+    values: list[int] = []
+    append, stat = values.append, os.stat
+    for image, label in pairs:
+        for path in (image, label):
+            try:
+                result = stat(path)
+            except OSError:
+                append(MISSING)
+                append(0)
+            else:
+                append(result.st_size)
+                append(result.st_mtime_ns)
+    return np.array(values, dtype=np.int64).reshape(-1, 4)
+
+
+def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,
+                    previous: FileScan | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows of previous.files to reuse, the positions in `pairs` they fill, positions to read), vectorised:
+    this runs over every file on every warm start."""
     if previous is None or previous.files.empty:
-        return [], [], list(range(len(pairs)))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.arange(len(pairs))
     files = previous.files
-    by_path = {path: row for row, path in enumerate(files["path"].to_numpy())}
-    stats = files[["image_size", "image_mtime_ns", "label_size", "label_mtime_ns"]].to_numpy()
-    labels = files["label_path"].to_numpy()
-    reused_rows, reused_positions, todo = [], [], []
-    for position, ((image, label), signature) in enumerate(zip(pairs, signatures)):
-        row = by_path.get(image)
-        if row is not None and labels[row] == label and tuple(stats[row]) == signature and signature[0] != MISSING:
-            reused_rows.append(row)
-            reused_positions.append(position)
-        else:
-            todo.append(position)
-    return reused_rows, reused_positions, todo
+    by_path = dict(zip(files["path"].tolist(), range(len(files))))
+    rows = np.fromiter((by_path.get(image, -1) for image, _ in pairs), dtype=np.int64, count=len(pairs))
+    known = rows >= 0
+    safe_rows = np.where(known, rows, 0)
+    stats = files[["image_size", "image_mtime_ns", "label_size", "label_mtime_ns"]].to_numpy(np.int64)
+    labels = np.array([label for _, label in pairs], dtype=object)
+    same = (known & (stats[safe_rows] == signatures).all(axis=1)
+            & (files["label_path"].to_numpy(dtype=object)[safe_rows] == labels) & (signatures[:, 0] != MISSING))
+    return rows[same], np.flatnonzero(same), np.flatnonzero(~same)
 
 
 def _scan_pairs(pairs: list[tuple[str, str]], workers: int | None, progress: bool) -> list[tuple]:
@@ -139,49 +157,57 @@ def _scan_pair(image: str, label: str) -> tuple:
 
 
 def _merge(pairs, signatures, previous, reused_rows, reused_positions, todo, fresh) -> FileScan:
-    count = len(pairs)
-    columns: dict[str, list] = {name: [None] * count for name in FILE_COLUMNS}
+    """One FileScan in `pairs` order from reused rows of `previous` and freshly scanned files, table-wise."""
+    if not len(todo) and len(reused_rows) == len(previous.files) and \
+            np.array_equal(reused_rows, np.arange(len(reused_rows))):
+        return previous  # the usual warm start: every file unchanged, in the same order
+    parts: list[pd.DataFrame] = []
     box_parts: list[np.ndarray] = []
-    problem_rows: list[tuple] = []
+    problem_parts: list[pd.DataFrame] = []
 
-    if reused_rows:
-        old = previous.files.iloc[reused_rows]
-        for name in FILE_COLUMNS:
-            values = old[name].tolist()
-            for position, value in zip(reused_positions, values):
-                columns[name][position] = value
+    if len(reused_rows):
+        old = previous.files.iloc[reused_rows].copy()
+        old.index = reused_positions
+        parts.append(old)
         new_position = np.full(len(previous.files), -1, dtype=np.int64)
         new_position[reused_rows] = reused_positions
-        old_boxes = previous.boxes[np.isin(previous.boxes[:, 0], reused_rows)].copy()
+        old_boxes = previous.boxes[new_position[previous.boxes[:, 0].astype(np.int64)] >= 0].copy()
         old_boxes[:, 0] = new_position[old_boxes[:, 0].astype(np.int64)]
         box_parts.append(old_boxes)
-        old_problems = previous.problems[previous.problems["file"].isin(reused_rows)]
-        for file_row, check, line, message in old_problems.itertuples(index=False):
-            problem_rows.append((int(new_position[file_row]), check, line, message))
+        old_problems = previous.problems[new_position[previous.problems["file"].to_numpy(np.int64)] >= 0].copy()
+        old_problems["file"] = new_position[old_problems["file"].to_numpy(np.int64)]
+        problem_parts.append(old_problems)
 
-    for position, (probe, parsed, label_error) in zip(todo, fresh):
-        image, label = pairs[position]
-        image_size, image_mtime, label_size, label_mtime = signatures[position]
-        row = {
-            "path": image, "label_path": label, "image_size": image_size, "image_mtime_ns": image_mtime,
-            "label_size": label_size, "label_mtime_ns": label_mtime, "width": probe.width,
-            "height": probe.height, "content_hash": probe.content_hash, "phash": probe.phash,
-            "format": probe.format, "image_error": probe.error or "", "label_error": label_error or "",
-            "label_lines": parsed.nonblank_lines if parsed is not None else 0,
-        }
-        for name, value in row.items():
-            columns[name][position] = value
-        if parsed is not None:
-            if len(parsed.boxes):
-                file_column = np.full((len(parsed.boxes), 1), position, dtype=np.float64)
-                box_parts.append(np.hstack([file_column, parsed.boxes, parsed.polygon[:, None]]))
-            problem_rows.extend((position, check, line or 0, message) for check, line, message in parsed.problems)
+    if len(todo):
+        columns: dict[str, list] = {name: [] for name in FILE_COLUMNS}
+        problem_rows: list[tuple] = []
+        for position, (probe, parsed, label_error) in zip(todo, fresh):
+            image, label = pairs[position]
+            image_size, image_mtime, label_size, label_mtime = signatures[position].tolist()
+            row = {
+                "path": image, "label_path": label, "image_size": image_size, "image_mtime_ns": image_mtime,
+                "label_size": label_size, "label_mtime_ns": label_mtime, "width": probe.width,
+                "height": probe.height, "content_hash": probe.content_hash, "phash": probe.phash,
+                "format": probe.format, "image_error": probe.error or "", "label_error": label_error or "",
+                "label_lines": parsed.nonblank_lines if parsed is not None else 0,
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+            if parsed is not None:
+                if len(parsed.boxes):
+                    file_column = np.full((len(parsed.boxes), 1), position, dtype=np.float64)
+                    box_parts.append(np.hstack([file_column, parsed.boxes, parsed.polygon[:, None]]))
+                problem_rows.extend((position, check, line or 0, message) for check, line, message in parsed.problems)
+        parts.append(pd.DataFrame({name: pd.Series(values, dtype=object if kind is str else kind, index=todo)
+                                   for (name, kind), values in zip(FILE_COLUMNS.items(), columns.values())}))
+        problem_parts.append(pd.DataFrame(problem_rows, columns=PROBLEM_COLUMNS))
 
-    files = pd.DataFrame({name: pd.Series(values, dtype=object if kind is str else kind)
-                          for (name, kind), values in zip(FILE_COLUMNS.items(), columns.values())})
+    files = pd.concat(parts).sort_index().reset_index(drop=True) if parts else FileScan.empty().files
+    files = files.astype({name: object if kind is str else kind for name, kind in FILE_COLUMNS.items()})
     boxes = np.vstack(box_parts) if box_parts else np.zeros((0, len(BOX_COLUMNS)))
     boxes = boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))] if len(boxes) else boxes
-    problems = pd.DataFrame(problem_rows, columns=PROBLEM_COLUMNS)
+    problem_parts = [part for part in problem_parts if len(part)]
+    problems = pd.concat(problem_parts, ignore_index=True) if problem_parts else pd.DataFrame(columns=PROBLEM_COLUMNS)
     problems = problems.sort_values(["file", "line"], kind="stable").reset_index(drop=True)
     return FileScan(files, boxes, problems)
 

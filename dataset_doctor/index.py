@@ -20,9 +20,16 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_checks
-from dataset_doctor.datayaml import DatasetConfig, is_image_file, label_path_for, list_split_images, load_data_yaml
+from dataset_doctor.datayaml import (
+    DatasetConfig,
+    is_image_file,
+    label_path_text,
+    list_split_image_files,
+    load_data_yaml,
+)
 from dataset_doctor.file_scan import MISSING, FileScan, scan_files
 from dataset_doctor.findings import CHECKS, FINDING_COLUMNS
+from dataset_doctor.gc_pause import gc_paused
 from dataset_doctor.index_cache import cache_file_for, load_scan, save_scan
 
 IMAGE_COLUMNS = ["image_id", "split", "image", "label", "path", "label_path", "label_exists", "width", "height",
@@ -87,9 +94,15 @@ class DatasetIndex:
 def build_index(data_yaml: str | Path | DatasetConfig, *, workers: int | None = None, use_cache: bool = True,
                 progress: bool = True) -> DatasetIndex:
     """Read a dataset into a DatasetIndex, scanning files in parallel and reusing the cache where valid."""
+    with gc_paused():
+        return _build_index(data_yaml, workers, use_cache, progress)
+
+
+def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use_cache: bool,
+                 progress: bool) -> DatasetIndex:
     config = data_yaml if isinstance(data_yaml, DatasetConfig) else load_data_yaml(data_yaml)
-    listing = [(split, str(path)) for split in config.splits for path in list_split_images(config, split)]
-    pairs = [(path, str(label_path_for(path))) for _, path in listing]
+    listing = [(split, path) for split in config.splits for path in list_split_image_files(config, split)]
+    pairs = [(path, label_path_text(path)) for _, path in listing]
 
     cache_file = cache_file_for(config.yaml_path)
     previous = load_scan(cache_file) if use_cache else None
@@ -107,12 +120,11 @@ def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list
     per_image = files.iloc[rows].reset_index(drop=True)
 
     split_type = pd.CategoricalDtype(list(config.splits))
-    relative = _relative_to(config.root)
     images = pd.DataFrame({
         "image_id": np.arange(len(listing)),
         "split": pd.Categorical([split for split, _ in listing], dtype=split_type),
-        "image": [relative(path) for _, path in listing],
-        "label": [relative(label) for _, label in pairs],
+        "image": _relative_paths([path for _, path in listing], config.root),
+        "label": _relative_paths([label for _, label in pairs], config.root),
         "path": per_image["path"].to_numpy(),
         "label_path": per_image["label_path"].to_numpy(),
         "label_exists": (per_image["label_size"] != MISSING).to_numpy(),
@@ -153,71 +165,99 @@ def _boxes_table(scan: FileScan, rows: np.ndarray, images: pd.DataFrame) -> pd.D
 
 def _problem_findings(config: DatasetConfig, images: pd.DataFrame, per_image: pd.DataFrame, scan: FileScan,
                       rows: np.ndarray, boxes: pd.DataFrame) -> pd.DataFrame:
-    """Scan problems as findings, built with table operations (this runs on every warm start)."""
-    parts = [pd.DataFrame.from_records([f.to_dict() for f in config.problems], columns=FINDING_COLUMNS)]
-    split = images["split"].astype(str)
+    """Scan problems as findings, built column-wise with NumPy and one DataFrame at the end (this runs on every
+    warm start)."""
+    columns: dict[str, list] = {name: [] for name in FINDING_COLUMNS}
 
-    def per_image_findings(mask: np.ndarray, check: str, message: pd.Series | str, with_label: bool) -> None:
-        selected = images[mask]
-        parts.append(pd.DataFrame({
-            "check": check, "severity": CHECKS[check], "split": split[mask],
-            "image": selected["image"], "label": selected["label"] if with_label else None, "line": None,
-            "message": message[mask] if isinstance(message, pd.Series) else message,
-        }, columns=FINDING_COLUMNS))
+    def add(check: np.ndarray | str, ids: np.ndarray | None, line, message, with_label: bool = True,
+            count: int | None = None) -> None:
+        """Findings for images `ids` (None: not tied to an image, `count` of them); scalars are broadcast."""
+        size = len(ids) if ids is not None else count
+        if not size:
+            return
 
-    unreadable = ~images["readable"].to_numpy()
-    corrupt_message = images["image_error"].copy()
-    for split_name, sources in config.splits.items():
-        lists = ", ".join(s.name for s in sources if s.suffix.lower() == ".txt")
-        if lists:
-            missing = (corrupt_message == "file not found") & (split == split_name)
-            corrupt_message[missing] = f"file not found (listed in {lists})"
-    per_image_findings(unreadable, "corrupt-image", corrupt_message, with_label=False)
+        def column(value) -> np.ndarray:
+            if isinstance(value, np.ndarray):
+                return value.astype(object)
+            array = np.empty(size, dtype=object)
+            array[:] = [value] * size
+            return array
 
-    label_error = per_image["label_error"]
-    has_label_error = (label_error != "").to_numpy()
-    per_image_findings(has_label_error, "malformed-line", label_error, with_label=True)
-    no_label = ~images["label_exists"].to_numpy() & ~has_label_error
-    per_image_findings(no_label, "missing-label", "no label file: trained as a background image", False)
-    empty = images["label_exists"].to_numpy() & ~has_label_error & (per_image["label_lines"] == 0).to_numpy()
-    per_image_findings(empty, "empty-label", "empty label file: a background image", True)
+        columns["check"].append(column(check))
+        columns["severity"].append(column(CHECKS[check]) if isinstance(check, str)
+                                   else np.array([CHECKS[c] for c in check], dtype=object))
+        columns["split"].append(split_names[ids] if ids is not None else column(None))
+        columns["image"].append(image_names[ids] if ids is not None else column(None))
+        columns["label"].append(label_names[ids] if ids is not None and with_label else column(None))
+        columns["line"].append(column(line))
+        columns["message"].append(column(message))
+
+    split_names = images["split"].astype(str).to_numpy(dtype=object)
+    image_names = images["image"].to_numpy(dtype=object)
+    label_names = images["label"].to_numpy(dtype=object)
+
+    for finding in config.problems:
+        record = finding.to_dict()
+        for name in FINDING_COLUMNS:
+            columns[name].append(np.array([record[name]], dtype=object))
+
+    unreadable = np.flatnonzero(~images["readable"].to_numpy())
+    if len(unreadable):
+        corrupt_message = images["image_error"].to_numpy(dtype=object)[unreadable]
+        for split_name, sources in config.splits.items():
+            lists = ", ".join(s.name for s in sources if s.suffix.lower() == ".txt")
+            if lists:
+                missing = (corrupt_message == "file not found") & (split_names[unreadable] == split_name)
+                corrupt_message[missing] = f"file not found (listed in {lists})"
+        add("corrupt-image", unreadable, None, corrupt_message, with_label=False)
+
+    label_error = per_image["label_error"].to_numpy(dtype=object)
+    has_label_error = label_error != ""
+    label_exists = images["label_exists"].to_numpy()
+    errors = np.flatnonzero(has_label_error)
+    add("malformed-line", errors, None, label_error[errors])
+    add("missing-label", np.flatnonzero(~label_exists & ~has_label_error), None,
+        "no label file: trained as a background image", with_label=False)
+    add("empty-label", np.flatnonzero(label_exists & ~has_label_error & (per_image["label_lines"].to_numpy() == 0)),
+        None, "empty label file: a background image")
 
     if len(scan.problems):
-        image_of_file = pd.DataFrame({"file": rows, "image_id": np.arange(len(rows))})
-        joined = scan.problems.merge(image_of_file, on="file").sort_values(["image_id", "line"], kind="stable")
-        ids = joined["image_id"].to_numpy()
-        parts.append(pd.DataFrame({
-            "check": joined["check"].to_numpy(), "severity": joined["check"].map(CHECKS).to_numpy(),
-            "split": split.to_numpy()[ids], "image": images["image"].to_numpy()[ids],
-            "label": images["label"].to_numpy()[ids],
-            "line": joined["line"].where(joined["line"] > 0, None).to_numpy(),
-            "message": joined["message"].to_numpy(),
-        }, columns=FINDING_COLUMNS))
+        # Each problem of a file, once per image listing that file (an image can be in two splits).
+        by_file = np.argsort(rows, kind="stable")
+        files = scan.problems["file"].to_numpy(dtype=np.int64)
+        first = np.searchsorted(rows[by_file], files, side="left")
+        listed = np.searchsorted(rows[by_file], files, side="right") - first
+        problem = np.repeat(np.arange(len(files)), listed)
+        within = np.arange(len(problem)) - np.repeat(np.cumsum(listed) - listed, listed)
+        image_ids = by_file[np.repeat(first, listed) + within]
+        lines = scan.problems["line"].to_numpy()[problem]
+        order = np.lexsort((lines, image_ids))
+        problem, image_ids, lines = problem[order], image_ids[order], lines[order]
+        add(scan.problems["check"].to_numpy(dtype=object)[problem], image_ids, np.where(lines > 0, lines, None),
+            scan.problems["message"].to_numpy(dtype=object)[problem])
 
-    if boxes["polygon"].any():
-        per_file = boxes.groupby("image_id").agg(polygons=("polygon", "sum"), rows=("polygon", "size"))
-        first_polygon = boxes[boxes["polygon"]].groupby("image_id")["line"].min()
-        per_file = per_file[per_file["polygons"] > 0].join(first_polygon)
-        ids = per_file.index.to_numpy()
-        base = {"split": split.to_numpy()[ids], "image": images["image"].to_numpy()[ids],
-                "label": images["label"].to_numpy()[ids]}
-        parts.append(pd.DataFrame({
-            "check": "segment-label", "severity": CHECKS["segment-label"], **base, "line": per_file["line"].to_numpy(),
-            "message": [f"{n} polygon(s) converted to boxes" for n in per_file["polygons"]],
-        }, columns=FINDING_COLUMNS))
-        mixed = (per_file["polygons"] < per_file["rows"]).to_numpy()
-        parts.append(pd.DataFrame({
-            "check": "mixed-label-types", "severity": CHECKS["mixed-label-types"],
-            **{key: value[mixed] for key, value in base.items()}, "line": None,
-            "message": [f"{rows - polygons} box(es) and {polygons} polygon(s) in one file"
-                        for polygons, rows in zip(per_file["polygons"][mixed], per_file["rows"][mixed])],
-        }, columns=FINDING_COLUMNS))
+    polygon = boxes["polygon"].to_numpy()
+    if polygon.any():
+        image_ids = boxes["image_id"].to_numpy()
+        polygons = np.bincount(image_ids[polygon], minlength=len(images))
+        totals = np.bincount(image_ids, minlength=len(images))
+        first_line = np.full(len(images), np.iinfo(np.int64).max)
+        np.minimum.at(first_line, image_ids[polygon], boxes["line"].to_numpy()[polygon].astype(np.int64))
+        ids = np.flatnonzero(polygons)
+        add("segment-label", ids, first_line[ids].astype(object),
+            np.array([f"{n} polygon(s) converted to boxes" for n in polygons[ids]], dtype=object))
+        mixed = ids[polygons[ids] < totals[ids]]
+        add("mixed-label-types", mixed, None,
+            np.array([f"{total - n} box(es) and {n} polygon(s) in one file"
+                      for n, total in zip(polygons[mixed], totals[mixed])], dtype=object))
 
-    parts.append(pd.DataFrame.from_records(_orphan_labels(config, images), columns=FINDING_COLUMNS))
-    frame = pd.concat([part for part in parts if len(part)], ignore_index=True) if any(len(p) for p in parts) \
-        else pd.DataFrame(columns=FINDING_COLUMNS)
-    frame = frame.astype({"check": object, "severity": object, "split": object, "image": object,
-                          "label": object, "message": object})
+    for record in _orphan_labels(config, images):
+        for name, value in zip(FINDING_COLUMNS, record):
+            columns[name].append(np.array([value], dtype=object))
+
+    # dtype=object keeps None as None (pandas would otherwise infer its string dtype, with NaN for None).
+    frame = pd.DataFrame({name: pd.Series(np.concatenate(parts) if parts else [], dtype=object)
+                          for name, parts in columns.items()}, columns=FINDING_COLUMNS)
     frame["line"] = pd.array(frame["line"].tolist(), dtype="Int64")
     return frame
 
@@ -229,26 +269,40 @@ def _record(check: str, split: str | None, image: str | None, label: str | None,
 
 def _orphan_labels(config: DatasetConfig, images: pd.DataFrame) -> list[tuple]:
     """Label files in the label folders of the dataset's images that belong to no image of any split."""
-    known_labels = set(images["label_path"])
-    label_dirs = sorted({os.path.dirname(p) for p in known_labels})
-    split_lists = {str(s) for sources in config.splits.values() for s in sources}
-    image_stems = {os.path.splitext(p)[0] for p in images["path"]}
-    relative = _relative_to(config.root)
-    records = []
+    known_labels = set(images["label_path"].tolist())
+    label_dirs = sorted({path.rpartition(os.sep)[0] for path in known_labels})
+    candidates = []
     for directory in label_dirs:
         try:
-            names = sorted(os.listdir(directory))
+            names = os.listdir(directory)
         except OSError:
             continue
-        for name in names:
-            path = os.path.join(directory, name)
-            if not name.endswith(".txt") or path in known_labels or name.lower() in _NOT_LABEL_FILES:
-                continue
-            if path in split_lists or os.path.splitext(path)[0] in image_stems or is_image_file(name):
-                continue
-            records.append(_record("orphan-label", None, None, relative(path), None,
-                                   "label file without an image: its boxes are never used"))
+        # Set difference first: in a healthy dataset every .txt is a known label and nothing is left to check.
+        unknown = {f"{directory}{os.sep}{name}" for name in names if name.endswith(".txt")} - known_labels
+        candidates.extend(sorted(unknown))
+    if not candidates:
+        return []
+    split_lists = {str(s) for sources in config.splits.values() for s in sources}
+    image_stems = {path.rpartition(".")[0] for path in images["path"].tolist()}  # images always have an extension
+    relative = _relative_to(config.root)
+    records = []
+    for path in candidates:
+        name = os.path.basename(path)
+        if name.lower() in _NOT_LABEL_FILES or path in split_lists or path[: -len(".txt")] in image_stems \
+                or is_image_file(name):
+            continue
+        records.append(_record("orphan-label", None, None, relative(path), None,
+                               "label file without an image: its boxes are never used"))
     return records
+
+
+def _relative_paths(paths: list[str], root: Path) -> list[str]:
+    """_relative_to for a whole column at once (no function call per path)."""
+    root_text = str(root) + os.sep
+    cut = len(root_text)
+    if os.sep == "/":
+        return [path[cut:] if path.startswith(root_text) else path for path in paths]
+    return [path[cut:].replace(os.sep, "/") if path.startswith(root_text) else path for path in paths]
 
 
 def _relative_to(root: Path) -> Callable[[str], str]:

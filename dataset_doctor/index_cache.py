@@ -20,7 +20,9 @@ import pandas as pd
 
 from dataset_doctor.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
 
-SCAN_FORMAT_VERSION = 2  # bump when what a scan records, or how, changes: old caches are then ignored
+# Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
+# with SHA-256 content hashes and string blobs (audit's 3).
+SCAN_FORMAT_VERSION = 4
 
 
 def cache_dir() -> Path:
@@ -44,32 +46,50 @@ def load_scan(path: Path) -> FileScan | None:
         with np.load(path, allow_pickle=False) as archive:
             if int(archive["version"]) != SCAN_FORMAT_VERSION:
                 return None
+            rows = len(archive["files.image_size"])
             files = pd.DataFrame({
-                name: pd.Series(archive[f"files.{name}"].tolist() if kind is str else archive[f"files.{name}"],
+                name: pd.Series(_strings(archive[f"files.{name}"], rows) if kind is str else archive[f"files.{name}"],
                                 dtype=object if kind is str else kind)
                 for name, kind in FILE_COLUMNS.items()
             })
             boxes = archive["boxes"].reshape(-1, len(BOX_COLUMNS))
+            problem_rows = len(archive["problems.file"])
             problems = pd.DataFrame({
-                "file": archive["problems.file"], "check": archive["problems.check"].tolist(),
-                "line": archive["problems.line"], "message": archive["problems.message"].tolist(),
+                "file": archive["problems.file"], "check": _strings(archive["problems.check"], problem_rows),
+                "line": archive["problems.line"], "message": _strings(archive["problems.message"], problem_rows),
             }, columns=PROBLEM_COLUMNS)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+    except (OSError, KeyError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
         return None
     return FileScan(files, boxes, problems)
+
+
+def _blob(strings: list[str]) -> np.ndarray:
+    """A string column as one UTF-8 byte array, NUL-separated (paths and messages never hold NUL): decoding
+    it is one bytes.decode and one split, where a NumPy unicode array costs a Python object per cell."""
+    return np.frombuffer("\0".join(strings).encode("utf-8", errors="surrogateescape"), dtype=np.uint8)
+
+
+def _strings(blob: np.ndarray, count: int) -> list[str]:
+    """The `count` strings of a _blob; ValueError if the blob does not hold that many."""
+    if blob.dtype != np.uint8:
+        raise ValueError("not a string blob")
+    strings = blob.tobytes().decode("utf-8", errors="surrogateescape").split("\0") if count else []
+    if len(strings) != count:
+        raise ValueError(f"{len(strings)} strings where {count} were expected")
+    return strings
 
 
 def save_scan(path: Path, scan: FileScan) -> None:
     """Write atomically (temporary file, then rename): a killed run never leaves a half-written cache."""
     arrays: dict[str, np.ndarray] = {"version": np.array(SCAN_FORMAT_VERSION)}
     for name, kind in FILE_COLUMNS.items():
-        values = scan.files[name].to_numpy()
-        arrays[f"files.{name}"] = np.array(values.tolist(), dtype=str) if kind is str else values.astype(kind)
+        values = scan.files[name]
+        arrays[f"files.{name}"] = _blob(values.tolist()) if kind is str else values.to_numpy().astype(kind)
     arrays["boxes"] = scan.boxes.astype(np.float64)
     arrays["problems.file"] = scan.problems["file"].to_numpy(dtype=np.int64)
-    arrays["problems.check"] = np.array(scan.problems["check"].tolist(), dtype=str)
+    arrays["problems.check"] = _blob(scan.problems["check"].tolist())
     arrays["problems.line"] = scan.problems["line"].to_numpy(dtype=np.int64)
-    arrays["problems.message"] = np.array(scan.problems["message"].tolist(), dtype=str)
+    arrays["problems.message"] = _blob(scan.problems["message"].tolist())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False) as handle:

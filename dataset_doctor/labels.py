@@ -8,6 +8,7 @@ Clean files (five numbers on every line, the common case) take a vectorised fast
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def read_label_file(path: str | Path) -> tuple[ParsedLabels | None, str | None]:
     """(parsed labels, None), (None, None) when there is no label file, or (None, reason) when unreadable."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_LABEL_BYTES + 1)
+            # read(n) allocates n bytes up front: ask for the file's size, not the 64 MiB limit.
+            data = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_LABEL_BYTES) + 1)
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as error:  # a directory, permissions, a broken link

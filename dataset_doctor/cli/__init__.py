@@ -4,7 +4,9 @@ Each command lives in its own module and registers itself on the shared `app` wh
 appears here only once it works. (One import statement per line keeps parallel additions merge-friendly.)
 """
 
+import dataset_doctor.cli.audit  # noqa: F401
 import dataset_doctor.cli.evaluate  # noqa: F401
+import dataset_doctor.cli.fix  # noqa: F401
 import dataset_doctor.cli.predict  # noqa: F401
 import dataset_doctor.cli.rebalance  # noqa: F401
 import dataset_doctor.cli.sample  # noqa: F401

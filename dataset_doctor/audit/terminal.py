@@ -1,0 +1,133 @@
+"""The audit as Rich renderables: per-split class tables, findings grouped by check, a one-line verdict.
+
+User strings (class names, paths, messages) go into Text objects, never into markup, so a class called
+"[bold]x" prints as it is.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from dataset_doctor.audit.checks_classes import TRAIN
+from dataset_doctor.audit.result import AuditResult
+from dataset_doctor.findings import ERROR, INFO, WARNING
+
+SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
+_MESSAGE_WIDTH = 240  # longer messages (a pathological label value) are cut
+
+
+def render_audit(result: AuditResult, examples: int = 3) -> list[RenderableType]:
+    """Everything `doctor audit` prints, top to bottom."""
+    parts: list[RenderableType] = [_header(result)]
+    parts.extend(class_table(result, split) for split in result.splits)
+    parts.append(findings_table(result, examples))
+    parts.append(verdict(result))
+    return parts
+
+
+def _header(result: AuditResult) -> Text:
+    text = Text("audit of ", style="bold")
+    text.append(result.dataset, style="bold")
+    summary = result.split_summary.set_index("split")
+    sizes = ", ".join(f"{split} {int(summary.at[split, 'images'])} images" for split in result.splits)
+    text.append(f"\n{len(result.classes)} classes; {sizes}; ")
+    listed = int(summary["images"].sum())
+    if not result.files_read:
+        scanned = "every file from the cache"
+    elif result.files_read >= listed:
+        scanned = f"{result.files_read} image/label pairs read"
+    else:
+        scanned = f"{result.files_read} image/label pairs read, the rest from the cache"
+    text.append(scanned, style="dim")
+    return text
+
+
+def class_table(result: AuditResult, split: str) -> Table:
+    """Images, usable instances and share per class in one split; the train table adds the suggested weights."""
+    summary = result.split_summary.set_index("split").loc[split]
+    counts = result.class_counts[result.class_counts["split"] == split]
+    with_weights = split == TRAIN
+    title = Text(split, style="bold")
+    title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds, "
+                 f"{int(summary['instances'])} boxes"
+                 + (f" (+{int(summary['unusable_boxes'])} unusable)" if summary["unusable_boxes"] else ""))
+    table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
+    table.add_column("id", justify="right", footer="")
+    table.add_column("class", footer="total")
+    table.add_column("images", justify="right", footer=str(int(counts["images"].sum())))
+    table.add_column("instances", justify="right", footer=str(int(counts["instances"].sum())))
+    table.add_column("share", justify="right", footer="100%" if counts["instances"].sum() else "")
+    if with_weights:
+        table.add_column("weight", justify="right", footer=result.class_weights.method)
+    few = result.options.min_instances
+    for row in counts.rename(columns={"class": "name"}).itertuples(index=False):
+        style = "red" if row.instances == 0 else ("yellow" if split == TRAIN and row.instances < few else "")
+        cells = [str(row.class_id), Text(str(row.name)), str(row.images), Text(str(row.instances), style=style),
+                 f"{100 * row.share:.1f}%"]
+        if with_weights:
+            cells.append(f"{result.class_weights.weights[row.class_id]:.2f}")
+        table.add_row(*cells)
+    return table
+
+
+def findings_table(result: AuditResult, examples: int = 3) -> RenderableType:
+    """Findings grouped by check in design.md order: severity, check and count, then the first `examples` of
+    them as `file:line  message` (dataset-level findings show their message alone)."""
+    by_check = result.findings_by_check()
+    if by_check.empty:
+        return Text("findings: none", style="bold green")
+    grouped = result.findings.groupby("check", sort=False)
+    width = max(len(check) for check in by_check["check"])
+    lines = [Text("findings", style="bold")]
+    for row in by_check.itertuples(index=False):
+        style = SEVERITY_STYLE[row.severity]
+        header = Text(f"{row.severity:<8}", style=style)
+        header.append(f" {row.check:<{width}}", style=f"{style} bold")
+        header.append(f" {row.count:>7}")
+        lines.append(header)
+        first = grouped.get_group(row.check).head(examples)
+        for finding in first.itertuples(index=False):
+            line = Text("    ")
+            where = location(finding.image, finding.label, finding.line)
+            if where:
+                line.append(where, style="bold")
+                line.append("  ")
+            line.append(_shorten(finding.message))
+            lines.append(line)
+        if row.count > len(first):
+            lines.append(Text(f"    ... and {row.count - len(first)} more", style="dim"))
+    return Group(*lines)
+
+
+def location(image: str | None, label: str | None, line) -> str:
+    """`label:line` for a line, else the label or image file, else '' (a dataset-level finding)."""
+    has_line = line is not None and not pd.isna(line)
+    if label and has_line:
+        return f"{label}:{int(line)}"
+    return image or label or ""
+
+
+def verdict(result: AuditResult) -> Text:
+    summary = result.summary
+    counts = f"{summary[ERROR]} errors, {summary[WARNING]} warnings, {summary[INFO]} info"
+    if summary[ERROR]:
+        text = Text("✗ ", style="bold red")
+        text.append(f"{counts}: errors make lines or images unusable; ", style="bold")
+        text.append(f"repair a copy with `doctor fix {result.dataset} --out DIR`")
+    elif summary[WARNING]:
+        text = Text("! ", style="bold yellow")
+        text.append(f"{counts}: no errors, but the warnings are worth a look before training", style="bold")
+        if result.failed():
+            text.append(" (--fail-on warning)")
+    else:
+        text = Text("✓ ", style="bold green")
+        text.append(f"{counts}: ready to train", style="bold")
+    return text
+
+
+def _shorten(message: str) -> str:
+    return message if len(message) <= _MESSAGE_WIDTH else message[: _MESSAGE_WIDTH - 1] + "…"
+
