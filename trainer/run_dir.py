@@ -64,7 +64,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(handle.name, _NEW_FILE_MODE)  # temporary files are private (0600); the result is an ordinary file
     os.replace(handle.name, path)
+
+
+def _new_file_mode() -> int:
+    """0666 less the umask: the mode open() would give a new file (reading the umask means setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
