@@ -150,8 +150,8 @@ def next_steps(result: AuditResult) -> list[NextStep]:
     if "split-leak" in checks:
         leaks = int((result.findings["check"] == "split-leak").sum())
         steps.append(NextStep(
-            f"Remove the {_plural(leaks, 'image')} repeating a picture of an earlier split (listed with their "
-            "match), or re-split the dataset so near-duplicates stay on one side.",
+            f"Remove {'the image' if leaks == 1 else f'the {leaks} images'} repeating a picture of an earlier split "
+            "(listed with the match), or re-split the dataset so near-duplicates stay on one side.",
             f"doctor split {result.dataset} --out {_sibling(result, 'resplit')}"))
     train = _counts(result, TRAIN)
     names = result.classes
@@ -165,7 +165,7 @@ def next_steps(result: AuditResult) -> list[NextStep]:
                 f"{int(np.median(train[train > 0]))}). doctor train also weights the loss by class "
                 "(--class-weights auto, the weights doctor weights prints): the two compound.",
                 f"doctor rebalance {result.dataset} --target {target} --out {_sibling(result, 'rebalanced')}"))
-    rare = np.flatnonzero(train < result.options.min_instances).tolist() if len(train) else []
+    rare = sorted(np.flatnonzero(train < result.options.min_instances).tolist(), key=lambda k: train[k])
     if rare and ({"few-instances", "unused-class"} & checks):
         listed = _name_list([f"'{names[k]}' ({int(train[k])})" for k in rare])
         steps.append(NextStep(
