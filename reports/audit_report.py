@@ -57,6 +57,7 @@ ul.actions code { display: inline-block; margin-top: 3px; white-space: pre-wrap;
 .pairs .pair figure { width: 300px; margin: 0; }
 .pairs figcaption { font-size: 12px; color: var(--muted); word-break: break-all; }
 h3.check { scroll-margin-top: 12px; }
+.badges span.none { background: #edf2f7; color: var(--muted); }
 .findings-gallery .gallery img, .pairs img { width: auto; max-width: 100%; max-height: 240px; display: block; }
 p.check-index a { display: inline-block; margin: 3px 6px 3px 0; padding: 2px 10px; border-radius: 12px;
                   text-decoration: none; font-size: 13px; font-weight: 600; }
@@ -136,8 +137,9 @@ def _verdict_section(page: Page, result: AuditResult) -> None:
     level = verdict_level(result)
     summary = result.summary
     page.html(f'<div class="verdict {level}">{_SYMBOL[level]} {escape(verdict_sentence(result))}</div>')
-    badges = "".join(f'<span class="sev-{severity}">{summary[severity]:,} {label}</span>'
-                     for severity, label in ((ERROR, "errors"), (WARNING, "warnings"), (INFO, "info")))
+    labels = ((ERROR, "errors"), (WARNING, "warnings"), (INFO, "info"))
+    badges = "".join(f'<span class="sev-{severity}{"" if summary[severity] else " none"}">{summary[severity]:,} '
+                     f"{label}</span>" for severity, label in labels)
     page.html(f'<div class="badges">{badges}</div>')
     problems = top_problems(result)
     if problems:
