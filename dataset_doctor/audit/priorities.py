@@ -202,8 +202,8 @@ def _summary(result: AuditResult, check: str, count: int) -> str:
     if check == "malformed-line":
         return f"{_plural(count, 'label line')} cannot be read as a box: those objects are missing from training"
     if check == "class-out-of-range":
-        return (f"{_plural(count, 'box', 'boxes')} with a class id outside 0..{max(len(names) - 1, 0)}: "
-                "no class to train them as")
+        valid = f"outside 0..{len(names) - 1}" if names else "and no class names in data.yaml to match it"
+        return f"{_plural(count, 'box', 'boxes')} with a class id {valid}: no class to train them as"
     if check == "out-of-bounds":
         return f"{_plural(count, 'box', 'boxes')} extending outside the image: unusable as labelled"
     if check == "degenerate-box":

@@ -30,6 +30,7 @@ from tests.reports.browser import open_in_chromium, requires_chromium, screensho
 
 HOSTILE_CLASS = "<b id=x>pwn</b>"
 HOSTILE_FILE = "a&<>\"'.jpg"
+HOSTILE_FOLDER = "set <i>&x"  # the dataset folder names the report
 MAX_BYTES = 15 * 1024 * 1024
 runner = CliRunner()
 
@@ -55,7 +56,8 @@ def hostile_yaml(make_dataset) -> Path:
     train[HOSTILE_FILE] = box + "1 0.5 0.5 0 0.1\n"
     val = {f"v{k}.jpg": box for k in range(3)}
     val["leak.jpg"] = box
-    data_yaml = make_dataset({"train": train, "val": val}, names=["cat", HOSTILE_CLASS], size=(160, 120))
+    data_yaml = make_dataset({"train": train, "val": val}, names=["cat", HOSTILE_CLASS], size=(160, 120),
+                             root_name=HOSTILE_FOLDER)
     root = data_yaml.parent
     shutil.copyfile(root / "images" / "train" / HOSTILE_FILE, root / "images" / "val" / "leak.jpg")
     return data_yaml
@@ -151,6 +153,7 @@ def test_hostile_names_are_escaped_in_the_markup(hostile_yaml, tmp_path):
     assert HOSTILE_CLASS not in body and "<b id=x>" not in body
     assert "&lt;b id=x&gt;pwn&lt;/b&gt;" in body  # in tables, headings, captions, the verdict
     assert "a&amp;&lt;&gt;&quot;&#x27;.jpg" in body  # the file name, in the findings table and the captions
+    assert "<i>" not in html and "Dataset audit: set &lt;i&gt;&amp;x</title>" in html
     assert any("a&amp;&lt;&gt;&quot;&#x27;.jpg" in alt for alt in re.findall(r'alt="([^"]*)"', body))
     # inside figures (JSON strings), names are HTML-escaped before plotly sees them
     assert "\\u003cb id=x\\u003e" not in body and "&lt;b id=x&gt;pwn&lt;\\u002fb&gt;" in body
@@ -244,8 +247,8 @@ def test_cli_default_report_goes_to_doctor_reports_in_the_working_directory(host
     monkeypatch.chdir(work)
     result = runner.invoke(app, ["audit", str(hostile_yaml)])
     assert result.exit_code == 1, result.output
-    expected = work / "doctor_reports" / f"{hostile_yaml.parent.name}-audit.html"
-    assert expected.is_file() and expected == (work / default_audit_report_path(hostile_yaml)).resolve()
+    expected = work / "doctor_reports" / "set_i_x-audit.html"
+    assert expected.is_file() and work / default_audit_report_path(hostile_yaml) == expected
     assert runner.invoke(app, ["audit", str(hostile_yaml), "--no-html"]).exit_code == 1
     expected.unlink()
     assert runner.invoke(app, ["audit", str(hostile_yaml), "--no-html"]).exit_code == 1
@@ -271,3 +274,15 @@ def test_clean_dataset_report_says_ready_to_train(make_dataset, tmp_path):
     verdict = section(html, "verdict")
     assert "ready to train" in verdict and f"doctor train {result.dataset}" in verdict
     assert "No image appears twice" in section(html, "comparison")
+
+
+def test_report_of_a_dataset_without_any_box_or_names(make_dataset):
+    """Nothing to plot and nothing to name: the report still builds and says so."""
+    splits = {"train": {"a.jpg": "", "b.jpg": None, "c.jpg": "0 0.5 0.5 0.2 0.2\n"}, "val": {"d.jpg": ""}}
+    data_yaml = make_dataset(splits, names=None)
+    index = build_index(data_yaml, progress=False)
+    result = run_audit(index)
+    html = build_audit_report(result, index).render()
+    assert "No usable box: nothing to measure." in section(html, "geometry")
+    verdict = section(html, "verdict")
+    assert "names-mismatch" in verdict and "no class names in data.yaml" in verdict
