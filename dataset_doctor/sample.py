@@ -107,8 +107,10 @@ class _SampleWriter:
             path = self.root / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
+        # No `path` key: the yaml's folder is the root (design.md), and Ultralytics, which resolves a relative
+        # `path` against its own datasets folder, reads it the same way.
         (self.root / "data.yaml").write_text(yaml.safe_dump({
-            "path": ".", "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
+            "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
             "names": list(CLASS_NAMES)}, sort_keys=False))
         manifest = {
             "generator": "dataset-doctor sample", "seed": self.seed, "spec": asdict(self.spec),
