@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,7 @@ class ClassNumbers:
     size_ratio: float | None = None  # median val box side / median train box side (None: not known)
     confused_with: tuple[str, float] | None = None  # class its val boxes are most often predicted as, and share
     audit_notes: tuple[str, ...] = ()  # the audit's scale-shift findings about this class
+    train_subset_instances: int | None = None  # boxes of it in the fixed train subset its train AP rests on
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,10 @@ class Diagnosis:
         return found[0] if found else None
 
 
-STATUS_RULES = ("not-measurable", "train-val-gap", "both-low", "fine", "not-in-train-subset")
+STATUS_RULES = ("not-measurable", "train-val-gap", "both-low", "fine", "not-in-train-subset", "val-above-train")
 STATUS_LABELS = {"not-measurable": "val AP not measurable", "train-val-gap": "train high, val low",
-                 "both-low": "train and val low", "fine": "fine", "not-in-train-subset": "train AP not measured"}
+                 "both-low": "train and val low", "fine": "fine", "not-in-train-subset": "train AP not measured",
+                 "val-above-train": "val above train"}
 
 
 # --- levels ------------------------------------------------------------------------------------------------------
@@ -209,8 +212,10 @@ def suggested_target(train_instances: Sequence[int]) -> int:
 
 # --- per class ---------------------------------------------------------------------------------------------------
 
-def diagnose_class(numbers: ClassNumbers, run: RunFacts, reference: float, target: int) -> list[Finding]:
-    """Every finding about one class, most severe first."""
+def diagnose_class(numbers: ClassNumbers, run: RunFacts, reference: float, target: int,
+                   median_weight: float = 1.0) -> list[Finding]:
+    """Every finding about one class, most severe first. reference: the run's best train AP50; target: the
+    suggested rebalance target; median_weight: the median class weight of the run."""
     findings = [_main_finding(numbers, run, reference)]
     few = _few_instances(numbers, run, reference, target)
     if few is not None:
@@ -220,7 +225,7 @@ def diagnose_class(numbers: ClassNumbers, run: RunFacts, reference: float, targe
                                 f"only {numbers.val_instances} val boxes: one box more or less found moves its AP "
                                 f"by several points; treat differences under about {MIN_GAP:.2f} as noise.",
                                 (NextStep(f"add val images with '{numbers.name}' for a steadier measure"),)))
-    boost = _over_boosted(numbers, run)
+    boost = _over_boosted(numbers, run, median_weight)
     if boost is not None:
         findings.append(boost)
     return sorted(findings, key=lambda f: -f.severity)
@@ -253,12 +258,21 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
                                      "images from where the model is used (cameras, lighting, backgrounds)"),))
         return _train_val_gap(numbers, run, train, val)
     # low on train
+    if is_high(val, reference) and val > train:
+        boxes = (f" on {numbers.train_subset_instances} train-subset boxes"
+                 if numbers.train_subset_instances is not None else "")
+        return Finding(name, "info", "val-above-train", "higher on val than on train",
+                       f"train AP50 {train:.2f}{boxes}, val AP50 {val:.2f} on {numbers.val_instances} val boxes. Val "
+                       "easier than train is rare: usually one of the two rests on few boxes (noise), or the train "
+                       "images of this class are harder (smaller, occluded) than the val ones.",
+                       (NextStep(f"look at a few train images of '{name}': are its labels as good as in val?"),))
     if not learnt:
         return Finding(name, "info", "both-low", "low on train and val, like every class of this run",
                        f"train AP50 {train:.2f}, val AP50 {val:.2f}; the best class reaches only {reference:.2f} on "
                        "train, so the run as a whole is undertrained (see the overall diagnosis), not this class.",
                        (NextStep("train longer first (see the overall diagnosis); judge classes afterwards"),))
-    level = "error" if val < FAILING_AP50 else "warning"
+    short = run.iterations < run.recommended_iterations
+    level = "error" if val < FAILING_AP50 and not short else "warning"
     lagging = train < LAGGING_FRACTION * reference
     detail = (f"train AP50 {train:.2f}, val AP50 {val:.2f}, while the run's best class reaches {reference:.2f} on "
               f"train: the model {'learns other classes but not this one' if lagging else 'learns this one less'}.")
@@ -271,8 +285,14 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
                               "them if they are really one class"))
     if numbers.train_instances < MIN_INSTANCES:
         detail += f" It has only {numbers.train_instances} train boxes."
-        steps.append(NextStep(f"give the model more examples of '{name}' (see too few instances)"))
-    steps.append(NextStep("or a larger model learns hard classes better", _train_command(run, model=_bigger(run))))
+        steps.insert(0, NextStep(f"give the model more examples of '{name}' (see too few instances)"))
+    if numbers.size_ratio is not None and not 2 / 3 <= numbers.size_ratio <= 1.5:
+        detail += f" Its val boxes also differ in size from its train boxes (median side x{numbers.size_ratio:.2f})."
+    if short:
+        detail += " The run is also short for its class count (see the overall diagnosis)."
+    if run.iterations >= run.recommended_iterations:
+        steps.append(NextStep("or a larger model may learn a hard class better",
+                              _train_command(run, model=_bigger(run))))
     return Finding(name, level, "both-low", "low on train and val", detail, tuple(steps))
 
 
@@ -326,15 +346,16 @@ def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, targe
     return Finding(numbers.name, level, "few-instances", "too few instances", detail, steps)
 
 
-def _over_boosted(numbers: ClassNumbers, run: RunFacts) -> Finding | None:
+def _over_boosted(numbers: ClassNumbers, run: RunFacts, median_weight: float) -> Finding | None:
     """A heavily weighted class with many false positives: the boost makes the model predict it too often."""
     precision, recall = numbers.val_precision, numbers.val_recall
     if not (_known(precision) and _known(recall)) or recall <= 0 or not run.class_weights_on:
         return None
-    if numbers.class_weight < OVERBOOST_WEIGHT_RATIO or precision >= LOW_PRECISION_RATIO * recall:
+    if numbers.class_weight < OVERBOOST_WEIGHT_RATIO * median_weight or precision >= LOW_PRECISION_RATIO * recall:
         return None
     return Finding(numbers.name, "info", "over-boosted", "many false positives for a heavily weighted class",
-                   f"class weight {numbers.class_weight:.2f}; val precision {precision:.2f} against recall "
+                   f"class weight {numbers.class_weight:.2f} ({numbers.class_weight / median_weight:.1f}x the median "
+                   f"class's); val precision {precision:.2f} against recall "
                    f"{recall:.2f}: the model predicts '{numbers.name}' where there is none.",
                    (NextStep("soften the class weights", _train_command(run, class_weight_method="sqrt")),))
 
@@ -345,7 +366,8 @@ def diagnose_run(classes: Sequence[ClassNumbers], run: RunFacts) -> Diagnosis:
     """Per-class and run-level findings, and the verdict."""
     reference = reference_ap(classes)
     target = suggested_target([c.train_instances for c in classes])
-    per_class = {c.name: diagnose_class(c, run, reference, target) for c in classes}
+    median_weight = statistics.median(c.class_weight for c in classes) if classes else 1.0
+    per_class = {c.name: diagnose_class(c, run, reference, target, median_weight) for c in classes}
     overall = [f for f in (_training_length(classes, run, reference), _fit(classes, run, reference),
                            _curve(run), _compounding(run)) if f is not None]
     overall.sort(key=lambda f: -f.severity)
@@ -375,10 +397,12 @@ def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Fi
     train, val = _mean([c.train_ap50 for c in both]), _mean([c.val_ap50 for c in both])
     numbers = f"mean train AP50 {train:.2f}, mean val AP50 {val:.2f} over {len(both)} classes."
     if train < HIGH_AP50:
-        steps = []
-        if run.iterations < run.recommended_iterations:
-            steps.append(NextStep("train longer (see short training)"))
-        steps.append(NextStep("try a larger model", _train_command(run, model=_bigger(run))))
+        if run.iterations < run.recommended_iterations:  # too short: a bigger model would only need longer still
+            epochs = math.ceil(run.recommended_iterations / max(run.iterations_per_epoch, 1))
+            steps = [NextStep("train longer first: the run is shorter than the rule of thumb",
+                              _train_command(run, epochs=epochs))]
+        else:
+            steps = [NextStep("try a larger model", _train_command(run, model=_bigger(run)))]
         steps.append(NextStep("audit the labels: wrong or inconsistent labels keep even the train AP low",
                               f"doctor audit {_quote(run.dataset)}"))
         level = "error" if val < FAILING_AP50 else "warning"
@@ -447,8 +471,9 @@ def _compounding(run: RunFacts) -> Finding | None:
 def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, per_class: dict[str, list[Finding]],
              overall: list[Finding]) -> Finding:
     measured = [c.val_ap50 for c in classes if _known(c.val_ap50)]
-    everything = overall + [f for findings in per_class.values() for f in findings]
-    steps = _top_steps(sorted(everything, key=lambda f: -f.severity))
+    # Run-level causes first: training longer or fixing the setup changes every class.
+    steps = _top_steps(sorted(overall, key=lambda f: -f.severity)
+                       + sorted((f for findings in per_class.values() for f in findings), key=lambda f: -f.severity))
     if not classes:
         return Finding(OVERALL, "error", "incomplete", "no per-class results: the run has not finished",
                        "per_class.csv is written when training ends.",

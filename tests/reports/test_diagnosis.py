@@ -125,6 +125,13 @@ def test_low_train_low_val_on_a_run_that_learns_other_classes_blames_the_class()
     assert any("check the labels of 'fox'" in step.text for step in fox.next_steps)
     assert any("'fox' and 'dog'" in step.text for step in fox.next_steps)
     assert any("--model s" in command for command in commands(fox))
+    assert overall(diagnosis, "underfit") is None  # the mean train AP50 is high
+
+
+def test_a_long_enough_run_that_underfits_suggests_a_larger_model():
+    diagnosis = diagnose_run([numbers("cat", 0.3, 0.25), numbers("dog", 0.35, 0.3)], facts(num_classes=2))
+    underfit = overall(diagnosis, "underfit")
+    assert underfit.level == "warning" and any("--model s" in c for c in commands(underfit))
 
 
 def test_low_train_and_a_failing_val_is_an_error():
@@ -140,6 +147,8 @@ def test_low_everything_on_an_undertrained_run_blames_the_run_not_each_class():
         assert status.rule == "both-low" and status.level == "info" and "undertrained" in status.detail
     underfit = overall(diagnosis, "underfit")
     assert underfit.level == "error" and "undertrained" in underfit.detail
+    assert any("--epochs 750" in c for c in commands(underfit))  # longer first: a bigger model needs longer still
+    assert not any("--model s" in c for c in commands(underfit))
     short = overall(diagnosis, "short-training")
     assert short.level == "warning" and "24 iterations" in short.detail and "6,000" in short.detail
     assert any("--epochs 750" in command for command in commands(short))  # 6000 / 8 per epoch
@@ -152,9 +161,24 @@ def test_a_short_run_that_learnt_something_compares_classes_relative_to_its_best
     classes = [numbers("cat", 0.4, 0.36), numbers("dog", 0.34, 0.3), numbers("fox", 0.1, 0.08)]
     diagnosis = diagnose_run(classes, facts(epochs_done=10, iterations_per_epoch=30))
     assert diagnosis.status("cat").rule == "fine" and diagnosis.status("dog").rule == "fine"
-    assert diagnosis.status("fox").rule == "both-low" and diagnosis.status("fox").level == "error"
+    fox = diagnosis.status("fox")
+    assert fox.rule == "both-low" and "learns other classes but not this one" in fox.detail
+    assert fox.level == "warning" and "run is also short" in fox.detail  # not an error while the run is short
     assert overall(diagnosis, "underfit") is not None  # still low in absolute terms
     assert diagnosis.verdict.level == "warning"
+
+
+def test_val_far_above_a_low_train_ap_is_said_not_called_low():
+    diagnosis = diagnose_run([numbers("cat", 0.9, 0.85), numbers("owl", 0.1, 0.8, train_subset_instances=2)],
+                             facts(num_classes=2))
+    owl = diagnosis.status("owl")
+    assert owl.rule == "val-above-train" and owl.level == "info" and "2 train-subset boxes" in owl.detail
+
+
+def test_the_verdict_puts_run_level_steps_first():
+    classes = [numbers("cat", 0.4, 0.36), numbers("fox", 0.1, 0.02, train_instances=20)]
+    diagnosis = diagnose_run(classes, facts(num_classes=2, epochs_done=10, iterations_per_epoch=30))
+    assert "--epochs 200" in diagnosis.verdict.next_steps[0].command  # 6000 iterations at 30 per epoch
 
 
 def test_a_class_without_val_boxes_cannot_be_measured():
@@ -217,10 +241,15 @@ def test_val_ap_on_a_handful_of_boxes_is_flagged_as_noisy():
 def test_a_heavily_weighted_class_with_many_false_positives_is_over_boosted():
     boosted = numbers("owl", 0.9, 0.7, class_weight=6.0, val_precision=0.2, val_recall=0.8)
     diagnosis = diagnose_run([numbers("cat", 0.9, 0.85, class_weight=0.5, val_precision=0.9, val_recall=0.8),
-                              boosted], facts(num_classes=2, class_weights_method="inverse"))
+                              numbers("dog", 0.9, 0.85, class_weight=1.0, val_precision=0.3, val_recall=0.8),
+                              boosted], facts(class_weights_method="inverse"))
     finding = find(diagnosis, "owl", "over-boosted")
+    assert "6.0x the median" in finding.detail
     assert any("--class-weight-method sqrt" in command for command in commands(finding))
-    assert "over-boosted" not in rules(diagnosis.per_class["cat"])
+    assert "over-boosted" not in rules(diagnosis.per_class["dog"])  # low precision, but weighted like most
+    heavy_everywhere = diagnose_run([numbers("cat", 0.9, 0.85, class_weight=5.0), boosted],
+                                    facts(num_classes=2, class_weights_method="inverse"))
+    assert "over-boosted" not in rules(heavy_everywhere.per_class["owl"])  # weighted like the others
     unweighted = diagnose_run([boosted], facts(num_classes=1, class_weights_method="none"))
     assert "over-boosted" not in rules(unweighted.per_class["owl"])
 
