@@ -162,11 +162,17 @@ class RunFacts:
 class Diagnosis:
     verdict: Finding  # the one-line answer at the top of the report
     overall: list[Finding]  # run-level findings, most severe first
-    per_class: dict[str, list[Finding]] = field(default_factory=dict)  # class -> its findings, most severe first
+    # per class, in the order the classes were given (names need not be unique): its findings, most severe first
+    per_class: list[list[Finding]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
-    def status(self, name: str) -> Finding | None:
+    def findings_of(self, key: int | str) -> list[Finding]:
+        """A class's findings by position, or by name (the first class of that name)."""
+        return self.per_class[key if isinstance(key, int) else self.names.index(key)]
+
+    def status(self, key: int | str) -> Finding | None:
         """The class's main finding (the one the per-class table shows)."""
-        found = [f for f in self.per_class.get(name, []) if f.rule in STATUS_RULES]
+        found = [f for f in self.findings_of(key) if f.rule in STATUS_RULES]
         return found[0] if found else None
 
 
@@ -367,11 +373,12 @@ def diagnose_run(classes: Sequence[ClassNumbers], run: RunFacts) -> Diagnosis:
     reference = reference_ap(classes)
     target = suggested_target([c.train_instances for c in classes])
     median_weight = statistics.median(c.class_weight for c in classes) if classes else 1.0
-    per_class = {c.name: diagnose_class(c, run, reference, target, median_weight) for c in classes}
+    per_class = [diagnose_class(c, run, reference, target, median_weight) for c in classes]
     overall = [f for f in (_training_length(classes, run, reference), _fit(classes, run, reference),
                            _curve(run), _compounding(run)) if f is not None]
     overall.sort(key=lambda f: -f.severity)
-    return Diagnosis(_verdict(classes, run, reference, per_class, overall), overall, per_class)
+    return Diagnosis(_verdict(classes, run, reference, per_class, overall), overall, per_class,
+                     [c.name for c in classes])
 
 
 def _training_length(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Finding | None:
@@ -468,12 +475,12 @@ def _compounding(run: RunFacts) -> Finding | None:
                    "classes (low precision).", tuple(steps))
 
 
-def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, per_class: dict[str, list[Finding]],
+def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, per_class: list[list[Finding]],
              overall: list[Finding]) -> Finding:
     measured = [c.val_ap50 for c in classes if _known(c.val_ap50)]
     # Run-level causes first: training longer or fixing the setup changes every class.
     steps = _top_steps(sorted(overall, key=lambda f: -f.severity)
-                       + sorted((f for findings in per_class.values() for f in findings), key=lambda f: -f.severity))
+                       + sorted((f for findings in per_class for f in findings), key=lambda f: -f.severity))
     if not classes:
         return Finding(OVERALL, "error", "incomplete", "no per-class results: the run has not finished",
                        "per_class.csv is written when training ends.",
@@ -482,8 +489,8 @@ def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, p
         return Finding(OVERALL, "error", "not-measurable", "nothing can be measured: val has no box",
                        "without val boxes, no AP can be computed.", steps)
     val = _mean(measured)
-    attention = [c.name for c in classes
-                 if any(f.level in ("warning", "error") and f.rule in STATUS_RULES for f in per_class[c.name])]
+    attention = [c.name for c, findings in zip(classes, per_class)
+                 if any(f.level in ("warning", "error") and f.rule in STATUS_RULES for f in findings)]
     fit = next((f for f in overall if f.rule in ("underfit", "train-val-gap")), None)
     if val < FAILING_AP50:
         cause = " The run is undertrained." if not run_has_learnt(reference) else ""

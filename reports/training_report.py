@@ -126,7 +126,7 @@ def class_numbers(run: TrainingRun, index: DatasetIndex | None,
     confused = _confused_with(run)
     result = []
     for class_id, name in enumerate(names):
-        train, val = train_rows.get(name, {}), val_rows.get(name, {})
+        train, val = train_rows.get(class_id, {}), val_rows.get(class_id, {})
         result.append(ClassNumbers(
             name=name, train_instances=int(train_instances[class_id]), val_instances=int(val.get("instances") or 0),
             train_ap50=_value(train.get("ap50")), val_ap50=_value(val.get("ap50")),
@@ -347,15 +347,15 @@ def _per_class_section(page: Page, run: TrainingRun, classes: list[ClassNumbers]
     train_rows, val_rows = run.per_class_rows("train"), run.per_class_rows("val")
     frame = pd.DataFrame({
         "class": [c.name for c in classes],
-        "diagnosis": [STATUS_LABELS.get(status.rule, status.rule) if (status := diagnosis.status(c.name)) else ""
-                      for c in classes],
+        "diagnosis": [STATUS_LABELS.get(status.rule, status.rule) if (status := diagnosis.status(i)) else ""
+                      for i in range(len(classes))],
         "train AP50": [c.train_ap50 for c in classes], "val AP50": [c.val_ap50 for c in classes],
         "train AP50-95": [c.train_ap50_95 for c in classes], "val AP50-95": [c.val_ap50_95 for c in classes],
         "val P": [c.val_precision for c in classes], "val R": [c.val_recall for c in classes],
         "train instances": [c.train_instances for c in classes],
-        "train subset instances": [int(train_rows.get(c.name, {}).get("instances") or 0) for c in classes],
+        "train subset instances": [int(train_rows.get(i, {}).get("instances") or 0) for i in range(len(classes))],
         "val instances": [c.val_instances for c in classes],
-        "val images": [int(val_rows.get(c.name, {}).get("images") or 0) for c in classes],
+        "val images": [int(val_rows.get(i, {}).get("images") or 0) for i in range(len(classes))],
         "class weight": [c.class_weight for c in classes],
     }).astype({"train AP50": float, "val AP50": float, "train AP50-95": float, "val AP50-95": float,
                "val P": float, "val R": float})
@@ -372,16 +372,17 @@ def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis:
         page.paragraph("No per-class results yet.", note=True)
         return
     # Findings that only repeat the run-level diagnosis ("low like every class of this run") are listed once.
-    like_the_run = [c.name for c in classes if any(_like_the_run(f) for f in diagnosis.per_class[c.name])]
-    fine = [c.name for c in classes if all(f.level == "good" for f in diagnosis.per_class[c.name])]
+    pairs = list(zip(classes, diagnosis.per_class))
+    like_the_run = [c.name for c, findings in pairs if any(_like_the_run(f) for f in findings)]
+    fine = [c.name for c, findings in pairs if all(f.level == "good" for f in findings)]
     if like_the_run:
         page.html('<div class="finding info"><p><span class="level info">info</span><b>low on train and val like every '
                   f"class of this run: {escape(', '.join(like_the_run))}</b></p><p>The run as a whole is "
                   "undertrained (see the verdict): train it longer before judging classes one by one.</p></div>")
-    ordered = sorted(classes, key=lambda c: -max((f.severity for f in diagnosis.per_class[c.name]), default=0))
-    for numbers in ordered:
-        findings = [f for f in diagnosis.per_class[numbers.name] if not _like_the_run(f)]
-        if numbers.name in fine or not findings:
+    ordered = sorted(pairs, key=lambda pair: -max((f.severity for f in pair[1]), default=0))
+    for numbers, all_findings in ordered:
+        findings = [f for f in all_findings if not _like_the_run(f)]
+        if all(f.level == "good" for f in all_findings) or not findings:
             continue
         page.html(_class_block(numbers.name, findings))
     if fine:
@@ -407,7 +408,7 @@ def _pr_section(page: Page, run: TrainingRun) -> None:
     if not run.pr_curves or not run.pr_curves.get("precision"):
         page.paragraph("pr_curves.json is missing or holds no measurable class.", note=True)
         return
-    ap50 = {name: _value(row.get("ap50")) for name, row in run.per_class_rows("val").items()}
+    ap50 = {str(row["class"]): _value(row.get("ap50")) for row in run.per_class_rows("val").values()}
     page.figure(pr_figure(run.pr_curves, ap50),
                 caption="Interpolated precision at each recall (COCO's 101-point envelope); the area under a curve "
                         "is the class's AP50. Click a legend entry to hide a class.")

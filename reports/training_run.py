@@ -92,8 +92,10 @@ class TrainingRun:
         rows = self.evaluated
         return max(rows, key=lambda row: row["val_map50_95"]) if rows else None
 
-    def per_class_rows(self, split: str) -> dict[str, dict[str, Any]]:
-        return {str(row["class"]): row for row in self.per_class if row.get("split") == split}
+    def per_class_rows(self, split: str) -> dict[int, dict[str, Any]]:
+        """per_class.csv rows of one split by class id (names need not be unique)."""
+        return {int(row["class_id"]): row for row in self.per_class
+                if row.get("split") == split and isinstance(row.get("class_id"), int)}
 
 
 def load_training_run(run_dir: str | Path) -> TrainingRun:

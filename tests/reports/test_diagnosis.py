@@ -41,8 +41,8 @@ def rules(findings: list[Finding]) -> list[str]:
 
 
 def find(diagnosis: Diagnosis, name: str, rule: str) -> Finding:
-    found = [f for f in diagnosis.per_class[name] if f.rule == rule]
-    assert found, f"{name}: no {rule} finding in {rules(diagnosis.per_class[name])}"
+    found = [f for f in diagnosis.findings_of(name) if f.rule == rule]
+    assert found, f"{name}: no {rule} finding in {rules(diagnosis.findings_of(name))}"
     return found[0]
 
 
@@ -209,7 +209,7 @@ def test_too_few_instances_suggests_a_rebalance_with_a_sensible_target():
     few = find(diagnosis, "fox", "few-instances")
     assert few.level == "warning" and "30 train boxes" in few.detail
     assert commands(few) == ["doctor rebalance /data/set/data.yaml --target 400 --out /data/set-rebalanced"]
-    assert "few-instances" not in rules(diagnosis.per_class["cat"])
+    assert "few-instances" not in rules(diagnosis.findings_of("cat"))
 
 
 def test_few_instances_on_a_class_that_does_fine_is_only_info():
@@ -235,7 +235,7 @@ def test_val_ap_on_a_handful_of_boxes_is_flagged_as_noisy():
     diagnosis = diagnose_run([numbers("cat", 0.9, 0.85), numbers("owl", 0.9, 0.8, val_instances=6)],
                              facts(num_classes=2))
     assert find(diagnosis, "owl", "noisy-val").level == "info"
-    assert "noisy-val" not in rules(diagnosis.per_class["cat"])
+    assert "noisy-val" not in rules(diagnosis.findings_of("cat"))
 
 
 def test_a_heavily_weighted_class_with_many_false_positives_is_over_boosted():
@@ -246,12 +246,12 @@ def test_a_heavily_weighted_class_with_many_false_positives_is_over_boosted():
     finding = find(diagnosis, "owl", "over-boosted")
     assert "6.0x the median" in finding.detail
     assert any("--class-weight-method sqrt" in command for command in commands(finding))
-    assert "over-boosted" not in rules(diagnosis.per_class["dog"])  # low precision, but weighted like most
+    assert "over-boosted" not in rules(diagnosis.findings_of("dog"))  # low precision, but weighted like most
     heavy_everywhere = diagnose_run([numbers("cat", 0.9, 0.85, class_weight=5.0), boosted],
                                     facts(num_classes=2, class_weights_method="inverse"))
-    assert "over-boosted" not in rules(heavy_everywhere.per_class["owl"])  # weighted like the others
+    assert "over-boosted" not in rules(heavy_everywhere.findings_of("owl"))  # weighted like the others
     unweighted = diagnose_run([boosted], facts(num_classes=1, class_weights_method="none"))
-    assert "over-boosted" not in rules(unweighted.per_class["owl"])
+    assert "over-boosted" not in rules(unweighted.findings_of("owl"))
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -310,6 +310,12 @@ def test_suggested_commands_keep_the_run_options_and_quote_paths():
     command = commands(overall(diagnosis, "short-training"))[0]
     assert shlex.split(command) == ["doctor", "train", "/data/my set/data.yaml", "--model", "n", "--imgsz", "640",
                                     "--epochs", "750"]
+
+
+def test_classes_sharing_a_name_keep_their_own_findings():
+    diagnosis = diagnose_run([numbers("cat", 0.9, 0.85), numbers("cat", 0.7, None, val_instances=0)],
+                             facts(num_classes=2))
+    assert diagnosis.status(0).rule == "fine" and diagnosis.status(1).rule == "not-measurable"
 
 
 def test_no_per_class_results_means_an_unfinished_run():
