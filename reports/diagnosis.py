@@ -447,10 +447,13 @@ def _curve(run: RunFacts) -> Finding | None:
                         NextStep(f"or stop near epoch {best_epoch}", _train_command(run, epochs=best_epoch))))
     quarter = points[max(0, len(points) - max(2, len(points) // 4))]
     if best == len(points) - 1 and best_val > 0 and best_val >= (1 + STILL_RISING_GAIN) * quarter[2]:
+        detail = (f"val mAP50-95 rose from {quarter[2]:.3f} (epoch {quarter[0]}) to {last_val:.3f} (epoch "
+                  f"{last_epoch}), the best so far.")
+        if run.iterations < run.recommended_iterations:  # the training-length finding already says how long
+            return Finding(OVERALL, "info", "still-improving", "val was still improving when training stopped",
+                           detail + " Another sign that the run is too short (see short training).")
         epochs = int(max(run.epochs_planned * 2, run.epochs_done + 10))
-        return Finding(OVERALL, "info", "still-improving", "val was still improving when training stopped",
-                       f"val mAP50-95 rose from {quarter[2]:.3f} (epoch {quarter[0]}) to {last_val:.3f} (epoch "
-                       f"{last_epoch}), the best so far.",
+        return Finding(OVERALL, "info", "still-improving", "val was still improving when training stopped", detail,
                        (NextStep("train longer", _train_command(run, epochs=epochs)),))
     return None
 

@@ -285,9 +285,12 @@ def test_curves_that_peak_and_fall_while_train_rises_are_overfitting():
 
 def test_curves_still_rising_at_the_end_say_train_longer():
     curve = tuple((epoch, 0.1 * epoch, 0.08 * epoch) for epoch in range(1, 9))
-    run = facts(num_classes=1, curve=curve, epochs_done=8, epochs_planned=8)
+    run = facts(num_classes=1, curve=curve, epochs_done=8, epochs_planned=8, iterations_per_epoch=1000)
     finding = overall(diagnose_run([numbers("cat", 0.8, 0.64)], run), "still-improving")
     assert finding.level == "info" and any("--epochs 18" in command for command in commands(finding))
+    short = facts(num_classes=1, curve=curve, epochs_done=8, epochs_planned=8, iterations_per_epoch=10)
+    finding = overall(diagnose_run([numbers("cat", 0.8, 0.64)], short), "still-improving")
+    assert not finding.next_steps and "too short" in finding.detail  # short-training says how long
     flat = tuple((epoch, 0.5, 0.4) for epoch in range(1, 9))
     assert overall(diagnose_run([numbers("cat", 0.8, 0.64)], facts(num_classes=1, curve=flat)),
                    "still-improving") is None
