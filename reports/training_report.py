@@ -73,7 +73,10 @@ def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
         raise DoctorError("audit report not found", audit_report)
     index, index_problem = _load_index(run)
     audit = Path(audit_report) if audit_report is not None else _find_audit(run, search_dirs)
-    classes = class_numbers(run, index, scale_shift_notes(audit_json_for(audit) if audit else None, run.classes))
+    notes = scale_shift_notes(audit_json_for(audit) if audit else None, run.classes)
+    if audit is not None and audit.suffix.lower() == ".json" and audit.with_suffix(".html").is_file():
+        audit = audit.with_suffix(".html")  # link the page a person reads, not its JSON
+    classes = class_numbers(run, index, notes)
     facts = run_facts(run, index, audit)
     diagnosis = diagnose_run(classes, facts)
     target = run.dir / files.REPORT_FILE
@@ -107,8 +110,8 @@ def _load_index(run: TrainingRun) -> tuple[DatasetIndex | None, str | None]:
 def _find_audit(run: TrainingRun, search_dirs: Sequence[Path] | None) -> Path | None:
     if search_dirs is None:
         search_dirs = [Path.cwd(), run.dir.resolve().parent.parent]
-    datasets = [path for path in (run.dataset, Path(str(run.rebalance.get("source"))) if run.rebalance else None)
-                if path is not None]
+    source = (run.rebalance or {}).get("source")  # a rebalanced copy: the original's audit covers its labels and val
+    datasets = [path for path in (run.dataset, Path(source) if source else None) if path is not None]
     return find_audit_report(default_audit_candidates(datasets, search_dirs)) if datasets else None
 
 

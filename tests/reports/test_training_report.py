@@ -271,6 +271,19 @@ def test_report_links_the_audit_report_and_says_when_the_train_set_is_a_rebalanc
     assert "rebalancing mechanisms at once" in text  # the copy and the loss weights compound
 
 
+def test_an_audit_json_given_explicitly_feeds_the_diagnosis_and_links_its_page(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "runs")
+    page, audit_json = tmp_path / "audit.html", tmp_path / "audit.json"
+    page.write_text("<html>audit</html>")
+    message = f"class '{TRICKY}': median box side in val is 0.40x train's"
+    audit_json.write_text(json.dumps({"findings": [{"check": "scale-shift", "message": message}]}))
+    text = build_training_report(run, audit_report=audit_json, search_dirs=[]).read_text(encoding="utf-8")
+    assert '<a href="../../audit.html">' in text  # the page, not its JSON
+    loaded = load_training_run(run)
+    classes = class_numbers(loaded, None, scale_shift_notes(audit_json, loaded.classes))
+    assert [c.audit_notes for c in classes if c.audit_notes] == [(message,)]
+
+
 def test_an_unfinished_run_still_gets_a_report_that_says_so(tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path)
     for name in (files.PER_CLASS_FILE, files.CONFUSION_FILE, files.PR_CURVES_FILE):
