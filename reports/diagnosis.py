@@ -254,7 +254,8 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
                        "train and val cannot be compared for it.",
                        (NextStep("evaluate the whole train split with the best weights",
                                  f"doctor val {_quote(str(Path(run.run_dir) / 'weights' / 'best.pt'))} "
-                                 f"{_quote(run.dataset)} --split train"),))
+                                 f"{_quote(run.dataset)} --split train"
+                                 + "".join(f" --imgsz {_quote(v)}" for k, v in run.train_options if k == "imgsz")),))
     learnt = run_has_learnt(reference)
     if is_high(train, reference):
         if not val_drops(train, val):

@@ -199,7 +199,7 @@ def test_a_class_missing_from_the_train_subset_gets_its_val_judged_alone():
                              facts(num_classes=2))
     owl = diagnosis.status("owl")
     assert owl.rule == "not-in-train-subset" and owl.level == "warning"
-    assert "doctor val /runs/exp/weights/best.pt /data/set/data.yaml --split train" in commands(owl)
+    assert "doctor val /runs/exp/weights/best.pt /data/set/data.yaml --split train --imgsz 640" in commands(owl)
 
 
 def test_too_few_instances_suggests_a_rebalance_with_a_sensible_target():
