@@ -24,12 +24,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dataset_doctor.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 ARGS_FILE = "args.yaml"
 WEIGHTS_DIR = "weights"
@@ -55,20 +55,6 @@ RESULTS_COLUMNS = [
     "val_map50", "val_map50_95", "val_precision", "val_recall",
 ]
 PER_CLASS_COLUMNS = ["split", "class_id", "class", "images", "instances", "precision", "recall", "ap50", "ap50_95"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_args(run_dir: Path, args: dict[str, Any]) -> None:

@@ -19,7 +19,6 @@ import io
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ import numpy as np
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from dataset_doctor.atomic import staged_directory
 from dataset_doctor.datayaml import DatasetConfig, label_path_for, list_split_images
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.file_scan import available_cores
@@ -137,9 +137,7 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
     if len(copies) != len(sources.images):
         raise ValueError("one copy count per source image is needed")
     out = check_output_dir(out_dir, sources.config, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         originals, copy_names = output_names(sources, copies)
         files = _write_originals(sources, originals, staging, link)
         jobs = _copy_jobs(sources, copy_names, seed)
@@ -157,10 +155,6 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         _write_text(staging / "data.yaml", _data_yaml(sources.config, out, staging))
         for name, make in (extra_files or {}).items():
             (staging / name).write_bytes(make(result))
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return result
 
 
@@ -340,15 +334,3 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished staging directory to `out`, replacing an existing `out` only at the very end."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        else:
-            out.rmdir()
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
