@@ -3,7 +3,7 @@
 Each measurement runs in a fresh process (so peak memory is per run and no import or page-cache state from
 one mode leaks into the other's timing beyond what a real second run would have). Prints a markdown table.
 
-    python bench/bench_index.py --out /tmp/bench-data                   # sample replicated to 10k train images
+    python bench/bench_index.py --out /tmp/bench-data                   # sample replicated to 10k+ images
     python bench/bench_index.py --out /tmp/bench-aq --source ../shared/datasets/aquarium/data.yaml
 """
 
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "doctor-bench-index")
     parser.add_argument("--source", default="sample")
-    parser.add_argument("--train-images", type=int, default=10_000)
+    parser.add_argument("--train-images", type=int, default=10_000, help="at least this many images in all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -65,10 +65,17 @@ def main() -> None:
 
     # Generated in its own process: Linux carries a process's peak RSS across exec into its children, so the
     # generation's memory would otherwise show up as the index's.
-    generator = [sys.executable, str(Path(__file__).parent / "big_dataset.py"), str(arguments.out),
-                 "--source", arguments.source, "--train-images", str(arguments.train_images)]
-    generated = subprocess.run(generator, check=True, capture_output=True, text=True).stdout
-    data_yaml = Path(generated.strip().splitlines()[-1])
+    data_yaml = arguments.out / "data.yaml"
+    if not data_yaml.exists():
+        generate = ("import sys; from pathlib import Path; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
+                    "from audit_datasets import replicate_dataset\n"
+                    "from dataset_doctor.sample import write_sample_dataset\n"
+                    "out, source, images = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])\n"
+                    "if source == 'sample':\n"
+                    "    source = write_sample_dataset(out.parent / (out.name + '-source'), seed=0)\n"
+                    "replicate_dataset(Path(source), out, images)\n")
+        subprocess.run([sys.executable, "-c", generate, str(Path(__file__).resolve().parent.parent), str(arguments.out),
+                        arguments.source, str(arguments.train_images)], check=True)
     cache_dir = arguments.out.parent / f"{arguments.out.name}-cache"
     # One untimed run first warms the OS page cache: we time our own work, not the disk.
     measure(data_yaml, "cold", 1, arguments.workers, cache_dir)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dataset_doctor.images import probe_image_file
 from dataset_doctor.labels import read_label_file
+from dataset_doctor.progress import counting_progress
 
 MISSING = -1  # file size recorded for a file that does not exist
 
@@ -115,7 +114,7 @@ def _scan_pairs(pairs: list[tuple[str, str]], workers: int | None, progress: boo
     chunks = [pairs[i:i + _CHUNK] for i in range(0, len(pairs), _CHUNK)]
     results: list[tuple] = []
     if workers <= 1 or len(pairs) < _PARALLEL_THRESHOLD:
-        with _progress_bar(len(pairs), progress) as advance:
+        with counting_progress(len(pairs), progress, "scanning", "files") as advance:
             for chunk in chunks:
                 results.extend(_scan_chunk(chunk))
                 advance(len(chunk))
@@ -126,23 +125,11 @@ def _scan_pairs(pairs: list[tuple[str, str]], workers: int | None, progress: boo
     context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = pool.map(_scan_chunk, chunks)
-        with _progress_bar(len(pairs), progress) as advance:
+        with counting_progress(len(pairs), progress, "scanning", "files") as advance:
             for chunk, chunk_results in zip(chunks, pending):
                 results.extend(chunk_results)
                 advance(len(chunk))
     return results
-
-
-@contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda count: None
-        return
-    columns = (TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-               TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("scan", total=total)
-        yield lambda count: bar.advance(task, count)
 
 
 def _scan_chunk(pairs: list[tuple[str, str]]) -> list[tuple]:

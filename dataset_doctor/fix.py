@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dataset_doctor.atomic import staged_directory
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
 from dataset_doctor.datayaml import label_path_for
 from dataset_doctor.errors import DoctorError
@@ -82,15 +82,8 @@ def fix_dataset(index: DatasetIndex, out_dir: str | Path, options: FixOptions | 
     options = options or FixOptions()
     index.config.require_valid_names()
     out = _check_output(Path(out_dir), index.root)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         result = _write_copy(index, out, staging, options)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return result
 
 

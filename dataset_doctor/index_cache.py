@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.atomic import atomic_write
 from dataset_doctor.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
 
 # Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
@@ -90,12 +90,10 @@ def save_scan(path: Path, scan: FileScan) -> None:
     arrays["problems.check"] = _blob(scan.problems["check"].tolist())
     arrays["problems.line"] = scan.problems["line"].to_numpy(dtype=np.int64)
     arrays["problems.message"] = _blob(scan.problems["message"].tolist())
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False) as handle:
+    def write(temporary: Path) -> None:
+        with open(temporary, "xb") as handle:
             np.savez(handle, **arrays)
-        os.replace(handle.name, path)
-    except OSError:
-        # A read-only or full cache directory must not break the command; it only costs the next run time.
-        with contextlib.suppress(OSError, NameError):
-            os.unlink(handle.name)
+
+    # A read-only or full cache directory must not break the command; it only costs the next run time.
+    with contextlib.suppress(OSError):
+        atomic_write(path, write)

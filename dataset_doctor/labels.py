@@ -120,16 +120,16 @@ def _parse_fields(fields: list[str]) -> tuple[list[float], bool, tuple[str, str]
                                              "(class x1 y1 ... xn yn, at least 3 points)")
     numbers = []
     for text in fields:
-        value = _to_float(text)
+        value = parse_number(text)
         if value is None:
-            return [], False, ("malformed-line", f"not a number: {_shown(text)}")
+            return [], False, ("malformed-line", f"not a number: {shown_value(text)}")
         numbers.append(value)
     if not all(math.isfinite(v) for v in numbers):
         bad = next(text for text, v in zip(fields, numbers) if not math.isfinite(v))
-        return [], False, ("malformed-line", f"nan or inf value: {_shown(bad)}")
+        return [], False, ("malformed-line", f"nan or inf value: {shown_value(bad)}")
     class_value = numbers[0]
     if class_value != round(class_value) or abs(class_value) > 2**31 - 1:
-        return [], False, ("class-out-of-range", f"class {_shown(fields[0])} is not an integer id")
+        return [], False, ("class-out-of-range", f"class {shown_value(fields[0])} is not an integer id")
     if is_polygon:
         xs, ys = numbers[1::2], numbers[2::2]
         x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
@@ -137,7 +137,8 @@ def _parse_fields(fields: list[str]) -> tuple[list[float], bool, tuple[str, str]
     return numbers, False, None
 
 
-def _to_float(text: str) -> float | None:
+def parse_number(text: str) -> float | None:
+    """A float from a label or prediction field, or None; Python's float() accepts 1_000, label files must not."""
     if "_" in text:
         return None
     try:
@@ -146,5 +147,6 @@ def _to_float(text: str) -> float | None:
         return None
 
 
-def _shown(text: str) -> str:
+def shown_value(text: str) -> str:
+    """A bad field as quoted in a one-line message (shortened)."""
     return repr(text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "...")

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.labels import parse_number, shown_value
 
 FIELDS = ("class", "cx", "cy", "w", "h", "confidence")
 CLS, CX, CY, W, H, CONFIDENCE = range(len(FIELDS))
 # Normalized coordinates beyond this are not a slightly overhanging box but pixel values in the wrong format.
 NORMALIZED_LIMIT = 2.0
-_MAX_SHOWN = 24  # characters of a bad value quoted in a message
 
 
 @dataclass(frozen=True)
@@ -101,16 +101,16 @@ def _line_problem(fields: list[str], num_classes: int) -> str | None:
         return f"{len(fields)} values, expected 6 ({' '.join(FIELDS)}){hint}"
     numbers = []
     for name, text in zip(FIELDS, fields):
-        value = _to_float(text)
+        value = parse_number(text)
         if value is None or not math.isfinite(value):
-            return f"{name} is not a finite number: {_shown(text)}"
+            return f"{name} is not a finite number: {shown_value(text)}"
         numbers.append(value)
     row = np.array([numbers])
     if _valid_rows(row, num_classes).all():
         return None
     cls = numbers[CLS]
     if cls != round(cls) or not 0 <= cls < num_classes:
-        return f"class {_shown(fields[CLS])} is not an integer in 0..{num_classes - 1}"
+        return f"class {shown_value(fields[CLS])} is not an integer in 0..{num_classes - 1}"
     if numbers[W] < 0 or numbers[H] < 0:
         return f"negative width or height (w={fields[W]}, h={fields[H]})"
     return (f"coordinates must be normalized to 0-1 (got cx={fields[CX]} cy={fields[CY]} w={fields[W]} "
@@ -134,16 +134,3 @@ def _is_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _to_float(text: str) -> float | None:
-    if "_" in text:  # Python accepts 1_000; a prediction file must not
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "...")

@@ -11,9 +11,6 @@ with file and line, so the audit can be checked against ground truth. Determinis
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 import yaml
 from sklearn.datasets import load_digits
 
+from dataset_doctor.atomic import staged_directory
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.sample_spec import CLASS_NAMES, MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
@@ -71,16 +69,8 @@ def write_sample_dataset(out_dir: str | Path, seed: int = 0, spec: SampleSpec | 
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DoctorError("output directory exists and is not empty", out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         _SampleWriter(staging, seed, spec).write()
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out / "data.yaml"
 
 
@@ -107,8 +97,10 @@ class _SampleWriter:
             path = self.root / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
+        # No `path` key: the yaml's folder is the root (design.md), and Ultralytics, which resolves a relative
+        # `path` against its own datasets folder, reads it the same way.
         (self.root / "data.yaml").write_text(yaml.safe_dump({
-            "path": ".", "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
+            "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
             "names": list(CLASS_NAMES)}, sort_keys=False))
         manifest = {
             "generator": "dataset-doctor sample", "seed": self.seed, "spec": asdict(self.spec),

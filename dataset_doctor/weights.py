@@ -13,11 +13,11 @@ Classes without a train instance get weight 1 and a warning (nothing to learn fr
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dataset_doctor.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,10 +94,4 @@ def class_weights_for_index(index: DatasetIndex, method: str = DEFAULT_METHOD,
 
 def write_weights_json(path: str | Path, weights: ClassWeights) -> None:
     """Write the design.md section 3 JSON atomically (temporary file beside it, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False,
-                                     encoding="utf-8") as handle:
-        json.dump(weights.to_json_dict(), handle, indent=2)
-        handle.write("\n")
-    os.replace(handle.name, path)
+    atomic_write_text(Path(path), json.dumps(weights.to_json_dict(), indent=2) + "\n")

@@ -7,15 +7,14 @@ Nothing in it is a pickled class, so loading one can never run code.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from dataset_doctor.atomic import atomic_write
 from dataset_doctor.errors import DoctorError
 
 CHECKPOINT_FORMAT = "dataset-doctor-yolo/1"
@@ -23,15 +22,7 @@ CHECKPOINT_FORMAT = "dataset-doctor-yolo/1"
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file beside `path`, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        temporary = Path(handle.name)
-    try:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temporary: torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -24,12 +24,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dataset_doctor.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
 
 ARGS_FILE = "args.yaml"
 WEIGHTS_DIR = "weights"
@@ -55,31 +55,6 @@ RESULTS_COLUMNS = [
     "val_map50", "val_map50_95", "val_precision", "val_recall",
 ]
 PER_CLASS_COLUMNS = ["split", "class_id", "class", "images", "instances", "precision", "recall", "ap50", "ap50_95"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(handle.name, _NEW_FILE_MODE)  # temporary files are private (0600); the result is an ordinary file
-    os.replace(handle.name, path)
-
-
-def _new_file_mode() -> int:
-    """0666 less the umask: the mode open() would give a new file (reading the umask means setting it)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_NEW_FILE_MODE = _new_file_mode()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_args(run_dir: Path, args: dict[str, Any]) -> None:

@@ -173,6 +173,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
             "dataset": str(index.config.yaml_path), "classes": names, "device": str(device.device),
             "world_size": world_size, "amp": str(device.amp_dtype).replace("torch.", "") if device.amp_dtype else None,
             "sampler_weights_method": sampling_weights.method,
+            "iterations_per_epoch": iterations, "train_images": len(train_dataset),
+            "train_eval_images": len(positions),
         }})
         files.write_json(run.dir, files.CLASS_WEIGHTS_FILE, class_weights.to_json_dict())
         if config.save_batches:

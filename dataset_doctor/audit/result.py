@@ -6,13 +6,12 @@ The tables are computed once by `run_audit`; nothing downstream should need to r
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from dataset_doctor.atomic import atomic_write_text
 from dataset_doctor.audit.options import AuditOptions
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.findings import CHECKS, ERROR, INFO, WARNING
@@ -111,14 +110,7 @@ def write_json(data: dict, path: str | Path) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if not path.parent.is_dir():
         raise DoctorError("cannot write JSON: the directory does not exist", path)
-    temporary = None
     try:
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as handle:
-            temporary = Path(handle.name)
-            handle.write(text)
-        os.replace(temporary, path)
+        atomic_write_text(path, text)
     except OSError as error:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
         raise DoctorError(f"cannot write JSON: {error.strerror or error}", path) from None

@@ -9,6 +9,7 @@ import dataset_doctor.cli.evaluate  # noqa: F401
 import dataset_doctor.cli.fix  # noqa: F401
 import dataset_doctor.cli.predict  # noqa: F401
 import dataset_doctor.cli.rebalance  # noqa: F401
+import dataset_doctor.cli.report  # noqa: F401
 import dataset_doctor.cli.sample  # noqa: F401
 import dataset_doctor.cli.split  # noqa: F401
 import dataset_doctor.cli.train  # noqa: F401

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +27,7 @@ def predict(
     = False,
 ) -> None:
     """Predict on images and write `class cx cy w h confidence` lines (what `doctor evaluate` reads)."""
+    from dataset_doctor.atomic import atomic_write_bytes, staged_directory
     from reports.thumbnails import DrawnBox, class_colour, draw_boxes
     from trainer.data import YoloDataset
     from trainer.devices import choose_device
@@ -37,7 +35,6 @@ def predict(
     from trainer.inference import write_yolo_predictions
     from trainer.loader import make_eval_loader
     from trainer.predict_source import image_set_from_source
-    from trainer.run_dir import atomic_write_bytes
     from trainer.setup import load_model_weights
 
     out = out.expanduser().resolve()
@@ -49,9 +46,7 @@ def predict(
     loader = make_eval_loader(YoloDataset(images, imgsz), batch, device=choice.device)
     predictions = run_model(model, loader, choice.device, conf, iou, max_det, choice.amp_dtype)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         write_yolo_predictions(staging / "labels", predictions)
         if save_images:
             import cv2
@@ -64,11 +59,5 @@ def predict(
                          for x1, y1, x2, y2, s, c in found]
                 drawn = draw_boxes(cv2.imread(path, cv2.IMREAD_COLOR), boxes)
                 atomic_write_bytes(staging / "images" / f"{Path(path).stem}.jpg", encode_jpeg(drawn, 90))
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     detections = sum(len(b) for b in predictions.boxes)
     console.print(f"{detections} detections on {len(predictions.paths)} images written to [bold]{out / 'labels'}[/]")

@@ -66,6 +66,9 @@ def train(
     ema: Annotated[bool, typer.Option(help="Keep an EMA of the weights (evaluated and saved).")] = _T.ema,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Several GPUs: synchronised BatchNorm.")] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: all cores).")] = None,
+    audit_report: Annotated[Path | None, typer.Option(help="Audit report (HTML or JSON) to link from the training "
+                                                           "report (default: looked for in doctor_reports/).")]
+    = None,
 ) -> None:
     """Train the built-in YOLO detector (YOLOv8-style) on a dataset, class weights applied automatically."""
     from trainer.launch import launch_training  # torch loads only when a command needs it
@@ -82,7 +85,8 @@ def train(
                         device=device, seed=seed, threads=threads, patience=patience, eval_every=eval_every,
                         class_weights=class_weights, class_weight_method=class_weight_method,
                         class_weight_max_ratio=max_ratio, focal_gamma=focal_gamma, sync_bn=sync_bn,
-                        project=str(project), name=name, exist_ok=exist_ok),
+                        project=str(project), name=name, exist_ok=exist_ok,
+                        audit_report=str(audit_report) if audit_report else None),
             DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler),
             AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale),
         )

@@ -19,20 +19,19 @@ import io
 import multiprocessing
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from dataset_doctor.atomic import staged_directory
 from dataset_doctor.datayaml import DatasetConfig, label_path_for, list_split_images
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.file_scan import available_cores
+from dataset_doctor.progress import counting_progress
 from dataset_doctor.rebalance.sources import TrainSources
 
 LINK_MODES = ("symlink", "hardlink", "copy")
@@ -137,9 +136,7 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
     if len(copies) != len(sources.images):
         raise ValueError("one copy count per source image is needed")
     out = check_output_dir(out_dir, sources.config, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         originals, copy_names = output_names(sources, copies)
         files = _write_originals(sources, originals, staging, link)
         jobs = _copy_jobs(sources, copy_names, seed)
@@ -157,10 +154,6 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         _write_text(staging / "data.yaml", _data_yaml(sources.config, out, staging))
         for name, make in (extra_files or {}).items():
             (staging / name).write_bytes(make(result))
-        _move_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return result
 
 
@@ -232,7 +225,7 @@ def _write_copies(jobs: list[CopyJob], staging: Path, flip: bool, workers: int |
     results: list[WrittenFile] = []
     lost = 0
     if workers == 1:
-        with _progress_bar(total, progress) as advance:
+        with counting_progress(total, progress, "augmenting", "new images") as advance:
             for task in tasks:
                 written, task_lost = _run_task(task)
                 results += written
@@ -243,24 +236,12 @@ def _write_copies(jobs: list[CopyJob], staging: Path, flip: bool, workers: int |
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
         pending = pool.map(_run_task, tasks)
-        with _progress_bar(total, progress) as advance:
+        with counting_progress(total, progress, "augmenting", "new images") as advance:
             for written, task_lost in pending:
                 results += written
                 lost += task_lost
                 advance(len(written))
     return results, lost
-
-
-@contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    if not enabled or total == 0:
-        yield lambda count: None
-        return
-    columns = (TextColumn("augmenting"), BarColumn(), MofNCompleteColumn(), TextColumn("new images"),
-               TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("augment", total=total)
-        yield lambda count: bar.advance(task, count)
 
 
 _PIPELINES: dict[bool, object] = {}  # per worker process, by `flip`, built on first use
@@ -340,15 +321,3 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Rename the finished staging directory to `out`, replacing an existing `out` only at the very end."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        else:
-            out.rmdir()
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

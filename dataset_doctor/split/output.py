@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import shutil
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from dataset_doctor.errors import DoctorError
@@ -45,40 +43,6 @@ def check_destination(out: str | Path, source_dirs: Iterable[str | Path], force:
             raise DoctorError(f"output directory contains the source dataset ({directory}): choose a path "
                               "outside it", destination)
     return destination
-
-
-@contextmanager
-def staged_directory(destination: Path) -> Iterator[Path]:
-    """A fresh hidden sibling of `destination` to write into; renamed to `destination` when the block succeeds.
-
-    A sibling (not the system temp dir) so the final rename is atomic and hardlinks see the destination's
-    filesystem. An existing destination (empty, or allowed by --force) is moved aside first and deleted only
-    after the rename, so a failure at any point never loses both.
-    """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = destination.parent / f".{destination.name}.tmp-{secrets.token_hex(4)}"
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    aside = None
-    if destination.exists() or destination.is_symlink():
-        aside = destination.parent / f".{destination.name}.old-{secrets.token_hex(4)}"
-        os.replace(destination, aside)
-    try:
-        os.replace(staging, destination)
-    except OSError:
-        if aside is not None:
-            os.replace(aside, destination)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if aside is not None:
-        if aside.is_dir() and not aside.is_symlink():
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            aside.unlink()
 
 
 def place_image(source: str | Path, target: Path, mode: str) -> str:

@@ -415,3 +415,15 @@ def test_confusion_matrix_matches_a_naive_greedy_matcher(seed: int) -> None:
         # every box lands once: column sums are the true boxes, row sums the confident predictions
         assert actual[:, :6].sum() == sum(len(t) for t in ground_truth)
         assert actual[:6].sum() == sum(int((p[:, 4] > conf).sum()) for p in predictions)
+
+
+def test_pair_detections_gives_the_pairs_behind_the_confusion_matrix() -> None:
+    from trainer.evaluation.confusion import pair_detections
+
+    truth = [[*SQUARE, 0], [200.0, 0.0, 300.0, 100.0, 1], [400.0, 0.0, 500.0, 100.0, 1]]
+    found = [[*SQUARE, 0.9, 0], [200.0, 0.0, 300.0, 100.0, 0.8, 0], [*FAR, 0.7, 1],
+             [400.0, 0.0, 500.0, 100.0, 0.1, 1]]
+    detection, truth_row = pair_detections(flatten_ground_truth([np.array(truth)], 2),
+                                           flatten_predictions([np.array(found)], 2), 0.25, 0.5)
+    np.testing.assert_array_equal(detection, [0, 1, 2])  # the 0.1 detection is below the threshold
+    np.testing.assert_array_equal(truth_row, [0, 1, -1])  # right, wrong class, false alarm; box 2 missed

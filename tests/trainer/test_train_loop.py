@@ -54,7 +54,8 @@ def short_run(tiny_yaml, tmp_path_factory) -> Path:
 def test_run_directory_holds_everything_design_md_lists(short_run, tiny_yaml):
     run = short_run
     for name in (files.ARGS_FILE, files.LAST_CHECKPOINT, files.BEST_CHECKPOINT, files.RESULTS_FILE,
-                 files.PER_CLASS_FILE, files.CLASS_WEIGHTS_FILE, files.CONFUSION_FILE, files.PR_CURVES_FILE):
+                 files.PER_CLASS_FILE, files.CLASS_WEIGHTS_FILE, files.CONFUSION_FILE, files.PR_CURVES_FILE,
+                 files.REPORT_FILE):
         assert (run / name).is_file(), name
     args = files.read_args(run)
     assert args["train"]["epochs"] == 2 and args["data"]["imgsz"] == 128 and "mosaic" in args["augment"]

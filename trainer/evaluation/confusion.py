@@ -20,8 +20,7 @@ from trainer.evaluation.boxes import FlatBoxes, paired_iou
 def confusion_matrix(ground_truth: FlatBoxes, predictions: FlatBoxes, num_classes: int, conf_threshold: float = 0.25,
                      iou_threshold: float = 0.5) -> np.ndarray:
     """(nc + 1, nc + 1) int64 counts: [predicted class, true class], background last."""
-    detection = np.flatnonzero(predictions.score > conf_threshold)
-    truth_of_detection = _greedy_pairs(ground_truth, predictions, detection, iou_threshold)
+    detection, truth_of_detection = pair_detections(ground_truth, predictions, conf_threshold, iou_threshold)
     background = num_classes
     predicted = predictions.cls[detection]
     paired = truth_of_detection >= 0
@@ -34,6 +33,15 @@ def confusion_matrix(ground_truth: FlatBoxes, predictions: FlatBoxes, num_classe
     columns = np.concatenate([truth_class, ground_truth.cls[~truth_paired]])
     size = num_classes + 1
     return np.bincount(rows * size + columns, minlength=size * size).reshape(size, size)
+
+
+def pair_detections(ground_truth: FlatBoxes, predictions: FlatBoxes, conf_threshold: float = 0.25,
+                    iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion matrix's pairing, per box: the detections above conf_threshold (rows of `predictions`) and,
+    for each, the ground-truth row it is paired with (-1: a false alarm). Reports use it to say which boxes of
+    an image were missed, wrongly classified or false alarms, consistently with the matrix."""
+    detection = np.flatnonzero(predictions.score > conf_threshold)
+    return detection, _greedy_pairs(ground_truth, predictions, detection, iou_threshold)
 
 
 def _greedy_pairs(ground_truth: FlatBoxes, predictions: FlatBoxes, detection: np.ndarray,

@@ -1,0 +1,523 @@
+"""The training report: run_dir/report.html, one self-contained page that says in a minute whether the model is
+good, which classes fail, and whether the data or the training is to blame.
+
+    from reports.training_report import build_training_report
+    build_training_report(run_dir)                      # after `doctor train`, or any time: `doctor report RUN_DIR`
+
+Reads the run directory (reports/training_run.py), the dataset through its index (for the val images, box sizes
+and counts; the report is still written, with a note, if the dataset has moved), the audit report of the same
+dataset when one is found (reports/audit_link.py), and applies the diagnosis rules (reports/diagnosis.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from dataset_doctor.errors import DoctorError
+from dataset_doctor.index import DatasetIndex, build_index
+from reports.audit_link import (
+    audit_json_for,
+    default_audit_candidates,
+    find_audit_report,
+    relative_link,
+    scale_shift_notes,
+)
+from reports.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, Finding, RunFacts, diagnose_run
+from reports.html import Page, escape, image_data_uri, thumbnail_figure
+from reports.thumbnails import encode_jpeg
+from reports.training_figures import confusion_figure, loss_figure, map_figure, per_class_ap_figure, pr_figure
+from reports.training_run import TrainingRun, load_training_run
+from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
+from trainer import run_dir as files
+
+WORST_IMAGES = 12  # val images shown, worst first
+BATCH_MAX_SIDE = 1280  # training batch grids are re-encoded at most this wide/high (the page stays small)
+MIN_BOXES_FOR_SIZE = 5  # boxes a class needs in train and in val before their median sizes are compared
+CONFUSED_SHARE = 0.2  # a class "is predicted as" another when at least this share of its val boxes are
+CONFUSED_MIN_BOXES = 2  # ... and at least this many (one box is an accident)
+
+_EXTRA_STYLE = """<style>
+.finding { border-left: 4px solid var(--line); padding: 4px 12px; margin: 10px 0; }
+.finding.error { border-color: var(--error); } .finding.warning { border-color: var(--warning); }
+.finding.info { border-color: var(--info); } .finding.good { border-color: var(--good); }
+.finding p { margin: 2px 0; }
+.level { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
+         margin-right: 6px; }
+.level.error { background: #fde8e8; color: var(--error); } .level.warning { background: #fefcbf; color: #744210; }
+.level.info { background: #ebf8ff; color: var(--info); } .level.good { background: #e6fffa; color: var(--good); }
+.numbers span { display: inline-block; margin: 0 18px 6px 0; } .numbers b { font-size: 18px; }
+.batches figure { margin: 0 0 12px; }
+.batches img { max-width: 100%; border: 1px solid var(--line); border-radius: 4px; }
+.gallery.worst figure { width: 360px; }
+table.settings th { position: static; width: 190px; cursor: default; vertical-align: top; }
+.class-block { margin: 14px 0 18px; } .class-block h3 { margin-bottom: 4px; }
+</style>"""
+
+
+def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
+                          search_dirs: Sequence[Path] | None = None) -> Path:
+    """Write run_dir/report.html (atomically) and return its path.
+
+    audit_report: the audit report (HTML, or its JSON) of the dataset; by default it is looked for in
+    doctor_reports/ of `search_dirs` (default: the working directory and the directory the run's project
+    folder sits in).
+    """
+    run = load_training_run(run_dir)
+    if audit_report is not None and not Path(audit_report).is_file():
+        raise DoctorError("audit report not found", audit_report)
+    index, index_problem = _load_index(run)
+    audit = Path(audit_report) if audit_report is not None else _find_audit(run, search_dirs)
+    notes = scale_shift_notes(audit_json_for(audit) if audit else None, run.classes)
+    if audit is not None and audit.suffix.lower() == ".json" and audit.with_suffix(".html").is_file():
+        audit = audit.with_suffix(".html")  # link the page a person reads, not its JSON
+    classes = class_numbers(run, index, notes)
+    facts = run_facts(run, index, audit)
+    diagnosis = diagnose_run(classes, facts)
+    target = run.dir / files.REPORT_FILE
+
+    page = Page(f"Training report: {run.dir.name}", subtitle=_subtitle(run))
+    page.html(_EXTRA_STYLE)
+    _verdict_section(page, run, diagnosis, audit, target)
+    _overview_section(page, run, facts, index, audit, target)
+    _curves_section(page, run)
+    _per_class_section(page, run, classes, diagnosis)
+    _class_diagnosis_section(page, classes, diagnosis)
+    _confusion_section(page, run)
+    _pr_section(page, run)
+    _val_images_section(page, run, index, index_problem)
+    _batches_section(page, run)
+    return page.write(target)
+
+
+# --- gathering the numbers ---------------------------------------------------------------------------------------
+
+def _load_index(run: TrainingRun) -> tuple[DatasetIndex | None, str | None]:
+    """The dataset's index, or None and why (the report is still useful without the images)."""
+    if run.dataset is None:
+        return None, "args.yaml does not name the dataset"
+    try:
+        return build_index(run.dataset, progress=False), None
+    except DoctorError as error:
+        return None, f"the dataset cannot be read any more ({error})"
+
+
+def _find_audit(run: TrainingRun, search_dirs: Sequence[Path] | None) -> Path | None:
+    if search_dirs is None:
+        search_dirs = [Path.cwd(), run.dir.resolve().parent.parent]
+    source = (run.rebalance or {}).get("source")  # a rebalanced copy: the original's audit covers its labels and val
+    datasets = [path for path in (run.dataset, Path(source) if source else None) if path is not None]
+    return find_audit_report(default_audit_candidates(datasets, search_dirs)) if datasets else None
+
+
+def class_numbers(run: TrainingRun, index: DatasetIndex | None,
+                  audit_notes: dict[str, tuple[str, ...]] | None = None) -> list[ClassNumbers]:
+    """Per class: the run's train-subset and val metrics with the dataset facts that explain them."""
+    if not run.per_class:
+        return []
+    names = run.classes
+    train_rows, val_rows = run.per_class_rows("train"), run.per_class_rows("val")
+    weights = run.class_weights or {}
+    train_instances = weights.get("instances") or (index.instances("train").tolist() if index else [0] * len(names))
+    class_weights = weights.get("weights") or [1.0] * len(names)
+    sizes = _size_ratios(index) if index is not None else {}
+    confused = _confused_with(run)
+    result = []
+    for class_id, name in enumerate(names):
+        train, val = train_rows.get(class_id, {}), val_rows.get(class_id, {})
+        result.append(ClassNumbers(
+            name=name, train_instances=int(train_instances[class_id]), val_instances=int(val.get("instances") or 0),
+            train_ap50=_value(train.get("ap50")), val_ap50=_value(val.get("ap50")),
+            train_ap50_95=_value(train.get("ap50_95")), val_ap50_95=_value(val.get("ap50_95")),
+            val_precision=_value(val.get("precision")), val_recall=_value(val.get("recall")),
+            class_weight=float(class_weights[class_id]), size_ratio=sizes.get(class_id),
+            confused_with=confused.get(class_id), audit_notes=(audit_notes or {}).get(name, ()),
+            train_subset_instances=int(train["instances"]) if train.get("instances") is not None else None))
+    return result
+
+
+def _size_ratios(index: DatasetIndex) -> dict[int, float]:
+    """Per class, median box side (sqrt of the area in original pixels) in val / in train."""
+    if "val" not in index.splits:
+        return {}
+    boxes = index.usable_boxes()
+    sizes = index.images[["width", "height"]].to_numpy(np.float64)[boxes["image_id"].to_numpy()]
+    side = np.sqrt(boxes["w"].to_numpy() * sizes[:, 0] * boxes["h"].to_numpy() * sizes[:, 1])
+    table = pd.DataFrame({"split": boxes["split"].astype(str).to_numpy(), "cls": boxes["cls"].to_numpy(),
+                          "side": side})
+    medians = table.groupby(["split", "cls"])["side"].agg(["median", "size"])
+    ratios = {}
+    for class_id in range(index.nc):
+        if ("train", class_id) in medians.index and ("val", class_id) in medians.index:
+            train, val = medians.loc[("train", class_id)], medians.loc[("val", class_id)]
+            if min(train["size"], val["size"]) >= MIN_BOXES_FOR_SIZE and train["median"] > 0:
+                ratios[class_id] = float(val["median"] / train["median"])
+    return ratios
+
+
+def _confused_with(run: TrainingRun) -> dict[int, tuple[str, float]]:
+    """Per true class: the other class its val boxes are most often predicted as, when that is frequent."""
+    if run.confusion is None:
+        return {}
+    counts, labels = np.array(run.confusion.counts), run.confusion.labels
+    classes = len(labels) - 1  # the last row and column are background
+    found = {}
+    for true in range(classes):
+        column = counts[:classes, true].copy()
+        column[true] = 0
+        total = counts[:, true].sum()
+        other = int(column.argmax()) if classes else 0
+        if total and column[other] >= CONFUSED_MIN_BOXES and column[other] / total >= CONFUSED_SHARE:
+            found[true] = (labels[other], float(column[other] / total))
+    return found
+
+
+def run_facts(run: TrainingRun, index: DatasetIndex | None, audit: Path | None) -> RunFacts:
+    train, data, resolved = run.train_settings, run.data_settings, run.resolved
+    batch = int(train.get("batch") or 16)
+    train_images = resolved.get("train_images")
+    if train_images is None:
+        train_images = int(index.images_in("train")["readable"].sum()) if index is not None else 0
+    iterations = resolved.get("iterations_per_epoch") or math.ceil(train_images / max(batch, 1))
+    options = [("model", str(train.get("model", "n"))), ("imgsz", str(data.get("imgsz", 640))),
+               ("batch", str(batch)), ("epochs", str(train.get("epochs", run.epochs_done)))]
+    for key, default in (("class_weights", "auto"), ("class_weight_method", "inverse")):
+        if train.get(key, default) != default:
+            options.append((key.replace("_", "-"), str(train[key])))
+    if data.get("sampler", "uniform") != "uniform":
+        options.append(("sampler", str(data["sampler"])))
+    rebalance = run.rebalance or {}
+    return RunFacts(
+        dataset=str(run.dataset or train.get("data", "data.yaml")), num_classes=len(run.classes),
+        epochs_done=run.epochs_done, epochs_planned=int(train.get("epochs") or run.epochs_done),
+        iterations_per_epoch=int(iterations), train_images=int(train_images), model_scale=str(train.get("model", "n")),
+        class_weights_method=str((run.class_weights or {}).get("method", "none")),
+        sampler=str(data.get("sampler", "uniform")), rebalanced_from=rebalance.get("source"),
+        rebalance_target=rebalance.get("target"), audit_report=str(audit) if audit else None,
+        run_dir=str(run.dir), train_options=tuple(options), zoom=float(run.augment_settings.get("scale", 0.5)),
+        curve=tuple((int(row["epoch"]), float(row.get("train_map50_95") or 0.0), float(row["val_map50_95"]))
+                    for row in run.evaluated))
+
+
+# --- sections ------------------------------------------------------------------------------------------------------
+
+def _subtitle(run: TrainingRun) -> str:
+    dataset = str(run.dataset) if run.dataset else "unknown dataset"
+    return f"{dataset} - {len(run.classes)} classes - run directory {run.dir}"
+
+
+def _verdict_section(page: Page, run: TrainingRun, diagnosis: Diagnosis, audit: Path | None, target: Path) -> None:
+    page.section("Verdict", "verdict")
+    verdict = diagnosis.verdict
+    css = {"good": "good", "info": "good", "warning": "warning", "error": "error"}[verdict.level]
+    page.html(f'<div class="verdict {css}">{escape(verdict.title)}</div>')
+    page.html(_key_numbers(run))
+    if verdict.next_steps:
+        page.html("<h3>What to do first</h3>" + _steps_html(verdict.next_steps))
+    if audit is not None:
+        page.html(f'<p>Audit report of this dataset: <a href="{escape(relative_link(audit, target))}">'
+                  f"{escape(audit.name)}</a></p>")
+    page.heading("Overall diagnosis")
+    if not diagnosis.overall:
+        page.paragraph("No run-level finding.", note=True)
+    for finding in diagnosis.overall:
+        page.html(_finding_html(finding))
+
+
+def _key_numbers(run: TrainingRun) -> str:
+    val, train = run.per_class_rows("val"), run.per_class_rows("train")
+    best = run.best
+    items = [("val mAP50", _mean_metric(val, "ap50")), ("val mAP50-95", _mean_metric(val, "ap50_95")),
+             ("train mAP50", _mean_metric(train, "ap50")),
+             ("best epoch", f"{best['epoch']} of {run.epochs_done}" if best else "-"),
+             ("training time", _duration(run.seconds))]
+    return '<div class="numbers">' + "".join(f"<span>{escape(label)} <b>{escape(value)}</b></span>"
+                                             for label, value in items) + "</div>"
+
+
+def _overview_section(page: Page, run: TrainingRun, facts: RunFacts, index: DatasetIndex | None,
+                      audit: Path | None, target: Path) -> None:
+    page.section("Overview", "overview")
+    train, data, augment, resolved = run.train_settings, run.data_settings, run.augment_settings, run.resolved
+    weights = run.class_weights or {}
+    rows = [("dataset", str(run.dataset or "-")), ("classes", str(len(run.classes)))]
+    if index is not None:
+        for split in index.splits:
+            listed = index.images_in(split)
+            rows.append((f"{split} images", f"{int(listed['readable'].sum()):,} ({int(index.instances(split).sum()):,} "
+                                            "boxes)"))
+    if run.rebalance:
+        rows.append(("train set", f"a rebalanced copy (doctor rebalance) of {run.rebalance.get('source')}, target "
+                                  f"{run.rebalance.get('target')} instances per class"))
+    else:
+        rows.append(("train set", "the dataset's own train split (not a rebalanced copy)"))
+    rows += [
+        ("model", f"scale {train.get('model', '?')}" + (f", initialised from {train['weights']}"
+                                                         if train.get("weights") else ", from scratch")),
+        ("epochs", f"{run.epochs_done} of {train.get('epochs', '?')}"
+                   + (" (stopped early: no val improvement)" if run.epochs_done < int(train.get("epochs") or 0)
+                      else "")),
+        ("iterations", f"{facts.iterations:,} ({facts.iterations_per_epoch:,} per epoch; rule of thumb "
+                       f"{facts.recommended_iterations:,})"),
+        ("batch / image size", f"{train.get('batch', '?')} / {data.get('imgsz', '?')} px"
+                               + (" (multi-scale)" if data.get("multi_scale") else "")),
+        ("optimizer", f"{resolved.get('optimizer', train.get('optimizer', '?'))}, lr0 "
+                      f"{resolved.get('lr0', train.get('lr0'))}, final lr x{train.get('lrf', '?')}, "
+                      f"{'cosine' if train.get('cos_lr') else 'linear'} decay, warmup {train.get('warmup_epochs')} "
+                      "epochs"),
+        ("class weights (loss)", _weights_text(weights, train)),
+        ("sampler", "balanced: images drawn by their boxes' class weights "
+                    f"({data.get('image_weight', 'max')} over boxes)" if data.get("sampler") == "balanced"
+         else "uniform: every image once per epoch"),
+        ("augmentation", ", ".join(f"{key} {value}" for key, value in augment.items())),
+        ("device", f"{resolved.get('device', train.get('device') or '?')}"
+                   + (f" x{resolved['world_size']}" if resolved.get("world_size", 1) > 1 else "")
+                   + (f", {resolved['amp']} mixed precision" if resolved.get("amp") else "")),
+        ("EMA", "on (evaluated and saved weights are the moving average)" if train.get("ema") else "off"),
+        ("evaluation", f"val and a fixed subset of {_train_subset_size(run, facts, index)} train images, same "
+                       f"thresholds (conf {train.get('conf')}, NMS IoU {train.get('iou')}), every "
+                       f"{train.get('eval_every', 1)} epoch(s); final numbers from weights/best.pt"),
+        ("training time", _duration(run.seconds)),
+    ]
+    best = run.best
+    if best is not None:
+        rows.append(("best epoch", f"{best['epoch']}: val mAP50 {best['val_map50']:.3f}, mAP50-95 "
+                                   f"{best['val_map50_95']:.3f} (weights/best.pt)"))
+    page.html('<table class="data settings"><tbody>' + "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in rows) + "</tbody></table>")
+    if audit is not None:
+        page.html(f'<p>Audit report: <a href="{escape(relative_link(audit, target))}">{escape(audit)}</a></p>')
+    else:
+        dataset = str(run.dataset) if run.dataset else "data.yaml"
+        page.html(f"<p>No audit report of this dataset was found (looked in doctor_reports/). Run "
+                  f"<code>doctor audit {escape(dataset)}</code>, then <code>doctor report {escape(run.dir)}</code> "
+                  "to link it.</p>")
+
+
+def _train_subset_size(run: TrainingRun, facts: RunFacts, index: DatasetIndex | None) -> str:
+    """How many train images were evaluated like val: recorded in args.yaml, else the trainer's rule
+    min(train_eval_images, val images, train images)."""
+    recorded = run.resolved.get("train_eval_images")
+    if recorded is not None:
+        return f"{int(recorded):,}"
+    if index is None or "val" not in index.splits:
+        return "?"
+    val_images = int(index.images_in("val")["readable"].sum())
+    return f"{min(int(run.train_settings.get('train_eval_images', 500)), val_images, facts.train_images):,}"
+
+
+def _weights_text(weights: dict, train: dict) -> str:
+    method = weights.get("method", "unknown")
+    if method == "none":
+        return "none (every class weighs 1)"
+    source = train.get("class_weights", "auto")
+    text = f"{method}" + (f" (auto, capped at a {train.get('class_weight_max_ratio')}x ratio)"
+                          if source == "auto" else f" (from {source})")
+    values = weights.get("weights") or []
+    if values:
+        text += f"; from {min(values):.2f} to {max(values):.2f}, per class in the table below"
+    if train.get("focal_gamma"):
+        text += f"; focal gamma {train['focal_gamma']}"
+    return text
+
+
+def _curves_section(page: Page, run: TrainingRun) -> None:
+    page.section("Curves", "curves")
+    if not run.results:
+        page.paragraph("results.csv has no epoch yet.", note=True)
+        return
+    page.figure(loss_figure(run.results))
+    best = run.best
+    page.figure(map_figure(run.results, best["epoch"] if best else None),
+                caption="Dashed: the fixed train subset; solid: val; both evaluated the same way. Train pulling "
+                        "away from val is overfitting; both low is underfitting.")
+
+
+def _per_class_section(page: Page, run: TrainingRun, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:
+    page.section("Per class", "per-class")
+    if not classes:
+        page.paragraph("per_class.csv is missing: the run has not finished (it is written by the final "
+                       "evaluation of weights/best.pt).", note=True)
+        return
+    page.figure(per_class_ap_figure([c.name for c in classes], [c.train_ap50 for c in classes],
+                                    [c.val_ap50 for c in classes], [c.train_ap50_95 for c in classes],
+                                    [c.val_ap50_95 for c in classes]))
+    train_rows, val_rows = run.per_class_rows("train"), run.per_class_rows("val")
+    frame = pd.DataFrame({
+        "class": [c.name for c in classes],
+        "diagnosis": [STATUS_LABELS.get(status.rule, status.rule) if (status := diagnosis.status(i)) else ""
+                      for i in range(len(classes))],
+        "train AP50": [c.train_ap50 for c in classes], "val AP50": [c.val_ap50 for c in classes],
+        "train AP50-95": [c.train_ap50_95 for c in classes], "val AP50-95": [c.val_ap50_95 for c in classes],
+        "val P": [c.val_precision for c in classes], "val R": [c.val_recall for c in classes],
+        "train instances": [c.train_instances for c in classes],
+        "train subset instances": [int(train_rows.get(i, {}).get("instances") or 0) for i in range(len(classes))],
+        "val instances": [c.val_instances for c in classes],
+        "val images": [int(val_rows.get(i, {}).get("images") or 0) for i in range(len(classes))],
+        "class weight": [c.class_weight for c in classes],
+    }).astype({"train AP50": float, "val AP50": float, "train AP50-95": float, "val AP50-95": float,
+               "val P": float, "val R": float})
+    page.table(frame, filterable=True)
+    page.paragraph("Train AP is measured on a fixed subset of the train images, exactly like val (no augmentation, "
+                   "same thresholds), by the final weights/best.pt; P and R are at each class's best-F1 confidence. "
+                   "Empty cells: the class has no box there, so its AP cannot be measured. Click a header to sort.",
+                   note=True)
+
+
+def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:
+    page.section("Diagnosis per class", "class-diagnosis")
+    if not classes:
+        page.paragraph("No per-class results yet.", note=True)
+        return
+    # Findings that only repeat the run-level diagnosis ("low like every class of this run") are listed once.
+    pairs = list(zip(classes, diagnosis.per_class))
+    like_the_run = [c.name for c, findings in pairs if any(_like_the_run(f) for f in findings)]
+    fine = [c.name for c, findings in pairs if all(f.level == "good" for f in findings)]
+    if like_the_run:
+        page.html('<div class="finding info"><p><span class="level info">info</span><b>low on train and val like every '
+                  f"class of this run: {escape(', '.join(like_the_run))}</b></p><p>The run as a whole is "
+                  "undertrained (see the verdict): train it longer before judging classes one by one.</p></div>")
+    ordered = sorted(pairs, key=lambda pair: -max((f.severity for f in pair[1]), default=0))
+    for numbers, all_findings in ordered:
+        findings = [f for f in all_findings if not _like_the_run(f)]
+        if all(f.level == "good" for f in all_findings) or not findings:
+            continue
+        page.html(_class_block(numbers.name, findings))
+    if fine:
+        page.html('<div class="finding good"><p><span class="level good">good</span><b>fine: '
+                  f"{escape(', '.join(fine))}</b></p><p>High on train and on val. If they fail on real images, the "
+                  "data is not representative of them.</p></div>")
+
+
+def _confusion_section(page: Page, run: TrainingRun) -> None:
+    page.section("Confusion matrix", "confusion")
+    if run.confusion is None:
+        page.paragraph("confusion_matrix.csv is missing: the run has not finished.", note=True)
+        return
+    page.figure(confusion_figure(run.confusion),
+                caption=f"Val, weights/best.pt, detections with confidence > {CONFIDENCE_THRESHOLD} paired one to "
+                        f"one with boxes at IoU >= {IOU_THRESHOLD}. Columns: true class; rows: predicted. The "
+                        "background row holds missed boxes, the background column false alarms. Colour: share of "
+                        "the column.")
+
+
+def _pr_section(page: Page, run: TrainingRun) -> None:
+    page.section("Precision-recall curves", "pr-curves")
+    if not run.pr_curves or not run.pr_curves.get("precision"):
+        page.paragraph("pr_curves.json is missing or holds no measurable class.", note=True)
+        return
+    ap50 = {str(row["class"]): _value(row.get("ap50")) for row in run.per_class_rows("val").values()}
+    page.figure(pr_figure(run.pr_curves, ap50),
+                caption="Interpolated precision at each recall (COCO's 101-point envelope); the area under a curve "
+                        "is the class's AP50. Click a legend entry to hide a class.")
+
+
+def _val_images_section(page: Page, run: TrainingRun, index: DatasetIndex | None, problem: str | None) -> None:
+    page.section("Worst val images", "val-images")
+    predictions = run.dir / files.PREDICTIONS_DIR / "val"
+    if index is None:
+        page.paragraph(f"Val images cannot be shown: {problem}.", note=True)
+        return
+    if not predictions.is_dir():
+        page.paragraph("predictions/val is missing: the run has not finished.", note=True)
+        return
+    try:
+        scored = score_val_images(index, predictions)
+    except DoctorError as error:
+        page.paragraph(f"Val images cannot be shown: {error}", note=True)
+        return
+    wrong = [errors for errors in scored if errors.score > 0][:WORST_IMAGES]
+    page.paragraph(f"Score of an image: missed boxes + false alarms + wrong classes, at confidence > "
+                   f"{CONFIDENCE_THRESHOLD} and IoU >= {IOU_THRESHOLD} (the confusion matrix's pairing). "
+                   f"{sum(e.score > 0 for e in scored):,} of {len(scored):,} val images have at least one error; "
+                   f"the worst {len(wrong)} are shown. Green: ground truth; red: a missed box; blue: a correct "
+                   "detection; magenta: a false alarm or a wrong class.", note=True)
+    if not wrong:
+        page.paragraph("Every val box is found, with no false alarm, at these thresholds.")
+        return
+    names = run.classes
+    page.html('<div class="gallery worst">' + "".join(thumbnail_figure(encode_jpeg(draw_image_errors(e, names)),
+                                                                 e.caption()) for e in wrong) + "</div>")
+
+
+def _batches_section(page: Page, run: TrainingRun) -> None:
+    page.section("Training batches", "batches")
+    if not run.batches:
+        page.paragraph("No saved batch (training was started with save_batches 0).", note=True)
+        return
+    page.paragraph("The first augmented batches of the run as the network saw them, boxes drawn: labels should sit "
+                   "on their objects after mosaic, zoom and flips.", note=True)
+    figures = []
+    for path in run.batches:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        scale = BATCH_MAX_SIDE / max(image.shape[:2])
+        if scale < 1:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        figures.append(f'<figure><img src="{image_data_uri(encode_jpeg(image, 85))}" alt="{escape(path.name)}" '
+                       f'loading="lazy"><figcaption>{escape(path.name)}</figcaption></figure>')
+    page.html('<div class="batches">' + "".join(figures) + "</div>")
+
+
+# --- markup helpers ------------------------------------------------------------------------------------------------
+
+def _finding_html(finding: Finding) -> str:
+    return (f'<div class="finding {escape(finding.level)}"><p><span class="level {escape(finding.level)}">'
+            f"{escape(finding.level)}</span><b>{escape(finding.title)}</b></p><p>{escape(finding.detail)}</p>"
+            f"{_steps_html(finding.next_steps)}</div>")
+
+
+def _like_the_run(finding: Finding) -> bool:
+    return finding.rule == "both-low" and finding.level == "info"
+
+
+def _class_block(name: str, findings: list[Finding]) -> str:
+    """One class: each finding as a line (level, title, numbers), then its next steps together, without repeats."""
+    worst = max(findings, key=lambda f: f.severity).level
+    lines = "".join(f'<p><span class="level {escape(f.level)}">{escape(f.level)}</span><b>{escape(f.title)}</b>: '
+                    f"{escape(f.detail)}</p>" for f in findings)
+    steps, seen = [], set()
+    for finding in findings:
+        for step in finding.next_steps:
+            if (step.command or step.text) not in seen:
+                seen.add(step.command or step.text)
+                steps.append(step)
+    return (f'<div class="class-block"><h3>{escape(name)}</h3><div class="finding {escape(worst)}">{lines}'
+            f"{_steps_html(steps)}</div></div>")
+
+
+def _steps_html(steps) -> str:
+    if not steps:
+        return ""
+    items = "".join(f"<li>{escape(step.text)}" + (f": <code>{escape(step.command)}</code>" if step.command else "")
+                    + "</li>" for step in steps)
+    return f'<ul class="actions">{items}</ul>'
+
+
+def _mean_metric(rows: dict[str, dict], key: str) -> str:
+    values = [row[key] for row in rows.values() if _value(row.get(key)) is not None]
+    return f"{sum(values) / len(values):.3f}" if values else "-"
+
+
+def _value(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
