@@ -16,8 +16,6 @@ unless told otherwise (`default_audit_report_path`); the training report links t
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -37,10 +35,9 @@ from reports.audit_gallery import (
     pair_pictures,
     pairs_html,
 )
+from reports.audit_link import dataset_report_name, reports_dir
 from reports.html import Page, escape
 
-REPORTS_DIR = Path("doctor_reports")
-REPORTS_DIR_ENV = "DOCTOR_REPORTS_DIR"  # overrides REPORTS_DIR (tests, CI)
 EXAMPLES_PER_CHECK = 4  # pictures per check in the findings gallery
 PAIRS_PER_CHECK = 6  # duplicate / leak pairs shown as pictures
 MAX_TABLE_ROWS = 5000  # findings table rows; the JSON output has them all
@@ -64,26 +61,20 @@ p.check-index a { display: inline-block; margin: 3px 6px 3px 0; padding: 2px 10p
 """
 
 
-def reports_dir() -> Path:
-    """Where reports go by default: $DOCTOR_REPORTS_DIR, else doctor_reports/ in the working directory."""
-    return Path(os.environ.get(REPORTS_DIR_ENV) or REPORTS_DIR)
-
-
 def default_audit_report_path(data_yaml: str | Path, base_dir: Path | None = None) -> Path:
-    """`<base_dir>/<dataset>-audit.html`: where `doctor audit` writes its report unless given --html.
+    """`<base_dir>/<dataset>-audit.html`: where `doctor audit` writes its report unless given --html, and where
+    the training report looks for it (audit_link.default_audit_candidates).
 
-    <dataset> is the name of the folder holding the data.yaml (or the folder given instead of the yaml), with
-    the yaml's stem appended when it is not `data` (`coco/coco128.yaml` -> `coco-coco128`), characters other
-    than letters, digits, `.`, `_` and `-` replaced by `_`. The path is not resolved against the dataset, so
-    `data.yaml`, `./data.yaml` and its absolute path all give the same name. base_dir defaults to
-    `reports_dir()`: $DOCTOR_REPORTS_DIR or `doctor_reports` (relative to the working directory).
+    <dataset> is audit_link.dataset_report_name: the name of the folder holding the data.yaml (or of the folder
+    given instead of the yaml), plus the yaml's stem when it is neither `data` nor the folder's name
+    (`coco/coco128.yaml` -> `coco-coco128`). Relative paths are taken from the working directory, so
+    `data.yaml`, `./data.yaml` and the absolute path give the same name. base_dir defaults to `reports_dir()`:
+    $DOCTOR_REPORTS_DIR, else `doctor_reports` (relative to the working directory).
     """
-    path = Path(os.path.abspath(Path(data_yaml).expanduser()))
-    is_yaml = path.suffix.lower() in (".yaml", ".yml")
-    folder = path.parent.name if is_yaml else path.name
-    name = folder if not is_yaml or path.stem == "data" else f"{folder}-{path.stem}"
-    name = re.sub(r"[^\w.-]+", "_", name).strip("._") or "dataset"
-    return (base_dir if base_dir is not None else reports_dir()) / f"{name}-audit.html"
+    path = Path(data_yaml).expanduser()
+    if path.is_dir() or path.suffix.lower() not in (".yaml", ".yml"):  # the folder holding data.yaml
+        path = next((path / name for name in ("data.yaml", "data.yml") if (path / name).is_file()), path / "data.yaml")
+    return (base_dir if base_dir is not None else reports_dir()) / f"{dataset_report_name(path)}-audit.html"
 
 
 def check_report_path(path: str | Path) -> Path:

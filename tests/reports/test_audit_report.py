@@ -19,6 +19,7 @@ from dataset_doctor.findings import CHECKS, ERROR
 from dataset_doctor.index import build_index
 from reports import audit_figures
 from reports.audit_gallery import ImageLookup, finding_pictures
+from reports.audit_link import default_audit_candidates, find_audit_report
 from reports.audit_report import (
     EXAMPLES_PER_CHECK,
     build_audit_report,
@@ -220,7 +221,8 @@ def test_default_path_is_named_after_the_dataset_folder(tmp_path, monkeypatch):
     assert default_audit_report_path("/data/digits/data.yaml", base) == base / "digits-audit.html"
     assert default_audit_report_path("/data/digits", base) == base / "digits-audit.html"
     assert default_audit_report_path("/data/coco/coco128.yaml", base) == base / "coco-coco128-audit.html"
-    assert default_audit_report_path("/data/my set (v2)/data.yaml", base) == base / "my_set_v2-audit.html"
+    assert default_audit_report_path("/data/coco128/coco128.yaml", base) == base / "coco128-audit.html"
+    assert default_audit_report_path("/data/my set (v2)/data.yaml", base) == base / "my set (v2)-audit.html"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "birds").mkdir()
     assert default_audit_report_path("birds/data.yaml", base) == default_audit_report_path(
@@ -229,6 +231,14 @@ def test_default_path_is_named_after_the_dataset_folder(tmp_path, monkeypatch):
     assert default_audit_report_path("birds/data.yaml") == tmp_path / "elsewhere" / "birds-audit.html"
     monkeypatch.delenv("DOCTOR_REPORTS_DIR")
     assert default_audit_report_path("birds/data.yaml") == Path("doctor_reports") / "birds-audit.html"
+
+
+def test_the_training_reports_lookup_finds_the_default_report(hostile_yaml, isolated_reports):
+    """DOCTOR_REPORTS_DIR (set for every test) moves the default folder; the lookup looks there first."""
+    assert runner.invoke(app, ["audit", str(hostile_yaml)]).exit_code == 1
+    written = isolated_reports / f"{HOSTILE_FOLDER}-audit.html"
+    assert written.is_file() and default_audit_report_path(hostile_yaml) == written
+    assert find_audit_report(default_audit_candidates([hostile_yaml.resolve()], [])) == written
 
 
 def test_cli_writes_the_report_to_html_file(hostile_yaml, tmp_path):
@@ -247,8 +257,9 @@ def test_cli_default_report_goes_to_doctor_reports_in_the_working_directory(host
     monkeypatch.chdir(work)
     result = runner.invoke(app, ["audit", str(hostile_yaml)])
     assert result.exit_code == 1, result.output
-    expected = work / "doctor_reports" / "set_i_x-audit.html"
+    expected = work / "doctor_reports" / f"{HOSTILE_FOLDER}-audit.html"
     assert expected.is_file() and work / default_audit_report_path(hostile_yaml) == expected
+    assert find_audit_report(default_audit_candidates([hostile_yaml], [work])) == expected  # the training report
     assert runner.invoke(app, ["audit", str(hostile_yaml), "--no-html"]).exit_code == 1
     expected.unlink()
     assert runner.invoke(app, ["audit", str(hostile_yaml), "--no-html"]).exit_code == 1
