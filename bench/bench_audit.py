@@ -199,7 +199,10 @@ def cli_case(data_yaml: Path, args: argparse.Namespace) -> dict:
     cache = data_yaml.parent.parent / f"cache-{data_yaml.parent.name}"
     env = {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "dataset_doctor", "audit", str(data_yaml), "--json", f"{scratch}/audit.json"]
+        # --no-html: this case times the audit and its JSON; the HTML report has its own benchmark
+        # (bench_audit_report.py), and would otherwise land in doctor_reports/ of the working directory.
+        command = [sys.executable, "-m", "dataset_doctor", "audit", str(data_yaml), "--json", f"{scratch}/audit.json",
+                   "--no-html"]
         subprocess.run(command, env=env, capture_output=True)  # warm the cache
         times = []
         for _ in range(args.runs):

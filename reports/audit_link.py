@@ -15,25 +15,37 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 REPORTS_DIR = "doctor_reports"  # where `doctor audit` writes by default, relative to its working directory
+REPORTS_DIR_ENV = "DOCTOR_REPORTS_DIR"  # when set, the default folder instead (tests, CI, a shared folder)
 REPORT_SUFFIXES = ("", "-audit", "_audit")  # <dataset>.html, <dataset>-audit.html, <dataset>_audit.html
+
+
+def reports_dir() -> Path:
+    """Where `doctor audit` writes reports by default: $DOCTOR_REPORTS_DIR, else doctor_reports/ (relative to
+    the working directory)."""
+    return Path(os.environ.get(REPORTS_DIR_ENV) or REPORTS_DIR)
 
 
 def dataset_report_name(dataset_yaml: str | Path) -> str:
     """The name a dataset's reports are filed under: its folder's name, plus the yaml's stem unless it is the
-    usual `data` (so `coco/data.yaml` -> `coco`, `coco/coco128.yaml` -> `coco-coco128`)."""
-    path = Path(dataset_yaml)
+    usual `data` (so `coco/data.yaml` -> `coco`, `coco/coco128.yaml` -> `coco-coco128`). A relative path is
+    taken from the working directory, so `data.yaml` and its absolute path give the same name."""
+    path = Path(os.path.abspath(Path(dataset_yaml).expanduser()))
     folder = path.parent.name or "dataset"
     return folder if path.stem in ("data", folder) else f"{folder}-{path.stem}"
 
 
 def default_audit_candidates(dataset_yamls: Sequence[str | Path], directories: Sequence[str | Path]) -> list[Path]:
-    """Where an audit report of any of these datasets may be: <dir>/doctor_reports/<name><suffix>.html."""
+    """Where an audit report of any of these datasets may be: <dir>/doctor_reports/<name><suffix>.html for each
+    directory, then $DOCTOR_REPORTS_DIR/<name><suffix>.html when that is set (where `doctor audit` wrote it)."""
+    folders = [Path(directory) / REPORTS_DIR for directory in directories]
+    if os.environ.get(REPORTS_DIR_ENV):
+        folders.append(Path(os.environ[REPORTS_DIR_ENV]))
     candidates: list[Path] = []
-    for directory in directories:
+    for folder in folders:
         for dataset in dataset_yamls:
             name = dataset_report_name(dataset)
             for suffix in REPORT_SUFFIXES:
-                candidate = Path(directory) / REPORTS_DIR / f"{name}{suffix}.html"
+                candidate = folder / f"{name}{suffix}.html"
                 if candidate not in candidates:
                     candidates.append(candidate)
     return candidates

@@ -122,6 +122,7 @@ class Page:
         self._toc: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
         self._open = False
+        self._css: list[str] = []
 
     def section(self, title: str, anchor: str | None = None) -> Page:
         """Start a new section (closing the previous one); it gets an entry in the table of contents."""
@@ -183,6 +184,11 @@ class Page:
                            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{more}')
         return self
 
+    def style(self, css: str) -> Page:
+        """Style rules of one report, added after the shared ones (our own CSS, never user text)."""
+        self._css.append(css)
+        return self
+
     def render(self) -> str:
         self._close_section()
         toc = "".join(f'<a href="#{escape(anchor)}">{escape(title)}</a>' for anchor, title in self._toc)
@@ -190,7 +196,7 @@ class Page:
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{escape(self.title)}</title><style>{_STYLE}</style>"
+            f"<title>{escape(self.title)}</title><style>{_STYLE}{''.join(self._css)}</style>"
             f"<script>{get_plotlyjs()}</script></head><body>"
             f'<header class="page"><div><h1>{escape(self.title)}</h1>{subtitle}'
             f'<nav class="toc">{toc}</nav></div></header>'

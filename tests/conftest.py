@@ -25,6 +25,14 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     return cache
 
 
+@pytest.fixture(autouse=True)
+def isolated_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Default reports (doctor audit writes doctor_reports/ in the working directory) go to a temporary folder."""
+    reports = tmp_path / "doctor_reports"
+    monkeypatch.setenv("DOCTOR_REPORTS_DIR", str(reports))
+    return reports
+
+
 @pytest.fixture(scope="session")
 def sample_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small sample dataset (120 train / 40 val, seed 0) with all the deliberate defects. Read-only!"""

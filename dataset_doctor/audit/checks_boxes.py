@@ -43,6 +43,8 @@ def duplicate_box_pairs(boxes: pd.DataFrame, min_iou: float) -> pd.DataFrame:
     overlap_x / max(w_a, w_b); with overlap_x <= (w_a + w_b) / 2 - |dcx|, IoU >= t needs
     |dcx| <= (1 - t) * max(w_a, w_b), at most (1 - t) times the widest box of the group.
     """
+    if len(boxes) < 2:  # nothing to pair (and the neighbour comparisons below need two boxes)
+        return _pair_frame(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     image_id = boxes["image_id"].to_numpy().astype(np.int64)
     cls = boxes["cls"].to_numpy().astype(np.int64)
     # Only boxes sharing (image, class) with another box can pair: find those first with a stable sort of one

@@ -1,4 +1,5 @@
-"""The audit as Rich renderables: per-split class tables, findings grouped by check, a one-line verdict.
+"""The audit as Rich renderables: per-split class tables, findings grouped by check, a verdict with the most
+important problems.
 
 User strings (class names, paths, messages) go into Text objects, never into markup, so a class called
 "[bold]x" prints as it is.
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dataset_doctor.audit.checks_classes import TRAIN
+from dataset_doctor.audit.priorities import fix_command, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import ERROR, INFO, WARNING
 
@@ -110,22 +112,34 @@ def location(image: str | None, label: str | None, line) -> str:
     return image or label or ""
 
 
-def verdict(result: AuditResult) -> Text:
-    summary = result.summary
-    counts = f"{summary[ERROR]} errors, {summary[WARNING]} warnings, {summary[INFO]} info"
-    if summary[ERROR]:
+def verdict(result: AuditResult, problems: int = 3) -> RenderableType:
+    """The one-line verdict, then the most important problems in plain words (the ranking the HTML report's
+    verdict uses too: priorities.top_problems)."""
+    level = verdict_level(result)
+    sentence = verdict_sentence(result)
+    if level == ERROR:
         text = Text("✗ ", style="bold red")
-        text.append(f"{counts}: errors make lines or images unusable; ", style="bold")
-        text.append(f"repair a copy with `doctor fix {result.dataset} --out DIR`")
-    elif summary[WARNING]:
+        text.append(f"{sentence}; ", style="bold")
+        text.append(f"repair a copy with `{fix_command(result)}`")
+    elif level == WARNING:
         text = Text("! ", style="bold yellow")
-        text.append(f"{counts}: no errors, but the warnings are worth a look before training", style="bold")
+        text.append(sentence, style="bold")
         if result.failed():
             text.append(" (--fail-on warning)")
     else:
         text = Text("✓ ", style="bold green")
-        text.append(f"{counts}: ready to train", style="bold")
-    return text
+        text.append(sentence, style="bold")
+    top = top_problems(result, problems) if level != "good" else []
+    if not top:
+        return text
+    lines = [text, Text("most important:", style="bold")]
+    for number, problem in enumerate(top, 1):
+        line = Text(f"  {number}. ")
+        label = problem.check if len(problem.checks) == 1 else "errors"
+        line.append(label, style=f"{SEVERITY_STYLE[problem.severity]} bold")
+        line.append(f": {_shorten(problem.summary)}")
+        lines.append(line)
+    return Group(*lines)
 
 
 def _shorten(message: str) -> str:

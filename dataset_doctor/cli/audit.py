@@ -12,6 +12,7 @@ import typer
 
 from dataset_doctor.audit.options import AuditOptions
 from dataset_doctor.cli.app import app, console, error_console
+from dataset_doctor.errors import DoctorError
 
 
 class FailOn(str, Enum):
@@ -28,6 +29,10 @@ def audit(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the directory holding it).")],
     json_file: Annotated[Path | None, typer.Option(
         "--json", metavar="FILE", help="Also write the result as JSON (design.md section 3); '-' for stdout.")] = None,
+    html_file: Annotated[Path | None, typer.Option(
+        "--html", metavar="FILE", help="Write the HTML report here (default: doctor_reports/<dataset>-audit.html "
+                                       "in the working directory, or under $DOCTOR_REPORTS_DIR).")] = None,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Write no HTML report.")] = False,
     ignore: Annotated[list[str] | None, typer.Option(
         metavar="CHECK", help="Leave a check out (repeatable, or comma-separated), e.g. --ignore few-instances.")
     ] = None,
@@ -70,10 +75,12 @@ def audit(
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scanning files (default: all cores).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again, ignoring the cache.")] = False,
 ) -> None:
-    """Check a YOLO dataset for everything that hurts training, without changing it.
+    """Check a YOLO dataset for everything that hurts training, without changing it, and write an HTML report.
 
     Exit code 0 when no finding reaches --fail-on, 1 when one does, 2 for bad usage or an unreadable dataset.
     """
+    if html_file is not None and no_html:
+        raise DoctorError("--html FILE and --no-html contradict each other: give one")
     options = AuditOptions(
         imgsz=imgsz, tiny_box_px=tiny_px, out_of_bounds_tolerance=bounds_tolerance, duplicate_box_iou=duplicate_iou,
         max_aspect=max_aspect, imbalance_ratio=imbalance_ratio, min_instances=min_instances,
@@ -83,7 +90,10 @@ def audit(
     from dataset_doctor.audit.runner import run_audit
     from dataset_doctor.audit.terminal import render_audit
     from dataset_doctor.index import build_index
+    from reports.audit_report import check_report_path, default_audit_report_path, write_audit_report
 
+    if html_file is not None:
+        check_report_path(html_file)  # fail before the scan, not after it
     to_stdout = json_file is not None and str(json_file) == "-"
     out = error_console if to_stdout else console
     index = build_index(data_yaml, workers=workers, use_cache=not no_cache, progress=out.is_terminal)
@@ -95,6 +105,10 @@ def audit(
     elif json_file is not None:
         write_json(result.to_json_dict(), json_file)
         out.print(f"JSON written to {json_file}", highlight=False, markup=False)
+    if not no_html:
+        target = html_file if html_file is not None else default_audit_report_path(data_yaml)
+        written = write_audit_report(result, index, target, create_dirs=html_file is None)
+        out.print(f"HTML report written to {written}", highlight=False, markup=False)
     raise typer.Exit(result.exit_code())
 
 

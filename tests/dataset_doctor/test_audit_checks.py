@@ -413,3 +413,12 @@ def test_a_bad_line_of_an_image_listed_in_two_splits_is_reported_in_each(make_da
     result = audit(data_yaml)
     assert places(result, "malformed-line") == [("train", "images/train/t001.jpg", "labels/train/t001.txt", 11),
                                                 ("val", "images/train/t001.jpg", "labels/train/t001.txt", 11)]
+
+
+@pytest.mark.parametrize("labels", [{}, {"t000.jpg": "0 0.5 0.5 0.2 0.2\n"}, {"t000.jpg": "5 0.5 0.5 0.2 0.2\n"}])
+def test_a_dataset_with_at_most_one_usable_box_audits_without_crashing(make_dataset, labels):
+    """No box, one box, or only boxes with an error: the duplicate-box sweep has nothing to pair."""
+    splits = {"train": {"t000.jpg": "", "t001.jpg": None, **labels}, "val": {"v000.jpg": ""}}
+    result = audit(make_dataset(splits, names=NAMES))
+    assert "duplicate-box" not in set(result.findings["check"])
+    assert sum(result.instances("train")) == (1 if labels.get("t000.jpg", "").startswith("0") else 0)

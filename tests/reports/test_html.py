@@ -72,3 +72,13 @@ def test_hostile_page_renders_in_chromium_without_errors_or_injected_elements(tm
     assert rendered.dom.count('class="main-svg"') >= 2  # plotly drew the figure
     assert "pwn" in rendered.dom  # ... and the name is shown, as text
     assert screenshot(path, "html-builder-hostile", tmp_path / "profile2").stat().st_size > 0
+
+
+def test_written_files_get_the_usual_permissions_not_the_private_temporary_ones(tmp_path):
+    """The temporary file behind an atomic write is created 0600; the report must end up like any new file."""
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = hostile_page().write(tmp_path / "r.html")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
