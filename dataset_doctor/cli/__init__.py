@@ -5,6 +5,7 @@ appears here only once it works. (One import statement per line keeps parallel a
 """
 
 import dataset_doctor.cli.audit  # noqa: F401
+import dataset_doctor.cli.demo  # noqa: F401
 import dataset_doctor.cli.evaluate  # noqa: F401
 import dataset_doctor.cli.fix  # noqa: F401
 import dataset_doctor.cli.predict  # noqa: F401

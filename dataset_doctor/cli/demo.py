@@ -1,0 +1,90 @@
+"""`doctor demo`: the whole story on the bundled sample dataset, one step after another.
+
+sample -> audit (terminal summary, JSON, HTML report) -> rebalance -> train with class weights (a short CPU
+run) -> training report. Each step is the real command, called with the options a user would type, so what
+it prints is what that command prints.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.rule import Rule
+
+from dataset_doctor.cli.app import app, console
+from dataset_doctor.errors import DoctorError
+
+_MARKER = ".doctor-demo"  # marks a folder this command wrote, so a second `make demo` may replace it
+
+
+@app.command(rich_help_panel="Get started")
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (replaced if an earlier demo "
+                                           "wrote it).")] = Path("demo_out"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about a minute each on 2 CPU cores).")] = 5,
+    imgsz: Annotated[int, typer.Option(help="Training input size.")] = 320,
+    target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 300,
+    device: Annotated[str, typer.Option(help="cpu, cuda or a GPU id. Default: cuda if available.")] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the sample dataset, the augmentations and training.")] = 0,
+) -> None:
+    """Run the whole story on the bundled sample dataset and print where the reports are."""
+    from dataset_doctor.cli.audit import audit
+    from dataset_doctor.cli.rebalance import LinkMode, rebalance
+    from dataset_doctor.cli.sample import sample
+    from dataset_doctor.cli.train import train
+
+    out = _fresh_output_folder(out)
+    started = time.perf_counter()
+    sample_dir, rebalanced_dir = out / "sample", out / "rebalanced"
+    audit_json, audit_html = out / "reports" / "audit.json", out / "reports" / "audit.html"
+    audit_html.parent.mkdir()
+
+    _step("1/4 a sample dataset: digits on photos, long-tailed, with deliberate defects")
+    sample(sample_dir, seed=seed)
+
+    _step("2/4 doctor audit: what is wrong with it")
+    try:
+        audit(sample_dir / "data.yaml", json_file=audit_json, html_file=audit_html)
+    except typer.Exit as finished:  # exit code 1 means "errors found": expected here, the sample has defects
+        if finished.exit_code not in (0, 1):
+            raise
+
+    _step(f"3/4 doctor rebalance --target {target}: oversample the rare classes (no flips: these are digits)")
+    rebalance(sample_dir / "data.yaml", target=target, out=rebalanced_dir, seed=seed, link=LinkMode.symlink,
+              flip=False)
+
+    _step(f"4/4 doctor train: {epochs} epochs at {imgsz} px, class weights auto, on the rebalanced copy")
+    train(rebalanced_dir / "data.yaml", epochs=epochs, imgsz=imgsz, device=device, seed=seed, fliplr=0.0,
+          project=out / "runs", name="demo", exist_ok=True, audit_report=audit_html)
+
+    run_dir = out / "runs" / "demo"
+    console.print(Rule(f"done in {(time.perf_counter() - started) / 60:.1f} min"))
+    # soft_wrap: paths stay on one line, whole, for copying.
+    console.print(f"audit report:    [bold]{audit_html}[/]", soft_wrap=True)
+    console.print(f"training report: [bold]{run_dir / 'report.html'}[/]", soft_wrap=True)
+    console.print("open them in a browser; `doctor --help` lists every command.")
+
+
+def _fresh_output_folder(out: Path) -> Path:
+    """`out`, empty: a missing or empty folder is used, an earlier demo's is replaced, anything else refused."""
+    out = out.expanduser().resolve()
+    if out.exists():
+        if not out.is_dir():
+            raise DoctorError("exists and is not a folder", out)
+        if any(out.iterdir()):
+            if not (out / _MARKER).exists():
+                raise DoctorError("folder is not empty and was not written by doctor demo: choose another --out",
+                                  out)
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("written by doctor demo; a later doctor demo may replace this folder\n")
+    return out
+
+
+def _step(title: str) -> None:
+    console.print()
+    console.print(Rule(f"[bold]{title}[/]", align="left"))
