@@ -274,7 +274,9 @@ def _overview_section(page: Page, run: TrainingRun, facts: RunFacts, index: Data
         ("sampler", "balanced: images drawn by their boxes' class weights "
                     f"({data.get('image_weight', 'max')} over boxes)" if data.get("sampler") == "balanced"
          else "uniform: every image once per epoch"),
-        ("augmentation", ", ".join(f"{key} {value}" for key, value in augment.items())),
+        ("augmentation", ", ".join(f"{key} {value}" for key, value in augment.items())
+         + ("; no mosaic in this run (close_mosaic covers every epoch)"
+            if augment.get("mosaic", 0) > 0 and augment.get("close_mosaic", 0) >= train.get("epochs", 0) else "")),
         ("device", f"{resolved.get('device', train.get('device') or '?')}"
                    + (f" x{resolved['world_size']}" if resolved.get("world_size", 1) > 1 else "")
                    + (f", {resolved['amp']} mixed precision" if resolved.get("amp") else "")),

@@ -286,6 +286,10 @@ def log_start(run: Run) -> None:
     run.print(f"sampler: {run.settings.data.sampler}"
               + (" (images drawn by their boxes' class weights; compounds with the loss weights)"
                  if run.settings.data.sampler == "balanced" else ""))
+    augment = run.settings.augment
+    if augment.mosaic > 0 and augment.close_mosaic >= config.epochs:
+        run.print(f"note: no mosaic in this run: --close-mosaic {augment.close_mosaic} covers all {config.epochs} "
+                  "epochs (mosaic stops for the last N epochs)")
     for warning in run.class_weights.warnings:
         run.print(f"[yellow]warning:[/] {warning}")
 

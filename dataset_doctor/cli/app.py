@@ -34,6 +34,7 @@ app = typer.Typer(
     cls=_DoctorGroup,
     help="Find, fix and train around the data problems that make YOLO detectors bad.",
     no_args_is_help=True,
+    add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -24,7 +24,7 @@ _DEFAULTS = AuditOptions()
 _THRESHOLDS = "Thresholds"
 
 
-@app.command()
+@app.command(rich_help_panel="Check and fix data")
 def audit(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the directory holding it).")],
     json_file: Annotated[Path | None, typer.Option(

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from trainer.evaluation import EvaluationResult
 
 
-@app.command()
+@app.command(rich_help_panel="Train and evaluate")
 def evaluate(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the directory holding it).")],
     predictions: Annotated[Path, typer.Option(

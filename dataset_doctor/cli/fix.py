@@ -14,7 +14,7 @@ _CLIP_MAX = 0.05  # = fix.FixOptions.clip_max (fix.py loads pandas; `doctor --he
 _BOUNDS_TOLERANCE = 0.01  # = box_rules.OUT_OF_BOUNDS_TOLERANCE
 
 
-@app.command()
+@app.command(rich_help_panel="Check and fix data")
 def fix(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the directory holding it).")],
     out: Annotated[Path, typer.Option(help="Where to write the repaired copy (must not exist, or be empty).")],

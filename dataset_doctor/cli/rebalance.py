@@ -21,7 +21,7 @@ class LinkMode(str, Enum):
     copy = "copy"
 
 
-@app.command()
+@app.command(rich_help_panel="Check and fix data")
 def rebalance(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the folder holding it).")],
     target: Annotated[int, typer.Option(min=1, help="Instances every train class should reach.")],

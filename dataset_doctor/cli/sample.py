@@ -12,7 +12,7 @@ from dataset_doctor.cli.app import app, console
 from dataset_doctor.sample_spec import MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
 
-@app.command()
+@app.command(rich_help_panel="Get started")
 def sample(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the dataset (must not exist, or be empty).")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same dataset.")] = 0,

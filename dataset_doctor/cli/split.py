@@ -11,7 +11,7 @@ from rich.markup import escape
 from dataset_doctor.cli.app import app, console
 
 
-@app.command()
+@app.command(rich_help_panel="Check and fix data")
 def split(
     source: Annotated[Path, typer.Argument(help="A data.yaml (all its splits are pooled), a folder holding one, "
                                                 "or a folder of images with YOLO labels (images/ + labels/, or "

@@ -20,7 +20,7 @@ class WeightMethod(str, Enum):
     effective = "effective"
 
 
-@app.command()
+@app.command(rich_help_panel="Check and fix data")
 def weights(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the folder holding it).")],
     method: Annotated[WeightMethod, typer.Option(
