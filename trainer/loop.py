@@ -53,6 +53,7 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                 with autocast(run.device.device, run.device.amp_dtype):
                     outputs = run.model(images)
                 loss, items = run.loss(outputs, batch.targets)
+                # A CPU-GPU sync point each step: the price of skipping a NaN step on every rank together.
                 if not all_ranks_finite(run, loss):
                     skip_bad_step(run, epoch, step)
                     continue
