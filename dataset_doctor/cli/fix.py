@@ -26,8 +26,10 @@ def fix(
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scanning files (default: all cores).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again, ignoring the cache.")] = False,
 ) -> None:
-    """Write a repaired copy: bad lines dropped (not whole images), overhanging boxes clipped, polygons
-    converted, exact duplicate lines removed, corrupt images left out; every change logged to fix_log.csv."""
+    """Write a repaired copy, every change logged to fix_log.csv; the dataset itself is not touched.
+
+    Bad lines are dropped (not whole images), overhanging boxes clipped, polygons converted, exact duplicate
+    lines removed, corrupt images left out."""
     from dataset_doctor.fix import FixOptions, fix_dataset  # pandas / OpenCV load only when a command runs
     from dataset_doctor.index import build_index
 

@@ -35,3 +35,18 @@ def test_user_error_is_one_line_exit_2_without_traceback(tmp_path):
 def test_bad_usage_is_exit_2():
     assert runner.invoke(app, ["sample"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
+
+
+def test_command_help_paragraphs_are_not_broken_at_source_line_ends():
+    """Docstrings wrap at 120 columns in the source; --help must reflow them to the terminal, not keep those breaks."""
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__
+        assert command.help, f"doctor {name} has no help"
+        assert all("\n" not in paragraph for paragraph in command.help.split("\n\n")), name
+        result = runner.invoke(app, [name, "--help"], terminal_width=200)
+        assert result.exit_code == 0
+        # At 200 columns, no line of the description may stop short while its paragraph goes on.
+        description = result.output.split("Usage:")[1].split("╭")[0]
+        for paragraph in description.strip().split("\n\n")[1:]:
+            lines = [line.strip() for line in paragraph.strip().splitlines()]
+            assert all(len(line) > 150 for line in lines[:-1]), (name, lines)
