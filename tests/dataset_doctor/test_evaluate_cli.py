@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
 from dataset_doctor.index import build_index
+from tests.coco_reference import coco_bbox_evaluation
 from trainer.evaluation.dataset import split_ground_truth
 
 runner = CliRunner()
@@ -170,13 +167,5 @@ def _pycocotools_on_files(labels: Path, predictions: Path, sizes: dict[str, tupl
                 else:
                     detections.append({"image_id": image_id, "category_id": int(c) + 1, "bbox": box,
                                        "score": values[5]})
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = {"images": images, "annotations": annotations,
-                         "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
-        truth.createIndex()
-        evaluation = COCOeval(truth, truth.loadRes(detections), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
+    evaluation = coco_bbox_evaluation(images, annotations, detections, num_classes)
     return evaluation.stats[0], evaluation.stats[1]

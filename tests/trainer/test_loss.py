@@ -16,13 +16,7 @@ NUM_CLASSES = 2
 REG_MAX = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread synchronisation costs more than it saves, worse still on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def encode_raw(height: int, width: int, box: list[float], cls_logits: torch.Tensor | float = 0.0,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+from tests.coco_reference import coco_bbox_evaluation
 from trainer.evaluation import BACKGROUND, RECALL_GRID, evaluate_detections
 from trainer.evaluation.boxes import flatten_ground_truth, flatten_predictions
 from trainer.evaluation.confusion import confusion_matrix
@@ -36,15 +32,7 @@ def coco_reference(ground_truth: list[np.ndarray], predictions: list[np.ndarray]
             detections.append({"image_id": i + 1, "category_id": int(cls) + 1,
                                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
     assert detections, "pycocotools cannot load an empty result list"
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = {"images": images, "annotations": annotations,
-                         "categories": [{"id": c + 1, "name": str(c)} for c in range(num_classes)]}
-        truth.createIndex()
-        evaluation = COCOeval(truth, truth.loadRes(detections), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
+    evaluation = coco_bbox_evaluation(images, annotations, detections, num_classes)
     precision = evaluation.eval["precision"][:, :, :, 0, 2]  # (T, R, K) at area "all", maxDets 100
     has_truth = (precision > -1).all(axis=(0, 1))
     return {

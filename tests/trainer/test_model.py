@@ -31,13 +31,7 @@ PUBLISHED = {
 EXPECTED_PARAMETERS = {scale: params - 16 for scale, (params, _) in PUBLISHED.items()}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: thread synchronisation costs more than it saves, worse still on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
