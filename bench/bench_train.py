@@ -12,11 +12,12 @@ Threads: both tools use all cores (Ultralytics defaults to one torch thread on C
 count here so the comparison is at equal cores). Prints markdown tables; writes nothing else.
 
 Ultralytics is AGPL-3.0: it runs as a separate program in its own environment, nothing of it is imported here.
-A peer environment that reuses this project's torch / NumPy / OpenCV:
+A peer environment that reuses this project's NumPy / OpenCV but has its own torch (PyPI's torchvision does
+not load beside the 2.13.0 CPU wheel; 2.14.1 + torchvision 0.29.1 lie on local disk here, run on the CPU):
     python -m venv /tmp/ultra && echo "$PWD/.venv/lib/python3.11/site-packages" \\
         > /tmp/ultra/lib/python3.11/site-packages/project.pth
-    /tmp/ultra/bin/pip install --no-deps ultralytics ultralytics-thop "torchvision==0.28.*"
-    /tmp/ultra/bin/pip install pillow psutil requests polars matplotlib
+    /tmp/ultra/bin/pip install --no-deps ultralytics==8.4.190 ultralytics-thop
+    /tmp/ultra/bin/pip install torch==2.14.1 torchvision==0.29.1 pillow psutil requests polars matplotlib
 """
 
 from __future__ import annotations
