@@ -6,10 +6,11 @@ Ultralytics YOLOv8n trained from its yaml with the same settings side by side wh
     python bench/bench_train.py --ultralytics-python /tmp/ultra/bin/python
 
 Every configuration trains in a fresh process, evaluates only at the end (so images/s is training alone, for
-both tools), and is then measured by the same evaluator: `doctor val best.pt` (COCO protocol), Ultralytics'
-best.pt through `doctor predict` + `doctor evaluate`, so both numbers come from one implementation.
-Threads: both tools use all cores (Ultralytics defaults to one torch thread on CPU; it is set to the core
-count here so the comparison is at equal cores). Prints markdown tables; writes nothing else.
+both tools), and is then measured by one evaluator: its best.pt predicts val at conf 0.001 (ours through
+`doctor predict`, Ultralytics' through its own predict) and `doctor evaluate` scores both (COCO protocol).
+Threads: both tools use all cores (Ultralytics' select_device() sets min(8, cores - 1) torch threads on CPU,
+one on 2 cores, whatever the caller set; its constant is patched to the core count so the comparison is at
+equal cores). Prints markdown tables; writes nothing else.
 
 Ultralytics is AGPL-3.0: it runs as a separate program in its own environment, nothing of it is imported here.
 A peer environment that reuses this project's NumPy / OpenCV but has its own torch (PyPI's torchvision does
@@ -36,9 +37,11 @@ RUNS = ("ours-weighted", "ours-unweighted", "ultralytics")
 
 _ULTRALYTICS_SCRIPT = textwrap.dedent("""
     import sys, time, torch
+    import ultralytics.utils.torch_utils as torch_utils
     from ultralytics import YOLO
     data, epochs, imgsz, batch, project, threads = sys.argv[1:7]
-    torch.set_num_threads(int(threads))
+    # select_device() resets torch to min(8, cores - 1) threads on CPU (one on 2 cores): patch its constant.
+    torch_utils.NUM_THREADS = int(threads)
     model = YOLO("yolov8n.yaml")
     started = time.perf_counter()
     model.train(data=data, epochs=int(epochs), imgsz=int(imgsz), batch=int(batch), device="cpu", workers=2,
