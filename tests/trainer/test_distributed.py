@@ -18,7 +18,9 @@ import torch.multiprocessing as mp
 
 from dataset_doctor.sample import write_sample_dataset
 from dataset_doctor.sample_spec import SampleSpec
+from tests.trainer.killing import kill_after_epochs
 from trainer import run_dir as files
+from trainer.checkpoint import load_checkpoint
 from trainer.data_config import AugmentConfig, DataConfig
 from trainer.loss import DetectionLoss
 from trainer.model import Detector, ModelConfig
@@ -174,16 +176,56 @@ def test_two_cpu_processes_train_like_one_and_only_rank_zero_writes(small_yaml, 
             assert ddp_row[column] == pytest.approx(single_row[column], rel=0.25), column
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-                    reason="torchrun is not installed beside this Python")
+TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+needs_torchrun = pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed beside this Python")
+
+
+def torchrun_command(*arguments: str) -> list[str]:
+    return [TORCHRUN, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "dataset_doctor", *arguments]
+
+
+def torchrun_env(cache: Path) -> dict:
+    return {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+@needs_torchrun
 def test_torchrun_command_line_from_the_readme(small_yaml, tmp_path, isolated_cache):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    command = [torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "dataset_doctor",
-               "train", str(small_yaml), "--device", "cpu", "--epochs", "1", "--batch", "8", "--imgsz", "96",
-               "--workers", "0", "--project", str(tmp_path), "--name", "torchrun"]
-    env = {**os.environ, "DOCTOR_CACHE_DIR": str(isolated_cache), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    command = torchrun_command("train", str(small_yaml), "--device", "cpu", "--epochs", "1", "--batch", "8",
+                               "--imgsz", "96", "--workers", "0", "--project", str(tmp_path), "--name", "torchrun")
+    finished = subprocess.run(command, env=torchrun_env(isolated_cache), capture_output=True, text=True,
+                              timeout=600)
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
     assert finished.stdout.count("results in") == 1  # one process speaks
     distributed = json.loads((tmp_path / "torchrun" / files.DISTRIBUTED_FILE).read_text())
     assert distributed["world_size"] == 2 and distributed["identical"] is True
+
+
+@needs_torchrun
+def test_a_killed_torchrun_run_resumes_where_it_stopped(small_yaml, tmp_path, isolated_cache):
+    arguments = ["train", str(small_yaml), "--device", "cpu", "--epochs", "3", "--batch", "8", "--imgsz", "96",
+                 "--workers", "0", "--project", str(tmp_path), "--eval-every", "3"]
+    env = torchrun_env(isolated_cache)
+    whole = subprocess.run(torchrun_command(*arguments, "--name", "whole"), env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert whole.returncode == 0, whole.stdout[-2000:] + whole.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    kill_after_epochs(torchrun_command(*arguments, "--name", "killed"), killed / files.RESULTS_FILE, epochs=1,
+                      env=env)
+    assert load_checkpoint(killed / files.LAST_CHECKPOINT)["epoch"] in (0, 1)
+    resumed = subprocess.run(torchrun_command("train", "--resume", str(killed)), env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert resumed.stdout.count("results in") == 1
+
+    expected, again = files.read_results(tmp_path / "whole"), files.read_results(killed)
+    assert [row["epoch"] for row in again] == [1, 2, 3]
+    for before, after in zip(expected, again):
+        assert after["lr"] == pytest.approx(before["lr"], rel=1e-6)  # the schedule continued, not restarted
+        for column in ("box_loss", "cls_loss", "dfl_loss"):
+            assert after[column] == pytest.approx(before[column], rel=1e-3, abs=1e-6), column
+    assert json.loads((killed / files.DISTRIBUTED_FILE).read_text())["identical"] is True
+    final_whole = load_checkpoint(tmp_path / "whole" / files.LAST_CHECKPOINT)["model"]
+    final_again = load_checkpoint(killed / files.LAST_CHECKPOINT)["model"]
+    for name, tensor in final_whole.items():
+        assert torch.allclose(tensor.float(), final_again[name].float(), rtol=1e-3, atol=1e-4), name

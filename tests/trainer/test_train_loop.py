@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +20,7 @@ from dataset_doctor.index import build_index
 from dataset_doctor.sample import write_sample_dataset
 from dataset_doctor.sample_spec import SampleSpec
 from dataset_doctor.weights import class_weights_for_index
+from tests.trainer.killing import kill_after_epochs
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint
 from trainer.data_config import AugmentConfig, DataConfig
@@ -115,24 +113,6 @@ def test_a_tiny_run_overfits_eight_images(sample_yaml, tmp_path):
     run = train(TrainSettings(config, DataConfig(imgsz=224, workers=0), AugmentConfig.off()), progress=False)
     final = files.read_results(run)[-1]
     assert final["train_map50"] >= 0.9, final
-
-
-def kill_after_epochs(command: list[str], results: Path, epochs: int, env: dict) -> None:
-    """Start a training process and SIGKILL it once `epochs` rows are in results.csv (a crash, not a stop)."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:
-            if results.exists() and len(results.read_text().strip().splitlines()) > epochs:
-                break
-            if process.poll() is not None:
-                raise AssertionError("training ended before it could be killed")
-            time.sleep(0.05)
-        else:
-            raise AssertionError("training did not reach the epoch to kill at")
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
 
 
 def test_resume_after_a_kill_continues_exactly(tiny_yaml, tmp_path, isolated_cache):
