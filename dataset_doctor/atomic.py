@@ -59,7 +59,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 text. A file name that is not UTF-8 (surrogates from os.fsdecode) is written as backslash
+    escapes, `bad\\udcff.jpg`: the display form of images.display_name, and inside JSON strings the escape that
+    reads back as the same name."""
+    return atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 @contextmanager

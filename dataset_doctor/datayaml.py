@@ -94,11 +94,15 @@ def list_split_images(config: DatasetConfig, split: str) -> list[Path]:
     return [Path(path) for path in list_split_image_files(config, split)]
 
 
-def list_split_image_files(config: DatasetConfig, split: str) -> list[str]:
-    """list_split_images as plain strings (what the index works with; no Path object per file)."""
+def list_split_image_files(config: DatasetConfig, split: str, skipped_links: list[str] | None = None) -> list[str]:
+    """list_split_images as plain strings (what the index works with; no Path object per file).
+
+    Directory links to a directory already scanned are not followed (a link to `.` or to a parent would repeat
+    every image, or never end); their paths are appended to `skipped_links` when given.
+    """
     images: list[str] = []
     for source in config.splits[split]:
-        images.extend(_images_in_source(source, config.root))
+        images.extend(_images_in_source(source, config.root, skipped_links if skipped_links is not None else []))
     if not images:
         sources = ", ".join(str(s) for s in config.splits[split])
         raise DoctorError(f"split '{split}' has no images (looked in {sources})", config.yaml_path)
@@ -172,9 +176,9 @@ def _resolve_source(root: Path, entry: str, split: str, yaml_path: Path) -> Path
     raise DoctorError(f"{split}: '{entry}' not found (resolved to {candidates[0]})", yaml_path)
 
 
-def _images_in_source(source: Path, root: Path) -> list[str]:
+def _images_in_source(source: Path, root: Path, skipped_links: list[str]) -> list[str]:
     if source.is_dir():
-        return _image_files_under(str(source))
+        return _image_files_under(str(source), set(), skipped_links)
     if source.suffix.lower() == ".txt":
         return [str(path) for path in _images_in_list_file(source, root)]
     if is_image_file(source):
@@ -182,9 +186,15 @@ def _images_in_source(source: Path, root: Path) -> list[str]:
     raise DoctorError("not an image directory, .txt image list or image file", source)
 
 
-def _image_files_under(directory: str) -> list[str]:
-    """Image files under a directory, in os.walk's top-down order with sorted names, symlinks followed."""
+def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_links: list[str]) -> list[str]:
+    """Image files under a directory, in os.walk's top-down order with sorted names, symlinks followed.
+
+    Each real directory (st_dev, st_ino) is entered once: a link back to it is recorded in `skipped_links`
+    instead. The real subdirectories of a directory are claimed before any link in it is followed, so of a
+    directory and a link to it the directory itself is the one scanned.
+    """
     try:
+        visited.add(_directory_key(os.stat(directory)))
         with os.scandir(directory) as scan:
             entries = sorted(scan, key=lambda entry: entry.name)
     except OSError:  # unreadable directories are skipped, as os.walk does
@@ -193,21 +203,36 @@ def _image_files_under(directory: str) -> list[str]:
     for entry in entries:
         try:
             is_dir = entry.is_dir()
+            key = _directory_key(entry.stat()) if is_dir else None
+            is_link = is_dir and entry.is_symlink()
         except OSError:
             is_dir = False
         if is_dir:
-            subdirs.append(entry.path)
+            subdirs.append((entry.path, key, is_link))
         elif is_image_file(entry.name):
             found.append(entry.path)
-    for subdir in subdirs:
-        found.extend(_image_files_under(subdir))
+    claimed = {key for _, key, is_link in subdirs if not is_link and key not in visited}
+    visited |= claimed
+    for subdir, key, is_link in subdirs:
+        if not is_link and key in claimed:
+            claimed.discard(key)
+        elif key in visited:
+            skipped_links.append(subdir)
+            continue
+        visited.add(key)
+        found.extend(_image_files_under(subdir, visited, skipped_links))
     return found
+
+
+def _directory_key(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def _images_in_list_file(list_file: Path, root: Path) -> list[Path]:
     """A .txt list: one image per line, relative to the root (`./x` lines also relative to the list's folder)."""
     try:
-        lines = list_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        # surrogateescape: a listed name that is not UTF-8 keeps its bytes, so the file it names is found
+        lines = list_file.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except OSError as error:
         raise DoctorError(f"cannot read image list: {error}", list_file) from None
     images = []

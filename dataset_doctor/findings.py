@@ -30,11 +30,34 @@ CHECKS: dict[str, str] = {
     "duplicate-image": WARNING,
     "split-leak": WARNING,
     "scale-shift": WARNING,
+    "non-utf8-name": WARNING,
+    "symlink-loop": WARNING,
+    "huge-image": WARNING,
     "empty-label": INFO,
     "segment-label": INFO,
 }
 
 FINDING_COLUMNS = ["check", "severity", "split", "image", "label", "line", "message"]
+
+
+def display_name(text: str) -> str:
+    """A path as text that can be printed and written anywhere: bytes that are not UTF-8 (os.fsdecode's
+    surrogates) as backslash escapes, `bad\\udcff\\udcfe.jpg`: the one display form of such names in reports, CSV
+    and the terminal (JSON holds the name itself, its surrogates as \\u escapes)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_undecodable_name(text: str) -> bool:
+    """True for a path with bytes that are not UTF-8 (os.fsdecode turned them into surrogates)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ decoded at 1/2..1/8 scale (libjpeg's DCT scaling), which still walks the whole c
 fraction of a full decode. Truncated JPEGs and PNGs, which decoders quietly half-read, are caught by their
 missing end markers; JPEGs whose data is damaged in the middle by libjpeg's own warnings, which OpenCV does
 not pass on (see _DecoderMessages).
+
+Every image file of a dataset is read through this module, by bytes (`read_image_file`): cv2.imread takes the
+name as UTF-8 and crashes on one that is not (os.fsdecode gives such names as surrogates, `bad\\udcff.jpg`).
+Images above a pixel budget (`DEFAULT_MAX_PIXELS`) are never decoded in full: a 1 MB PNG can hold 32000x32000
+pixels, a gigabyte once decoded. Their size comes from the header; JPEGs are decoded at 1/8 scale, PNGs are
+checked by their structure instead (chunk checksums and the length of the decompressed data).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import struct
 import sys
 import tempfile
 import threading
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +31,7 @@ import numpy as np
 cv2.setNumThreads(1)  # one image per worker process: OpenCV's own threads would only contend with them
 
 PHASH_BITS = 256
+DEFAULT_MAX_PIXELS = 50_000_000  # above this, an image is a huge-image finding and is decoded reduced or not at all
 _JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Decoding down to 64 px (the hash's own resolution) made the hash unstable: the two resampling steps alias
@@ -37,6 +45,9 @@ _DAMAGE_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
 # ...except padding after the last block, common in camera files that decode completely.
 _HARMLESS_WARNINGS = ("extraneous bytes before marker",)
 _DECODER_CHATTER = ("JPEG", "libpng", "jpeg", "png")  # lines from the decoders, never shown to the user
+_REDUCED_COLOR_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                        8: cv2.IMREAD_REDUCED_COLOR_8}
+_HEADER_BYTES = 1 << 18  # enough for a JPEG frame header behind a large EXIF block (APP1 holds at most 64 KiB)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,56 @@ class ImageProbe:
     phash: str  # 256-bit DCT perceptual hash, hex ('' when unreadable)
     format: str
     error: str | None
+
+
+def read_image_file(path: str, color: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """Decode an image file (BGR, or grayscale with color=False), reading it by bytes; None when it cannot be.
+
+    An image above `max_pixels` is decoded at the smallest JPEG reduction that fits the budget (1/2..1/8, the
+    shape then is that fraction of the header size), and not at all (None) when no reduction can fit it.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except (OSError, ValueError):
+        return None
+    if not data.size:
+        return None
+    head = data[:_HEADER_BYTES].tobytes()
+    image_format = sniff_format(head)
+    reduction = budget_reduction(_header_size(head, image_format), image_format, max_pixels)
+    if reduction is None:
+        return None
+    flags = (_REDUCED_COLOR_FLAGS if color else _REDUCED_FLAGS)[reduction]
+    try:
+        return cv2.imdecode(data, flags)
+    except cv2.error:
+        return None
+
+
+def image_header_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from the file's header (PNG and JPEG), without decoding; None where unknown."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+    except OSError:
+        return None
+    return _header_size(head, sniff_format(head))
+
+
+def budget_reduction(header_size: tuple[int, int] | None, image_format: str, max_pixels: int) -> int | None:
+    """The decode reduction (1, 2, 4, 8) that keeps an image within `max_pixels`; None when none can.
+
+    Only JPEGs decode reduced without the full image in memory (libjpeg's DCT scaling); OpenCV decodes a PNG
+    whole even when asked for a reduced image, so a PNG above the budget cannot be decoded within it.
+    """
+    if header_size is None or header_size[0] * header_size[1] <= max_pixels:
+        return 1
+    if image_format == "jpeg":
+        width, height = header_size
+        for factor in (2, 4, 8):
+            if -(-width // factor) * -(-height // factor) <= max_pixels:
+                return factor
+    return None
 
 
 def probe_image_file(path: str) -> ImageProbe:
@@ -83,6 +144,10 @@ def probe_image_bytes(data: bytes) -> ImageProbe:
     if truncated:
         return failed(truncated)
 
+    if header_size is not None and header_size[0] * header_size[1] > DEFAULT_MAX_PIXELS and image_format == "png":
+        # Decoding would hold every pixel (see budget_reduction): check the structure instead; no hash.
+        damage = _png_structure_error(data, *header_size)
+        return failed(damage) if damage else ImageProbe(width, height, size, content_hash, "", image_format, None)
     reduction = _reduction_for(header_size)
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
@@ -243,6 +308,52 @@ def _truncation(data: bytes, image_format: str) -> str | None:
             return "truncated JPEG (no end-of-image marker after the image data)"
     elif image_format == "png" and data.rfind(b"IEND") == -1:
         return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def _png_structure_error(data: bytes, width: int, height: int) -> str | None:
+    """What is wrong with a PNG's structure, checked without holding its pixels; None when it is whole.
+
+    Every chunk's CRC is checked and the image data is inflated in bounded pieces and counted: it must be
+    exactly the length the header's size, bit depth, colour type and interlacing call for.
+    """
+    if len(data) < 33:
+        return "truncated PNG (no complete header)"
+    bit_depth, colour_type, _, _, interlace = data[24:29]
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type)
+    if channels is None or width == 0 or height == 0:
+        return f"invalid PNG header (colour type {colour_type}, size {width}x{height})"
+    bits = channels * bit_depth
+    passes = [(8, 8, 0, 0), (8, 8, 4, 0), (8, 4, 0, 4), (4, 4, 2, 0), (4, 2, 0, 2), (2, 2, 1, 0), (2, 1, 0, 1)]
+    expected = 0
+    for step_x, step_y, start_x, start_y in passes if interlace else [(1, 1, 0, 0)]:
+        columns, rows = -(-(width - start_x) // step_x), -(-(height - start_y) // step_y)
+        if columns > 0 and rows > 0:
+            expected += rows * (1 + -(-columns * bits // 8))
+    inflater, inflated, position = zlib.decompressobj(), 0, 8
+    try:
+        while position + 12 <= len(data):
+            (length,) = struct.unpack(">I", data[position:position + 4])
+            kind = data[position + 4:position + 8]
+            end = position + 8 + length
+            if end + 4 > len(data):
+                return f"truncated PNG (chunk {kind.decode('latin-1')!r} cut off)"
+            (crc,) = struct.unpack(">I", data[end:end + 4])
+            if zlib.crc32(data[position + 4:end]) != crc:
+                return f"damaged png data: checksum error in chunk {kind.decode('latin-1')!r}"
+            if kind == b"IDAT":
+                pending = data[position + 8:end]
+                while pending and inflated <= expected:
+                    inflated += len(inflater.decompress(pending, 1 << 24))
+                    pending = inflater.unconsumed_tail
+            if kind == b"IEND":
+                break
+            position = end + 4
+        inflated += len(inflater.flush())
+    except zlib.error as error:
+        return f"damaged png data: {error}"
+    if inflated != expected or not inflater.eof:
+        return f"damaged png data: {inflated} of {expected} bytes of image data"
     return None
 
 

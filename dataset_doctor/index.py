@@ -28,7 +28,7 @@ from dataset_doctor.datayaml import (
     load_data_yaml,
 )
 from dataset_doctor.file_scan import MISSING, FileScan, scan_files
-from dataset_doctor.findings import CHECKS, FINDING_COLUMNS
+from dataset_doctor.findings import CHECKS, FINDING_COLUMNS, display_name, is_undecodable_name
 from dataset_doctor.gc_pause import gc_paused
 from dataset_doctor.index_cache import cache_file_for, load_scan, save_scan
 
@@ -101,7 +101,12 @@ def build_index(data_yaml: str | Path | DatasetConfig, *, workers: int | None = 
 def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use_cache: bool,
                  progress: bool) -> DatasetIndex:
     config = data_yaml if isinstance(data_yaml, DatasetConfig) else load_data_yaml(data_yaml)
-    listing = [(split, path) for split in config.splits for path in list_split_image_files(config, split)]
+    skipped_links: list[tuple[str, str]] = []  # (split, directory link not followed)
+    listing = []
+    for split in config.splits:
+        links: list[str] = []
+        listing.extend((split, path) for path in list_split_image_files(config, split, links))
+        skipped_links.extend((split, link) for link in links)
     pairs = [(path, label_path_text(path)) for _, path in listing]
 
     cache_file = cache_file_for(config.yaml_path)
@@ -109,11 +114,11 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
     scan, files_read = scan_files(pairs, previous, workers=workers, progress=progress)
     if use_cache and (files_read or previous is None or len(previous.files) != len(scan.files)):
         save_scan(cache_file, scan)
-    return _assemble(config, listing, pairs, scan, files_read)
+    return _assemble(config, listing, pairs, scan, files_read, skipped_links)
 
 
 def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list[tuple[str, str]],
-              scan: FileScan, files_read: int) -> DatasetIndex:
+              scan: FileScan, files_read: int, skipped_links: list[tuple[str, str]] = ()) -> DatasetIndex:
     files = scan.files
     file_row = {path: row for row, path in enumerate(files["path"].to_numpy())}
     rows = np.array([file_row[image] for image, _ in pairs], dtype=np.int64)
@@ -139,7 +144,7 @@ def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list
     }, columns=IMAGE_COLUMNS)
 
     boxes = _boxes_table(scan, rows, images)
-    problems = _problem_findings(config, images, per_image, scan, rows, boxes)
+    problems = _problem_findings(config, images, per_image, scan, rows, boxes, skipped_links)
     return DatasetIndex(config, images, boxes, problems, files_read)
 
 
@@ -164,7 +169,7 @@ def _boxes_table(scan: FileScan, rows: np.ndarray, images: pd.DataFrame) -> pd.D
 
 
 def _problem_findings(config: DatasetConfig, images: pd.DataFrame, per_image: pd.DataFrame, scan: FileScan,
-                      rows: np.ndarray, boxes: pd.DataFrame) -> pd.DataFrame:
+                      rows: np.ndarray, boxes: pd.DataFrame, skipped_links: list[tuple[str, str]]) -> pd.DataFrame:
     """Scan problems as findings, built column-wise with NumPy and one DataFrame at the end (this runs on every
     warm start)."""
     columns: dict[str, list] = {name: [] for name in FINDING_COLUMNS}
@@ -250,6 +255,21 @@ def _problem_findings(config: DatasetConfig, images: pd.DataFrame, per_image: pd
         add("mixed-label-types", mixed, None,
             np.array([f"{total - n} box(es) and {n} polygon(s) in one file"
                       for n, total in zip(polygons[mixed], totals[mixed])], dtype=object))
+
+    odd_names = np.flatnonzero([is_undecodable_name(name) for name in image_names])
+    add("non-utf8-name", odd_names, None,
+        np.array([f"file name is not valid UTF-8: {display_name(name)} (bytes shown as \\u escapes); other tools "
+                  "may fail to open it, renaming it to UTF-8 avoids that" for name in image_names[odd_names]],
+                 dtype=object), with_label=False)
+
+    relative = _relative_to(config.root)
+    for split, link in skipped_links:
+        target = os.path.realpath(link)
+        record = _record("symlink-loop", split, None, None, None,
+                         f"{display_name(relative(link))} links to {display_name(relative(target))}, a directory "
+                         "already scanned: not followed, so its images count once")
+        for name, value in zip(FINDING_COLUMNS, record):
+            columns[name].append(np.array([value], dtype=object))
 
     for record in _orphan_labels(config, images):
         for name, value in zip(FINDING_COLUMNS, record):

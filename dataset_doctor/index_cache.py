@@ -36,7 +36,7 @@ def cache_dir() -> Path:
 
 def cache_file_for(yaml_path: Path) -> Path:
     """One cache file per data.yaml location (named by a hash of its absolute path)."""
-    key = hashlib.sha1(str(yaml_path.resolve()).encode()).hexdigest()[:20]
+    key = hashlib.sha1(str(yaml_path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:20]
     return cache_dir() / "index" / f"{key}.npz"
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.audit.terminal import location
+from dataset_doctor.images import DEFAULT_MAX_PIXELS
 from dataset_doctor.index import DatasetIndex
 from reports.html import escape, thumbnail_figure
 from reports.thumbnails import (
@@ -76,7 +77,9 @@ class ImageLookup:
         row = self.index.images.iloc[image_id]
         image = load_thumbnail(str(row["path"]), THUMBNAIL_SIDE) if row["readable"] else None
         if image is None:
-            reason = str(row["image_error"] or "cannot decode the image")
+            too_large = int(row["width"]) * int(row["height"]) > DEFAULT_MAX_PIXELS
+            reason = str(row["image_error"] or ("too many pixels to decode for a picture" if too_large
+                                                else "cannot decode the image"))
             return placeholder(reason, (THUMBNAIL_SIDE, THUMBNAIL_SIDE * 2 // 3))
         names, boxes = self.index.names, []
         height, width = image.shape[:2]

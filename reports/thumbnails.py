@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dataset_doctor.images import read_image_file
+
 HIGHLIGHT = (0, 0, 255)  # BGR red: the box a finding is about
 GROUND_TRUTH = (60, 180, 75)  # BGR green
 PREDICTION = (255, 140, 0)  # BGR blue-ish: predictions
@@ -36,8 +38,9 @@ def class_colour(class_id: int) -> tuple[int, int, int]:
 
 
 def load_thumbnail(path: str, max_side: int = 320) -> np.ndarray | None:
-    """The image scaled so its longer side is at most max_side (None if it cannot be read)."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    """The image scaled so its longer side is at most max_side (None if it cannot be read, or only by decoding
+    more pixels than images.DEFAULT_MAX_PIXELS)."""
+    image = read_image_file(path)
     if image is None:
         return None
     scale = max_side / max(image.shape[:2])

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.images import read_image_file
 from dataset_doctor.index import DatasetIndex, build_index
 from reports.audit_link import (
     audit_json_for,
@@ -456,7 +457,7 @@ def _batches_section(page: Page, run: TrainingRun) -> None:
                    "on their objects after mosaic, zoom and flips.", note=True)
     figures = []
     for path in run.batches:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = read_image_file(str(path))
         if image is None:
             continue
         scale = BATCH_MAX_SIDE / max(image.shape[:2])

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.findings import ERROR
+from dataset_doctor.findings import ERROR, display_name
+from dataset_doctor.images import DEFAULT_MAX_PIXELS, budget_reduction
 from dataset_doctor.index import DatasetIndex
 from trainer.augment import (
     PixelOps,
@@ -83,8 +84,12 @@ class ImageSet:
 
 
 def select_images(index: DatasetIndex, split: str, warn: Log | None = None,
-                  tolerance: float = OUT_OF_BOUNDS_TOLERANCE) -> ImageSet:
-    """The images and usable boxes of `split`, warning once for each skipped image or group of skipped lines."""
+                  tolerance: float = OUT_OF_BOUNDS_TOLERANCE, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageSet:
+    """The images and usable boxes of `split`, warning once for each skipped image or group of skipped lines.
+
+    An image above `max_pixels` is kept when it can be decoded at a reduced size within it (a JPEG), else skipped:
+    decoding it whole would take gigabytes (a 1 MB PNG can hold 32000x32000 pixels).
+    """
     if split not in index.splits:
         raise DoctorError(f"the dataset has no '{split}' split", index.config.yaml_path)
     warnings = _SkipWarnings(_or_default(warn, logger.warning))
@@ -97,11 +102,16 @@ def select_images(index: DatasetIndex, split: str, warn: Log | None = None,
     kept = ImageSet(split, [], [], np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64), [])
     kept_ids: list[int] = []
     kept_sizes: list[tuple[int, int]] = []
-    for image_id, name, label, path, readable, image_error, width, height in zip(
+    for image_id, name, label, path, readable, image_error, width, height, image_format in zip(
             images["image_id"], images["image"], images["label"], images["path"], images["readable"],
-            images["image_error"], images["width"], images["height"]):
+            images["image_error"], images["width"], images["height"], images["format"]):
         if not readable:
             warnings.add(f"{name}: skipped, unreadable image ({image_error})")
+            kept.skipped_images += 1
+            continue
+        if budget_reduction((int(width), int(height)), image_format, max_pixels) is None:
+            warnings.add(f"{name}: skipped, {width}x{height} pixels is above --max-pixels {max_pixels} and a "
+                         f"{image_format} cannot be decoded at a reduced size")
             kept.skipped_images += 1
             continue
         if name in bad_label_files:
@@ -171,6 +181,7 @@ class _SkipWarnings:
         self.warn, self.count, self.seen = warn, 0, set()
 
     def add(self, message: str) -> None:
+        message = display_name(message)  # a file name that is not UTF-8, printable
         if message in self.seen:  # the same file listed twice in a split
             return
         self.seen.add(message)
@@ -218,13 +229,21 @@ def decode_reduction(path: str, width: int, height: int, imgsz: int) -> int:
     return 1
 
 
-def load_resized(path: str, size: tuple[int, int], imgsz: int) -> tuple[np.ndarray, tuple[int, int]]:
+def load_resized(path: str, size: tuple[int, int], imgsz: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
     """(the image resized so its long side is imgsz, the (height, width) of the file), decoding as little as
-    the indexed size (width, height) allows."""
+    the indexed size (width, height) allows, and never more than `max_pixels` (select_images left out the
+    images that cannot be decoded reduced)."""
     width, height = int(size[0]), int(size[1])
     reduction = decode_reduction(path, width, height, imgsz)
+    over_budget = width * height > max_pixels
+    if over_budget:
+        # libjpeg's 1/k scale rounds a partial block up: a fraction of a pixel in thousands, boxes are normalized
+        reduction = max(reduction, budget_reduction((width, height), "jpeg", max_pixels) or 8)
     image = read_image(path, reduction)
-    if reduction > 1 and image.shape[:2] != (height // reduction, width // reduction):
+    if reduction > 1 and image.shape[:2] != (-(-height // reduction), -(-width // reduction)):
+        if over_budget:
+            raise DoctorError("the image changed since the dataset was indexed (its size differs)", path)
         image, reduction = read_image(path), 1  # the file no longer has the indexed size: decode it whole
     original = (height, width) if reduction > 1 else image.shape[:2]
     return resize_to_fit(image, imgsz), (int(original[0]), int(original[1]))
@@ -239,12 +258,13 @@ class YoloDataset(Dataset):
 
     def __init__(self, images: ImageSet, imgsz: int = 640, augment: AugmentConfig | None = None, *,
                  seed: int = 0, epochs: int | None = None, cache: str = "none", workers: int | None = None,
-                 log: Log | None = None, warn: Log | None = None):
+                 log: Log | None = None, warn: Log | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
         if cache not in CACHE_MODES:
             raise DoctorError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
         self.images, self.imgsz = images, round_imgsz(imgsz, _or_default(warn, logger.warning))
         self.augment = augment.checked() if augment is not None else None
         self.seed, self.epochs, self.epoch = seed, epochs, 0
+        self.max_pixels = max_pixels  # larger images decode reduced (select_images skipped those that cannot)
         self.pixel_ops = PixelOps(self.augment.pixel_ops if self.augment else 0.0)
         self.partner_probabilities: np.ndarray | None = None
         self.cache: list[tuple[np.ndarray, tuple[int, int]]] | None = None
@@ -300,7 +320,7 @@ class YoloDataset(Dataset):
         """The image resized to fit imgsz (long side = imgsz), RGB, and the (height, width) of the file."""
         if self.cache is not None:
             return self.cache[index]
-        return load_resized(self.images.paths[index], self.images.sizes[index], self.imgsz)
+        return load_resized(self.images.paths[index], self.images.sizes[index], self.imgsz, self.max_pixels)
 
     def tile(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(resized image, boxes in its pixels x1y1x2y2, classes): the input of the augmentations."""
@@ -339,11 +359,12 @@ class YoloDataset(Dataset):
 
 def build_dataset(index: DatasetIndex, split: str, imgsz: int = 640, augment: AugmentConfig | None = None, *,
                   seed: int = 0, epochs: int | None = None, cache: str = "none", workers: int | None = None,
-                  log: Log | None = None, warn: Log | None = None) -> YoloDataset:
+                  log: Log | None = None, warn: Log | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> YoloDataset:
     """select_images + YoloDataset: augment=None gives the evaluation dataset."""
-    images = select_images(index, split, warn)
+    images = select_images(index, split, warn, max_pixels=max_pixels)
     return YoloDataset(images, imgsz, augment, seed=seed, epochs=epochs, cache=cache, workers=workers, log=log,
-                       warn=warn)
+                       warn=warn, max_pixels=max_pixels)
 
 
 def _fill_ram_cache(dataset: YoloDataset, workers: int | None, log: Log,
@@ -362,7 +383,7 @@ def _fill_ram_cache(dataset: YoloDataset, workers: int | None, log: Log,
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(load_resized, dataset.images.paths, dataset.images.sizes,
-                             [dataset.imgsz] * len(dataset)))
+                             [dataset.imgsz] * len(dataset), [dataset.max_pixels] * len(dataset)))
 
 
 def estimate_cache_bytes(dataset: YoloDataset) -> int:

@@ -66,6 +66,7 @@ class DataConfig:
     workers: int | None = None  # loader processes per training process; None: min(8, cores per process)
     sampler: str = "uniform"  # "balanced": draw images with weights from their boxes' class weights
     image_weight: str = "max"  # balanced sampler, per-image weight from its boxes: "max" (LVIS) or "sum" (YOLOv5)
+    max_pixels: int = 50_000_000  # larger images decode reduced or are skipped (= images.DEFAULT_MAX_PIXELS)
 
     def checked(self, warn: Callable[[str], None] | None = None) -> DataConfig:
         """Validated copy with imgsz rounded up to a multiple of 32 (with a warning)."""
@@ -74,6 +75,7 @@ class DataConfig:
         _require(self.image_weight in IMAGE_WEIGHT_REDUCTIONS,
                  f"image_weight must be one of {', '.join(IMAGE_WEIGHT_REDUCTIONS)}, got {self.image_weight!r}")
         _require(self.workers is None or self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        _require(self.max_pixels >= 1, f"max_pixels must be >= 1, got {self.max_pixels}")
         return replace(self, imgsz=round_imgsz(self.imgsz, warn))
 
 

@@ -75,7 +75,7 @@ def build_train_loader(index: DatasetIndex, data: DataConfig, augment: AugmentCo
     """The training loader of one process: augmented dataset, uniform or balanced sampler, multi-scale collate."""
     data = data.checked(warn)
     dataset = build_dataset(index, split, data.imgsz, augment, seed=seed, epochs=epochs, cache=data.cache,
-                            workers=data.workers, log=log, warn=warn)
+                            workers=data.workers, log=log, warn=warn, max_pixels=data.max_pixels)
     sampler = build_sampler(data.sampler, dataset.images.image_classes(), class_weights, seed=seed, rank=rank,
                             world_size=world_size, reduce=data.image_weight)
     if isinstance(sampler, BalancedSampler):
@@ -93,7 +93,7 @@ def build_eval_loader(index: DatasetIndex, split: str, data: DataConfig, batch_s
     """Letterboxed images of a split in index order, no augmentation, no multi-scale."""
     data = data.checked(warn)
     dataset = build_dataset(index, split, data.imgsz, None, cache=data.cache, workers=data.workers, log=log,
-                            warn=warn)
+                            warn=warn, max_pixels=data.max_pixels)
     return make_eval_loader(dataset, batch_size, data.workers, device)
 
 

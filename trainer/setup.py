@@ -244,7 +244,7 @@ def _eval_dataset(index: DatasetIndex, split: str, data_config, warn):
     from trainer.data import build_dataset  # the dataset class itself lives with the pipeline
 
     return build_dataset(index, split, data_config.imgsz, None, cache=data_config.cache, workers=data_config.workers,
-                         warn=warn)
+                         warn=warn, max_pixels=data_config.max_pixels)
 
 
 def _new_run_dir(config, rank: int) -> Path:

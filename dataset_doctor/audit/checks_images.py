@@ -107,3 +107,15 @@ def _likeness(match: str, distance: int, image_a: str) -> str:
     if match == EXACT:
         return f"same bytes as {image_a}"
     return f"near-identical to {image_a} ({distance} of {PHASH_BITS} perceptual-hash bits differ)"
+
+
+def huge_image_findings(images: pd.DataFrame, options: AuditOptions) -> pd.DataFrame:
+    """huge-image: more pixels than `options.max_pixels`, by the header's size (such a file is never decoded in
+    full: a 1 MB PNG of 32000x32000 is a gigabyte of pixels)."""
+    width, height = images["width"].to_numpy(np.int64), images["height"].to_numpy(np.int64)
+    huge = images[(width * height > options.max_pixels) & images["readable"].to_numpy()]
+    messages = [f"{w}x{h} pixels ({w * h / 1e6:.0f} megapixels) is above the budget of "
+                f"{options.max_pixels / 1e6:g} megapixels (--max-pixels): training decodes it reduced or skips it"
+                for w, h in zip(huge["width"].tolist(), huge["height"].tolist())]
+    return finding_rows("huge-image", split=huge["split"].astype(str).to_numpy(), image=huge["image"].to_numpy(),
+                        message=messages)

@@ -13,6 +13,7 @@ from dataset_doctor.errors import DoctorError
 FAIL_ON = ("error", "warning")
 _OUT_OF_BOUNDS_TOLERANCE = 0.01  # = box_rules.OUT_OF_BOUNDS_TOLERANCE
 _NEAR_DUPLICATE_MAX_BITS = 16  # = duplicates.NEAR_DUPLICATE_MAX_BITS
+_MAX_PIXELS = 50_000_000  # = images.DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class AuditOptions:
     shift_min_instances: int = 15  # scale-shift: test a class only with this many boxes in train and in val
     shift_alpha: float = 0.01  # scale-shift: family-wise significance (Bonferroni over the classes tested)
     shift_min_effect: float = 0.25  # scale-shift: smallest KS statistic (CDF gap) worth a warning
+    max_pixels: int = _MAX_PIXELS  # huge-image: width x height above this (such images are never decoded in full)
     ignore: frozenset[str] = field(default_factory=frozenset)  # check ids left out of the result
     fail_on: str = "error"  # the lowest severity that makes the audit fail (exit code 1)
 
@@ -59,6 +61,7 @@ class AuditOptions:
             (self.shift_min_instances >= 2, "--shift-min-instances must be at least 2"),
             (0 < self.shift_alpha < 1, "--shift-alpha must be in (0, 1)"),
             (0 <= self.shift_min_effect <= 1, "--shift-min-effect must be in [0, 1]"),
+            (self.max_pixels >= 1, "--max-pixels must be at least 1"),
         ]
         for ok, message in rules:
             if not ok:

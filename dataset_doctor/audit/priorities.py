@@ -28,8 +28,8 @@ IMPORTANCE: tuple[str, ...] = (
     "names-mismatch", "corrupt-image", "class-out-of-range", "malformed-line", "out-of-bounds", "degenerate-box",
     # warnings: what invalidates measurement, then blind spots, then bias, then per-box noise
     "split-leak", "unused-class", "missing-in-val", "class-imbalance", "scale-shift", "few-instances",
-    "missing-label", "duplicate-image", "duplicate-box", "tiny-box", "extreme-aspect", "orphan-label",
-    "mixed-label-types",
+    "missing-label", "duplicate-image", "symlink-loop", "huge-image", "duplicate-box", "tiny-box", "extreme-aspect",
+    "orphan-label", "mixed-label-types", "non-utf8-name",
     # information
     "empty-label", "segment-label",
 )
@@ -259,6 +259,15 @@ def _summary(result: AuditResult, check: str, count: int) -> str:
         listed = _name_list([f"'{row['class']}' (val median side {row['side_ratio']:.2f}x train's)"
                              for _, row in shifted.iterrows()])
         return f"box sizes differ between train and val for {listed or _plural(count, 'class', 'classes')}"
+    if check == "non-utf8-name":
+        return (f"{_plural(count, 'image')} whose file name is not valid UTF-8: other tools may fail to open it "
+                "(shown with backslash escapes)")
+    if check == "symlink-loop":
+        return (f"{_plural(count, 'directory link')} to a directory already scanned, not followed: each image "
+                "counts once")
+    if check == "huge-image":
+        return (f"{_plural(count, 'image')} above {options.max_pixels / 1e6:g} megapixels (--max-pixels): training "
+                "decodes them reduced or skips them")
     if check == "empty-label":
         return f"{_plural(count, 'image')} with an empty label file (background images)"
     if check == "segment-label":

@@ -18,7 +18,7 @@ from dataset_doctor.audit.checks_boxes import (
     tiny_box_findings,
 )
 from dataset_doctor.audit.checks_classes import TRAIN, class_counts_table, class_findings, split_instances
-from dataset_doctor.audit.checks_images import duplicate_image_findings, duplicate_image_pairs
+from dataset_doctor.audit.checks_images import duplicate_image_findings, duplicate_image_pairs, huge_image_findings
 from dataset_doctor.audit.checks_shift import scale_shift_findings, scale_shift_table
 from dataset_doctor.audit.finding_table import concat_findings
 from dataset_doctor.audit.options import AuditOptions
@@ -60,6 +60,8 @@ def _run_audit(index: DatasetIndex, options: AuditOptions) -> AuditResult:
     parts.append(class_findings(class_counts, names, options))
     pairs = duplicate_image_pairs(images, options)
     parts.append(duplicate_image_findings(pairs, options))
+    if options.runs("huge-image"):
+        parts.append(huge_image_findings(images, options))
     shift = scale_shift_table(geometry, names, options)
     if options.runs("scale-shift"):
         parts.append(scale_shift_findings(shift, options))

@@ -15,7 +15,7 @@ from rich.text import Text
 from dataset_doctor.audit.checks_classes import TRAIN
 from dataset_doctor.audit.priorities import fix_command, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
-from dataset_doctor.findings import ERROR, INFO, WARNING
+from dataset_doctor.findings import ERROR, INFO, WARNING, display_name
 
 SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 _MESSAGE_WIDTH = 240  # longer messages (a pathological label value) are cut
@@ -105,11 +105,12 @@ def findings_table(result: AuditResult, examples: int = 3) -> RenderableType:
 
 
 def location(image: str | None, label: str | None, line) -> str:
-    """`label:line` for a line, else the label or image file, else '' (a dataset-level finding)."""
+    """`label:line` for a line, else the label or image file, else '' (a dataset-level finding); names that are
+    not UTF-8 in their display form (findings.display_name)."""
     has_line = line is not None and not pd.isna(line)
     if label and has_line:
-        return f"{label}:{int(line)}"
-    return image or label or ""
+        return f"{display_name(label)}:{int(line)}"
+    return display_name(image or label or "")
 
 
 def verdict(result: AuditResult, problems: int = 3) -> RenderableType:

@@ -71,6 +71,9 @@ def audit(
     shift_min_effect: Annotated[float, typer.Option(
         help="scale-shift: smallest Kolmogorov-Smirnov statistic (0-1) worth a warning.",
         rich_help_panel=_THRESHOLDS)] = _DEFAULTS.shift_min_effect,
+    max_pixels: Annotated[int, typer.Option(
+        help="huge-image: width x height above which an image is reported (and never decoded in full).",
+        rich_help_panel=_THRESHOLDS)] = _DEFAULTS.max_pixels,
     examples: Annotated[int, typer.Option(min=0, help="Findings shown per check in the summary.")] = 3,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scanning files (default: all cores).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again, ignoring the cache.")] = False,
@@ -85,7 +88,7 @@ def audit(
         imgsz=imgsz, tiny_box_px=tiny_px, out_of_bounds_tolerance=bounds_tolerance, duplicate_box_iou=duplicate_iou,
         max_aspect=max_aspect, imbalance_ratio=imbalance_ratio, min_instances=min_instances,
         near_duplicate_bits=near_duplicate_bits, shift_min_instances=shift_min_instances, shift_alpha=shift_alpha,
-        shift_min_effect=shift_min_effect, ignore=_split_ids(ignore), fail_on=fail_on.value)
+        shift_min_effect=shift_min_effect, max_pixels=max_pixels, ignore=_split_ids(ignore), fail_on=fail_on.value)
     from dataset_doctor.audit.result import write_json  # pandas / OpenCV load only when a command runs
     from dataset_doctor.audit.runner import run_audit
     from dataset_doctor.audit.terminal import render_audit

@@ -49,15 +49,17 @@ def predict(
     with staged_directory(out) as staging:
         write_yolo_predictions(staging / "labels", predictions)
         if save_images:
-            import cv2
-
+            from dataset_doctor.images import read_image_file
             from reports.thumbnails import encode_jpeg
 
             for path, (height, width), found in zip(predictions.paths, predictions.sizes, predictions.boxes):
                 boxes = [DrawnBox((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height,
                                   f"{names[int(c)]} {s:.2f}", class_colour(int(c)), 2)
                          for x1, y1, x2, y2, s, c in found]
-                drawn = draw_boxes(cv2.imread(path, cv2.IMREAD_COLOR), boxes)
+                image = read_image_file(path)
+                if image is None:
+                    raise DoctorError("image can no longer be decoded (did it change during the run?)", path)
+                drawn = draw_boxes(image, boxes)
                 atomic_write_bytes(staging / "images" / f"{Path(path).stem}.jpg", encode_jpeg(drawn, 90))
     detections = sum(len(b) for b in predictions.boxes)
     console.print(f"{detections} detections on {len(predictions.paths)} images written to [bold]{out / 'labels'}[/]")

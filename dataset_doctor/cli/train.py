@@ -57,6 +57,8 @@ def train(
                                                                     "imgsz +/- 50%.")] = False,
     cache: Annotated[str, typer.Option(help="none, or ram: keep decoded images in memory.")] = _D.cache,
     workers: Annotated[int | None, typer.Option(help="Data loader processes (default: min(8, cores)).")] = None,
+    max_pixels: Annotated[int, typer.Option(help="Images with more pixels decode at 1/2..1/8 size (JPEG) or are "
+                                                 "skipped with a warning.")] = _D.max_pixels,
     seed: Annotated[int, typer.Option(help="Random seed.")] = _T.seed,
     patience: Annotated[int, typer.Option(help="Stop after N evaluations without a better val mAP50-95 "
                                                "(0: never).")] = _T.patience,
@@ -87,7 +89,8 @@ def train(
                         class_weight_max_ratio=max_ratio, focal_gamma=focal_gamma, sync_bn=sync_bn,
                         project=str(project), name=name, exist_ok=exist_ok,
                         audit_report=str(audit_report) if audit_report else None),
-            DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler),
+            DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler,
+                       max_pixels=max_pixels),
             AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale),
         )
         run_dir = launch_training(settings, console=console)

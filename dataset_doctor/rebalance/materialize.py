@@ -92,7 +92,8 @@ def check_output_dir(out_dir: str | Path, config: DatasetConfig, force: bool = F
 
 def copy_seed(seed: int, source: str, copy_number: int) -> int:
     """The seed of one new image: from the run seed, the source file and the copy number, never the worker."""
-    digest = hashlib.blake2b(f"{seed}\0{source}\0{copy_number}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\0{source}\0{copy_number}".encode("utf-8", "surrogateescape"),
+                             digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
 
@@ -251,6 +252,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     """Make every copy of a few source images (runs in a worker process)."""
     import cv2
 
+    from dataset_doctor.images import read_image_file
     from dataset_doctor.rebalance.augment import augment_copy, build_pipeline
 
     staging, flip, jobs = task
@@ -261,7 +263,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     written: list[WrittenFile] = []
     lost = 0
     for job in jobs:
-        pixels = cv2.imread(job.source, cv2.IMREAD_COLOR)
+        pixels = read_image_file(job.source)
         if pixels is None:  # it decoded when the index was built: it changed since
             raise DoctorError("image can no longer be decoded (did it change during the run?)", job.source)
         for relative, seed in job.outputs:
@@ -309,7 +311,9 @@ def _data_yaml(config: DatasetConfig, out: Path, staging: Path) -> str:
         else:
             list_name = f"{split}.txt"
             images = list_split_images(config, split)
-            _write_text(staging / list_name, "".join(f"{image}\n" for image in images))
+            # An image list names files: each name keeps its original bytes (surrogateescape), not its display form.
+            listing = "".join(f"{image}\n" for image in images)
+            (staging / list_name).write_bytes(listing.encode("utf-8", "surrogateescape"))
             document[split] = list_name
     document["nc"] = config.nc
     document["names"] = list(config.names)
@@ -318,6 +322,7 @@ def _data_yaml(config: DatasetConfig, out: Path, staging: Path) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+    """Text for people and programs: names that are not UTF-8 as backslash escapes (images.display_name)."""
+    path.write_bytes(text.encode("utf-8", "backslashreplace"))
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from dataset_doctor.findings import display_name
 from dataset_doctor.rebalance.materialize import WriteResult
 from dataset_doctor.rebalance.plan import Outcome, RebalancePlan
 from dataset_doctor.rebalance.sources import TrainSources
@@ -138,7 +139,7 @@ def _problem_lines(title: str, findings: pd.DataFrame, with_line: bool) -> list[
         where = row.label if with_line and isinstance(row.label, str) else row.image
         if with_line and not pd.isna(row.line):
             where = f"{where}:{row.line}"
-        lines.append(f"  {escape(str(where))}: {row.check}: {escape(str(row.message))}")
+        lines.append(f"  {escape(display_name(str(where)))}: {row.check}: {escape(str(row.message))}")
     if len(findings) > _SHOWN_PROBLEMS:
         lines.append(f"  ... and {len(findings) - _SHOWN_PROBLEMS} more")
     return lines

@@ -46,7 +46,7 @@ def output_file_names(sources: list[str], paths: list[str]) -> list[str]:
         rows = group.sort_values("source", kind="stable").index.tolist()
         for row in rows[1:]:
             stem, extension = os.path.splitext(names[row])
-            digest = hashlib.sha1(sources[row].encode()).hexdigest()
+            digest = hashlib.sha1(sources[row].encode("utf-8", "surrogateescape")).hexdigest()
             for length in (8, 16, 40):
                 candidate = f"{stem}_{digest[:length]}"
                 if candidate.lower() not in taken:
