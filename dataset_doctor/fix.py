@@ -248,7 +248,8 @@ def _label_in_copy(out: Path, relative_image: str) -> str:
 
 
 def _write_log(path: Path, log: pd.DataFrame) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    # backslashreplace: a file name that is not UTF-8 in its display form (findings.display_name)
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as handle:
         writer = csv.writer(handle)
         writer.writerow(LOG_COLUMNS)
         for row in log.itertuples(index=False):
@@ -270,7 +271,9 @@ def _write_data_yaml(index: DatasetIndex, images: pd.DataFrame, kept_paths: dict
             continue
         listed = index.images.loc[index.images["split"] == split, "path"]
         list_name = f"{split}.txt"
-        (staging / list_name).write_text("".join(f"./{kept_paths[path]}\n" for path in listed if path in kept_paths))
+        listing = "".join(f"./{kept_paths[path]}\n" for path in listed if path in kept_paths)
+        # An image list names files: each name keeps its original bytes (surrogateescape).
+        (staging / list_name).write_bytes(listing.encode("utf-8", "surrogateescape"))
         raw[split] = list_name
     (staging / "data.yaml").write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
 

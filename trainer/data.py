@@ -110,8 +110,8 @@ def select_images(index: DatasetIndex, split: str, warn: Log | None = None,
             kept.skipped_images += 1
             continue
         if budget_reduction((int(width), int(height)), image_format, max_pixels) is None:
-            warnings.add(f"{name}: skipped, {width}x{height} pixels is above --max-pixels {max_pixels} and a "
-                         f"{image_format} cannot be decoded at a reduced size")
+            warnings.add(f"{name}: skipped, {width}x{height} pixels is above the --max-pixels budget of "
+                         f"{max_pixels / 1e6:g} megapixels and a {image_format} cannot be decoded at a reduced size")
             kept.skipped_images += 1
             continue
         if name in bad_label_files:

@@ -422,3 +422,37 @@ def test_a_dataset_with_at_most_one_usable_box_audits_without_crashing(make_data
     result = audit(make_dataset(splits, names=NAMES))
     assert "duplicate-box" not in set(result.findings["check"])
     assert sum(result.instances("train")) == (1 if labels.get("t000.jpg", "").startswith("0") else 0)
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_huge_image_by_the_pixel_budget(make_dataset):
+    splits = base_splits()
+    splits["train"]["big.jpg"] = (grid_label(), (400, 300))  # 120000 pixels; the others 96x64
+    data_yaml = make_dataset(splits, names=NAMES)
+    assert problems(audit(data_yaml)) == set()
+    result = audit(data_yaml, max_pixels=100_000)
+    assert problems(result) == {"huge-image"}
+    assert places(result, "huge-image") == [("train", "images/train/big.jpg", None, None)]
+    message = result.findings.loc[result.findings["check"] == "huge-image", "message"].iloc[0]
+    assert message.startswith("400x300 pixels") and "--max-pixels" in message
+    assert problems(audit(data_yaml, max_pixels=100_000, ignore={"huge-image"})) == set()
+
+
+def test_huge_png_of_32000_pixels_a_side_is_a_warning_not_a_corrupt_image(tmp_path):
+    from tests.odd_files import dataset_with_huge_png
+
+    result = audit(dataset_with_huge_png(tmp_path / "data"))
+    assert problems(result) - {"few-instances"} == {"huge-image"}
+    assert places(result, "huge-image") == [("train", "images/train/huge.png", None, None)]
+    assert result.instances("train") == [4, 3]  # its box is usable
+
+
+def test_non_utf8_name_and_symlink_loop_can_be_ignored(tmp_path):
+    from tests.odd_files import dataset_with_bad_name, dataset_with_loops
+
+    named, looped = dataset_with_bad_name(tmp_path / "named"), dataset_with_loops(tmp_path / "looped")
+    assert "non-utf8-name" in problems(audit(named))
+    assert "non-utf8-name" not in problems(audit(named, ignore={"non-utf8-name"}))
+    assert "symlink-loop" in problems(audit(looped))
+    assert "symlink-loop" not in problems(audit(looped, ignore={"symlink-loop"}))

@@ -140,3 +140,20 @@ def test_markup_in_class_names_is_printed_as_text(make_dataset):
     result = run(data_yaml)
     assert result.exit_code == 0
     assert "[bold]cat" in result.output and "dog[/]" in result.output
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_json_holds_a_name_that_is_not_utf8_as_escapes_of_the_same_name(tmp_path):
+    import os
+
+    from tests.odd_files import BAD_NAME, BAD_SHOWN, dataset_with_bad_name
+
+    data_yaml = dataset_with_bad_name(tmp_path / "data")
+    result = run(data_yaml, "--no-html", "--json", tmp_path / "audit.json")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "audit.json").read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert f'"images/train/{BAD_SHOWN}.jpg"' in text
+    [finding] = [f for f in json.loads(text)["findings"] if f["check"] == "non-utf8-name"]
+    assert os.fsencode(finding["image"]) == b"images/train/" + BAD_NAME + b".jpg"
+    assert (data_yaml.parent / finding["image"]).is_file()

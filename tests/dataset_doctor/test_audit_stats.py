@@ -14,7 +14,9 @@ from dataset_doctor.audit.checks_shift import scale_shift_table
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE
 from dataset_doctor.duplicates import NEAR_DUPLICATE_MAX_BITS
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.images import DEFAULT_MAX_PIXELS
 from tests.dataset_doctor.audit_helpers import NAMES, audit, base_splits
+from trainer.data_config import DataConfig
 
 
 def test_grouped_percentiles_match_numpy():
@@ -117,6 +119,7 @@ def test_default_options_follow_the_shared_modules():
     options = AuditOptions()
     assert options.out_of_bounds_tolerance == OUT_OF_BOUNDS_TOLERANCE
     assert options.near_duplicate_bits == NEAR_DUPLICATE_MAX_BITS
+    assert options.max_pixels == DEFAULT_MAX_PIXELS == DataConfig().max_pixels
     assert (options.imgsz, options.imbalance_ratio, options.min_instances, options.max_aspect,
             options.duplicate_box_iou, options.tiny_box_px) == (640, 10, 100, 20, 0.9, 2)
 
@@ -128,6 +131,7 @@ def test_default_options_follow_the_shared_modules():
     ({"duplicate_box_iou": 0}, "--duplicate-iou"),
     ({"near_duplicate_bits": 17}, "--near-duplicate-bits"),
     ({"shift_alpha": 1.5}, "--shift-alpha"),
+    ({"max_pixels": 0}, "--max-pixels"),
 ])
 def test_invalid_options_are_user_errors(changes, message):
     with pytest.raises(DoctorError, match=message):

@@ -205,3 +205,31 @@ def test_error_empty_split(tmp_path):
 def test_error_missing_root(tmp_path):
     path = write_yaml(tmp_path / "data.yaml", {"path": "missing", "train": "a", "val": "b", "names": ["x"]})
     assert "dataset root 'missing' not found" in one_line_error(lambda: load_data_yaml(path))
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_link_loops_are_followed_once_and_recorded(tmp_path):
+    from dataset_doctor.datayaml import list_split_image_files
+    from tests.odd_files import dataset_with_loops
+
+    config = load_data_yaml(dataset_with_loops(tmp_path / "data"))
+    links: list[str] = []
+    images = list_split_image_files(config, "train", links)  # without the fix: 41 copies each, or no end
+    train = config.root / "images" / "train"
+    assert images == [str(train / f"im{n}.jpg") for n in range(3)]
+    assert links == [str(train / "loop"), str(train / "up")]
+
+
+def test_a_link_to_a_new_directory_is_followed_and_the_real_directory_wins(tmp_path):
+    from dataset_doctor.datayaml import list_split_image_files
+
+    train = tmp_path / "images" / "train"
+    touch_images(train / "b", "x.jpg")
+    touch_images(tmp_path / "elsewhere", "y.jpg")
+    os.symlink("b", train / "a")  # sorts before the real directory it points to
+    os.symlink("../../elsewhere", train / "more")
+    config = load_data_yaml(write_yaml(tmp_path / "data.yaml", {"train": "images/train", "val": "images/train"}))
+    links: list[str] = []
+    assert list_split_image_files(config, "train", links) == [str(train / "b" / "x.jpg"), str(train / "more" / "y.jpg")]
+    assert links == [str(train / "a")]

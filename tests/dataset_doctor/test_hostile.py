@@ -10,8 +10,37 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import HostileCase, run_case
+from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png, dataset_with_loops
+
+
+def _bad_name(command: str, *options: str, label: bytes = b"1 0.5 0.5 0.2 0.2\n"):
+    def build(tmp_path: Path) -> tuple[Path, list[str]]:
+        yaml_path = dataset_with_bad_name(tmp_path / "data", label)
+        return yaml_path.parent, [command, yaml_path, *(tmp_path / o[1:] if o.startswith("@") else o for o in options)]
+    return build
+
+
+def _looped(tmp_path: Path) -> tuple[Path, list[str]]:
+    yaml_path = dataset_with_loops(tmp_path / "data")
+    return yaml_path.parent, ["audit", yaml_path, "--no-html", "--json", tmp_path / "audit.json"]
+
+
+def _huge(tmp_path: Path) -> tuple[Path, list[str]]:
+    yaml_path = dataset_with_huge_png(tmp_path / "data")
+    return yaml_path.parent, ["audit", yaml_path, "--no-html", "--json", tmp_path / "audit.json"]
+
 
 CASES: list[HostileCase] = [
+    # names, links and huge images (issue 16 items 3, 5, 9)
+    HostileCase("audit-json-non-utf8-name", _bad_name("audit", "--no-html", "--json", "@audit.json",
+                                                      label=b"7 0.5 0.5 0.2 0.2\n"),
+                1, ("non-utf8-name", f"images/train/{BAD_SHOWN}.jpg", f"labels/train/{BAD_SHOWN}.txt:1")),
+    HostileCase("rebalance-non-utf8-name", _bad_name("rebalance", "--target", "6", "--out", "@out"), 0, ("wrote",)),
+    HostileCase("fix-non-utf8-name", _bad_name("fix", "--out", "@out", label=b"0 0.5 0.5 0.2 0.2\n9 1 2\n"), 0,
+                ("fix_log.csv",)),
+    HostileCase("split-non-utf8-name", _bad_name("split", "--out", "@out", "--ratios", "0.5,0.5"), 0, ("split",)),
+    HostileCase("audit-symlink-loop", _looped, 0, ("symlink-loop", "images/train/loop links to images/train")),
+    HostileCase("audit-huge-png", _huge, 0, ("huge-image", "images/train/huge.png", "32000x32000 pixels")),
 ]
 
 

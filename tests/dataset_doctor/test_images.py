@@ -108,3 +108,59 @@ def test_perceptual_hash_separates_different_pictures_of_one_scene():
     for i in range(len(hashes)):
         for j in range(i + 1, len(hashes)):
             assert distance(hashes[i], hashes[j]) > 2 * NEAR_DUPLICATE_MAX_BITS
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_read_image_file_reads_a_name_that_is_not_utf8(tmp_path):
+    from dataset_doctor.images import read_image_file
+    from tests.odd_files import BAD_NAME, jpeg_bytes, write_bytes_named
+
+    data = jpeg_bytes("odd")
+    path = write_bytes_named(tmp_path, BAD_NAME + b".jpg", data)
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(read_image_file(path), expected)
+    assert probe_image_file(path).error is None
+
+
+def test_read_image_file_decodes_a_jpeg_above_the_budget_reduced(tmp_path):
+    from dataset_doctor.images import read_image_file
+
+    path = tmp_path / "big.jpg"
+    path.write_bytes(encode(noise_image("big", (800, 600))))
+    assert read_image_file(str(path)).shape == (600, 800, 3)
+    # 400x300 = 120000 pixels is still above 100000: the next reduction, 1/4
+    assert read_image_file(str(path), max_pixels=100_000).shape == (150, 200, 3)
+    assert read_image_file(str(path), color=False, max_pixels=100_000).shape == (150, 200)
+
+
+def test_budget_reduction():
+    from dataset_doctor.images import budget_reduction
+
+    assert budget_reduction((8000, 6000), "jpeg", 50_000_000) == 1
+    assert budget_reduction((20000, 20000), "jpeg", 50_000_000) == 4
+    assert budget_reduction((65535, 65535), "jpeg", 50_000_000) is None  # 1/8 is still 67 megapixels
+    assert budget_reduction((20000, 20000), "png", 50_000_000) is None  # OpenCV decodes a PNG whole
+    assert budget_reduction(None, "webp", 1) == 1  # size unknown from the header: OpenCV's own limit applies
+
+
+def test_a_huge_png_is_measured_and_checked_without_decoding(monkeypatch):
+    from dataset_doctor import images
+    from tests.odd_files import huge_png
+
+    def no_decode(*args):
+        raise AssertionError("decoded a PNG above the pixel budget")
+
+    monkeypatch.setattr(images._decoder_messages, "decode", no_decode)
+    probe = probe_image_bytes(huge_png(8000, 8000))  # 64 megapixels, 60 kB
+    assert (probe.width, probe.height, probe.format, probe.error, probe.phash) == (8000, 8000, "png", None, "")
+
+
+def test_damage_in_a_huge_png_is_found_by_its_structure():
+    from tests.odd_files import huge_png
+
+    data = bytearray(huge_png(8000, 8000))
+    data[len(data) // 2] ^= 0xFF
+    assert "checksum error in chunk 'IDAT'" in probe_image_bytes(bytes(data)).error
+    short = probe_image_bytes(huge_png(8000, 8000, rows=7000))
+    assert short.error == f"damaged png data: {7000 * 8001} of {8000 * 8001} bytes of image data"

@@ -211,3 +211,35 @@ def test_any_label_content_builds_an_index(make_dataset, content):
     index = build_index(data_yaml, progress=False)
     assert len(index.images) == 2
     assert np.isfinite(index.boxes[["cx", "cy", "w", "h"]].to_numpy()).all()
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_a_name_that_is_not_utf8_is_indexed_reported_and_cached(tmp_path):
+    from tests.odd_files import BAD_SHOWN, dataset_with_bad_name
+
+    data_yaml = dataset_with_bad_name(tmp_path / "data", b"1 0.5 0.5 0.2 0.2\n")
+    cold = build_index(data_yaml, progress=False)
+    name = "images/train/bad\udcff\udcfe.jpg"
+    row = cold.images[cold.images["image"] == name].iloc[0]
+    assert row["readable"] and (row["width"], row["height"]) == (96, 64) and row["label_exists"]
+    assert cold.instances("train").tolist() == [3, 4]  # its box counts
+    odd = cold.problems[cold.problems["check"] == "non-utf8-name"]
+    assert odd["image"].tolist() == [name] and odd["severity"].tolist() == ["warning"]
+    assert f"images/train/{BAD_SHOWN}.jpg" in odd["message"].iloc[0]
+    warm = build_index(data_yaml, progress=False)
+    assert warm.files_read == 0
+    pd.testing.assert_frame_equal(cold.images, warm.images)
+    pd.testing.assert_frame_equal(cold.problems, warm.problems)
+
+
+def test_link_loops_count_each_image_once_and_are_findings(tmp_path):
+    from tests.odd_files import dataset_with_loops
+
+    index = build_index(dataset_with_loops(tmp_path / "data"), progress=False)
+    assert index.images_in("train")["image"].tolist() == [f"images/train/im{n}.jpg" for n in range(3)]
+    loops = index.problems[index.problems["check"] == "symlink-loop"]
+    assert loops["split"].tolist() == ["train", "train"]
+    assert [message.split(" ")[:3] for message in loops["message"]] == [
+        ["images/train/loop", "links", "to"], ["images/train/up", "links", "to"]]
+    assert all("images/train, a directory already scanned" in message for message in loops["message"])

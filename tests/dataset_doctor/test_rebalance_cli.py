@@ -91,3 +91,23 @@ def test_a_train_split_without_boxes_is_a_user_error(make_dataset, tmp_path: Pat
     result = _invoke(str(data_yaml), "--target", "10", "--out", str(tmp_path / "out"))
     assert result.exit_code == 2 and "no usable train box" in result.output
     assert not (tmp_path / "out").exists()
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_a_name_that_is_not_utf8_is_copied_under_its_own_bytes(tmp_path):
+    import os
+
+    from tests.odd_files import BAD_NAME, BAD_SHOWN, dataset_with_bad_name
+
+    data_yaml = dataset_with_bad_name(tmp_path / "data", b"1 0.5 0.5 0.2 0.2\n")  # the only train box of class 1
+    for number in range(3):
+        (data_yaml.parent / "labels" / "train" / f"im{number}.txt").write_text("0 0.5 0.5 0.3 0.3\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["rebalance", str(data_yaml), "--target", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = set(os.listdir(os.fsencode(out / "images" / "train")))
+    assert BAD_NAME + b".jpg" in names and BAD_NAME + b"_rb1.jpg" in names
+    assert BAD_NAME + b"_rb1.txt" in set(os.listdir(os.fsencode(out / "labels" / "train")))
+    manifest = (out / "manifest.csv").read_bytes().decode("utf-8")
+    assert f"images/train/{BAD_SHOWN}_rb1.jpg," in manifest

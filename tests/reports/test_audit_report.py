@@ -297,3 +297,31 @@ def test_report_of_a_dataset_without_any_box_or_names(make_dataset):
     assert "No usable box: nothing to measure." in section(html, "geometry")
     verdict = section(html, "verdict")
     assert "names-mismatch" in verdict and "no class names in data.yaml" in verdict
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_a_file_name_that_is_not_utf8_is_drawn_and_shown_escaped(tmp_path):
+    from reports.audit_report import write_audit_report
+    from tests.odd_files import BAD_SHOWN, dataset_with_bad_name
+
+    index = build_index(dataset_with_bad_name(tmp_path / "data", b"7 0.5 0.5 0.2 0.2\n"), progress=False)
+    result = run_audit(index)
+    [picture] = finding_pictures(result, ImageLookup(index), 4)["class-out-of-range"]
+    drawn = cv2.imdecode(np.frombuffer(picture.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.std() > 20 and f"labels/train/{BAD_SHOWN}.txt:1" in picture.caption  # the picture, no placeholder
+    text = write_audit_report(result, index, tmp_path / "audit.html").read_bytes().decode("utf-8")  # strict UTF-8
+    assert f"images/train/{BAD_SHOWN}.jpg" in text
+
+
+def test_a_huge_png_gets_a_placeholder_not_a_decode(tmp_path, monkeypatch):
+    import reports.audit_gallery as gallery
+    from tests.odd_files import dataset_with_huge_png
+
+    index = build_index(dataset_with_huge_png(tmp_path / "data", side=8000), progress=False)
+    result = run_audit(index)
+    decoded = []
+    real = gallery.load_thumbnail
+    monkeypatch.setattr(gallery, "load_thumbnail", lambda path, side: decoded.append(real(path, side)) or decoded[-1])
+    [picture] = finding_pictures(result, ImageLookup(index), 4)["huge-image"]
+    assert decoded == [None] and "8000x8000 pixels" in picture.caption

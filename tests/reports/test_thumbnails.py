@@ -46,3 +46,21 @@ def test_placeholder_wraps_long_reasons_onto_several_lines():
     text_rows = np.flatnonzero((tile < 120).any(axis=(1, 2)))
     bands = np.split(text_rows, np.flatnonzero(np.diff(text_rows) > 1) + 1)
     assert len(bands) >= 2
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_load_thumbnail_reads_a_name_that_is_not_utf8(tmp_path):
+    from reports.thumbnails import load_thumbnail
+    from tests.odd_files import BAD_NAME, jpeg_bytes, write_bytes_named
+
+    path = write_bytes_named(tmp_path, BAD_NAME + b".jpg", jpeg_bytes("thumb", (640, 320)))
+    assert load_thumbnail(path, 320).shape == (160, 320, 3)  # cv2.imread on this name segfaulted
+
+
+def test_load_thumbnail_leaves_a_huge_png_undecoded(tmp_path):
+    from reports.thumbnails import load_thumbnail
+    from tests.odd_files import huge_png
+
+    (tmp_path / "huge.png").write_bytes(huge_png(8000, 8000))
+    assert load_thumbnail(str(tmp_path / "huge.png")) is None

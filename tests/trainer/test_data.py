@@ -443,3 +443,39 @@ def test_large_jpegs_decode_reduced_without_moving_boxes(tmp_path: Path) -> None
     # A file that changed size since it was indexed is decoded whole, with its real size.
     image, original = load_resized(str(path), (1024, 512), 128)
     assert original == (256, 512) and image.shape == (64, 128, 3)
+
+
+# --- names, links and huge images (issue 16 items 3, 5, 9) ---------------------------------------------------------
+
+def test_images_above_the_pixel_budget_decode_reduced_or_are_skipped(tmp_path, monkeypatch) -> None:
+    import trainer.data as data
+    from tests.odd_files import dataset_with_huge_png
+
+    yaml_path = dataset_with_huge_png(tmp_path / "data", side=8000)  # a 64-megapixel PNG and 96x64 JPEGs
+    index = build_index(yaml_path, progress=False)
+    warnings = Warnings()
+    images = select_images(index, "train", warnings)
+    assert "images/train/huge.png" not in images.names and len(images) == 3 and images.skipped_images == 1
+    assert warnings == ["images/train/huge.png: skipped, 8000x8000 pixels is above the --max-pixels budget of 50 "
+                        "megapixels and a png cannot be decoded at a reduced size"]
+    # With a budget of 1000 pixels the 96x64 JPEGs are kept and decoded at 1/4 (24x16; 1/2 is 48x32 = 1536)
+    small_budget = select_images(index, "train", Warnings(), max_pixels=1000)
+    assert len(small_budget) == 3
+    reductions = []
+    real_read = data.read_image
+    monkeypatch.setattr(data, "read_image", lambda path, reduction=1: reductions.append(reduction) or
+                        real_read(path, reduction))
+    dataset = YoloDataset(small_budget, 64, max_pixels=1000)
+    image, original = dataset.load(0)
+    assert reductions == [4] and original == (64, 96) and max(image.shape[:2]) == 64
+    assert YoloDataset(small_budget, 64).load(0)[1] == (64, 96) and reductions[-1] == 1
+
+
+def test_training_reads_a_name_that_is_not_utf8(tmp_path) -> None:
+    from tests.odd_files import dataset_with_bad_name
+
+    index = build_index(dataset_with_bad_name(tmp_path / "data"), progress=False)
+    dataset = build_dataset(index, "train", 64)
+    position = dataset.images.names.index("images/train/bad\udcff\udcfe.jpg")
+    image, original = dataset.load(position)
+    assert original == (64, 96) and image.shape[:2] == (43, 64)
