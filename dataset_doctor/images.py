@@ -324,7 +324,8 @@ def _png_structure_error(data: bytes, width: int, height: int) -> str | None:
     if channels is None or width == 0 or height == 0:
         return f"invalid PNG header (colour type {colour_type}, size {width}x{height})"
     bits = channels * bit_depth
-    passes = [(8, 8, 0, 0), (8, 8, 4, 0), (8, 4, 0, 4), (4, 4, 2, 0), (4, 2, 0, 2), (2, 2, 1, 0), (2, 1, 0, 1)]
+    # Adam7 passes as (step x, step y, start x, start y)
+    passes = [(8, 8, 0, 0), (8, 8, 4, 0), (4, 8, 0, 4), (4, 4, 2, 0), (2, 4, 0, 2), (2, 2, 1, 0), (1, 2, 0, 1)]
     expected = 0
     for step_x, step_y, start_x, start_y in passes if interlace else [(1, 1, 0, 0)]:
         columns, rows = -(-(width - start_x) // step_x), -(-(height - start_y) // step_y)

@@ -48,6 +48,23 @@ def huge_png(width: int, height: int, rows: int | None = None) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
+def interlaced_png(width: int, height: int, missing_bytes: int = 0) -> bytes:
+    """An Adam7-interlaced 8-bit grayscale PNG, mid-grey, written by hand (OpenCV writes no interlaced PNG);
+    `missing_bytes` leaves that many bytes off the end of the image data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    raw = b""
+    for step_x, step_y, start_x, start_y in ((8, 8, 0, 0), (8, 8, 4, 0), (4, 8, 0, 4), (4, 4, 2, 0), (2, 4, 0, 2),
+                                             (2, 2, 1, 0), (1, 2, 0, 1)):
+        columns, rows = -(-(width - start_x) // step_x), -(-(height - start_y) // step_y)
+        if columns > 0 and rows > 0:
+            raw += (b"\x00" + b"\x80" * columns) * rows
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 1)
+    data = zlib.compress(raw[:len(raw) - missing_bytes])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
 def small_dataset(root: Path, images: int = 3) -> Path:
     """train and val with `images` labelled JPEGs each (class 0 in both, so nothing but the hostile part is an
     error); returns data.yaml."""

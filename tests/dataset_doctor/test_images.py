@@ -164,3 +164,16 @@ def test_damage_in_a_huge_png_is_found_by_its_structure():
     assert "checksum error in chunk 'IDAT'" in probe_image_bytes(bytes(data)).error
     short = probe_image_bytes(huge_png(8000, 8000, rows=7000))
     assert short.error == f"damaged png data: {7000 * 8001} of {8000 * 8001} bytes of image data"
+
+
+@pytest.mark.parametrize("width, height", [(1, 1), (5, 3), (37, 23), (9, 17)])
+def test_png_structure_check_agrees_with_libpng_on_interlaced_images(width, height):
+    from dataset_doctor.images import _decoder_messages, _png_structure_error
+    from tests.odd_files import interlaced_png
+
+    whole, short = interlaced_png(width, height), interlaced_png(width, height, missing_bytes=1)
+    image, messages = _decoder_messages.decode(np.frombuffer(whole, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image is not None and image.shape == (height, width) and (image == 128).all() and not messages
+    assert _png_structure_error(whole, width, height) is None
+    assert _decoder_messages.decode(np.frombuffer(short, np.uint8), cv2.IMREAD_GRAYSCALE)[0] is None
+    assert "bytes of image data" in _png_structure_error(short, width, height)
