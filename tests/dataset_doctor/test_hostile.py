@@ -30,6 +30,14 @@ def _huge(tmp_path: Path) -> tuple[Path, list[str]]:
     return yaml_path.parent, ["audit", yaml_path, "--no-html", "--json", tmp_path / "audit.json"]
 
 
+def _huge_rebalance(tmp_path: Path) -> tuple[Path, list[str]]:
+    yaml_path = dataset_with_huge_png(tmp_path / "data")
+    (yaml_path.parent / "labels" / "train" / "huge.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    for number in range(3):
+        (yaml_path.parent / "labels" / "train" / f"im{number}.txt").write_text("0 0.5 0.5 0.3 0.3\n")
+    return yaml_path.parent, ["rebalance", yaml_path, "--target", "3", "--out", tmp_path / "out"]
+
+
 CASES: list[HostileCase] = [
     # names, links and huge images (issue 16 items 3, 5, 9)
     HostileCase("audit-json-non-utf8-name", _bad_name("audit", "--no-html", "--json", "@audit.json",
@@ -41,6 +49,8 @@ CASES: list[HostileCase] = [
     HostileCase("split-non-utf8-name", _bad_name("split", "--out", "@out", "--ratios", "0.5,0.5"), 0, ("split",)),
     HostileCase("audit-symlink-loop", _looped, 0, ("symlink-loop", "images/train/loop links to images/train")),
     HostileCase("audit-huge-png", _huge, 0, ("huge-image", "images/train/huge.png", "32000x32000 pixels")),
+    # the plan copies the huge PNG (the only image where class 1 is rarer): it cannot be augmented within the budget
+    HostileCase("rebalance-huge-png", _huge_rebalance, 2, ("huge.png", "32000x32000 pixels is above the budget")),
 ]
 
 
