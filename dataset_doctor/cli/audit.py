@@ -92,6 +92,7 @@ def audit(
     from dataset_doctor.audit.result import write_json  # pandas / OpenCV load only when a command runs
     from dataset_doctor.audit.runner import run_audit
     from dataset_doctor.audit.terminal import render_audit
+    from dataset_doctor.findings import display_name
     from dataset_doctor.index import build_index
     from reports.audit_report import check_report_path, default_audit_report_path, write_audit_report
 
@@ -104,7 +105,8 @@ def audit(
     for part in render_audit(result, examples):
         out.print(part)
     if to_stdout:
-        sys.stdout.write(json.dumps(result.to_json_dict(), indent=2, ensure_ascii=False) + "\n")
+        # display_name: a name that is not UTF-8 as \\u escapes, which in a JSON string read back as that name
+        sys.stdout.write(display_name(json.dumps(result.to_json_dict(), indent=2, ensure_ascii=False)) + "\n")
     elif json_file is not None:
         write_json(result.to_json_dict(), json_file)
         out.print(f"JSON written to {json_file}", highlight=False, markup=False)

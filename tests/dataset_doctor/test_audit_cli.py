@@ -157,3 +157,5 @@ def test_json_holds_a_name_that_is_not_utf8_as_escapes_of_the_same_name(tmp_path
     [finding] = [f for f in json.loads(text)["findings"] if f["check"] == "non-utf8-name"]
     assert os.fsencode(finding["image"]) == b"images/train/" + BAD_NAME + b".jpg"
     assert (data_yaml.parent / finding["image"]).is_file()
+    piped = run(data_yaml, "--no-html", "--json", "-")
+    assert piped.exit_code == 0 and f'"images/train/{BAD_SHOWN}.jpg"' in piped.stdout
