@@ -88,6 +88,10 @@ def read_audit_predictions(index: DatasetIndex, directory: str | Path,
             ids.append(image_id)
             pieces.append((image_id, by_stem[stem]))
         splits.extend(s for s in index.splits if s in predicted_splits and s not in splits)
+    if not files_read:
+        layout = "" if flat else f" in {', '.join(f'{split}/' for split in split_dirs)}"
+        raise DoctorError(f"no prediction file{layout} is named after an image of this dataset (expected "
+                          "<image stem>.txt, flat or in DIR/<split>/)", directory)
     counts = np.array([len(array) for _, array in pieces], dtype=np.int64)
     return AuditPredictions(
         directory=str(directory), splits=splits, image_ids=np.array(ids, dtype=np.int64),

@@ -71,8 +71,9 @@ class LabelErrorOptions:
             (0 <= self.quantile <= 1, "quantile must be in [0, 1]"),
             (0 < self.floor <= self.ceiling < 1, "need 0 < floor <= ceiling < 1"),
             (0 < self.spurious_fraction <= 1, "spurious_fraction must be in (0, 1]"),
-            (self.confidence is None or 0 < self.confidence < 1, "confidence must be in (0, 1)"),
-            (all(0 < value < 1 for value in self.class_confidence.values()), "class confidences must be in (0, 1)"),
+            (self.confidence is None or 0 < self.confidence < 1, "--confidence must be in (0, 1)"),
+            (all(0 < value < 1 for value in self.class_confidence.values()),
+             "--class-confidence thresholds must be in (0, 1)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -135,6 +135,12 @@ def test_bad_prediction_line_is_one_line_naming_file_and_line(planted) -> None:
     assert_one_line_error(doctor("audit", data_yaml, "--predictions", predictions.parent / "nowhere", "--no-html"),
                           "predictions directory not found")
     assert_one_line_error(doctor("audit", data_yaml, "--review-csv", "r.csv", "--no-html"), "--predictions")
+    empty = predictions.parent / "empty"
+    empty.mkdir()
+    assert_one_line_error(doctor("audit", data_yaml, "--predictions", empty, "--no-html"),
+                          "no prediction file is named after an image")
+    assert_one_line_error(doctor("audit", data_yaml, "--predictions", predictions, "--confidence", 2, "--no-html"),
+                          "--confidence must be in (0, 1)")
     assert_one_line_error(doctor("audit", data_yaml, "--predictions", predictions, "--class-confidence", "cow=0.2",
                                  "--no-html"), "cow=0.2")
 
