@@ -15,8 +15,9 @@
 
 Real numbers need real predictions: a model trained on the CLEAN train split of the source (never on the planted
 val labels), run on the source's val images at a low confidence, e.g.
-    doctor train data.yaml --epochs 100 && doctor predict runs/exp/weights/best.pt <root>/images/val \\
-        --out preds --conf 0.001      # then --predictions preds (or preds/labels, wherever the txt files are)
+    doctor train data.yaml --epochs 100
+    doctor predict runs/exp/weights/best.pt data.yaml --split val --out preds --conf 0.001
+    python bench/bench_label_errors.py data.yaml --out /tmp/le --predictions preds/labels
 The images of the copy are the source's, so predictions on the source's val images fit it. cleanlab on the same
 predictions, for comparison: `label_error_score.py cleanlab OUT/dataset OUT/predictions/val cleanlab.json`.
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
+from tests.hostile import HostileCase, run_case
 
 runner = CliRunner()
 LABEL_ERRORS = ("missing-box", "wrong-class", "mislocated-box", "spurious-box")
@@ -221,3 +222,67 @@ def test_a_bad_accept_value_is_refused(planted, tmp_path: Path) -> None:
     csv_file = reviewed(tmp_path / "label_review.csv", {("spurious-box", "images/val/v0.jpg:4"): "maybe"})
     assert_one_line_error(doctor("fix", data_yaml, "--out", tmp_path / "fixed", "--apply-suggestions", csv_file),
                           "reviewed.csv:", "accept is 'maybe'")
+
+
+def _planted_case(tmp_path: Path, predictions: dict[str, bytes | str]) -> tuple[Path, list[str]]:
+    """The planted dataset with some prediction files replaced; the source is the dataset and the predictions."""
+    import cv2
+
+    from tests.conftest import noise_image  # the make_dataset fixture is per test; build the same files here
+
+    root = tmp_path / "case"
+    for split, files in {"train": {"t0.jpg": "0 0.5 0.5 0.2 0.2\n"}, "val": VAL}.items():
+        for name, label in files.items():
+            image = root / "data/images" / split / name
+            image.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(image), noise_image(f"{split}/{name}"))
+            if label is not None:
+                write_files(root / "data/labels" / split, {Path(name).stem + ".txt": label})
+    (root / "data/data.yaml").write_text("train: images/train\nval: images/val\nnames: [cat, dog]\n")
+    folder = write_files(root / "predictions", PREDICTIONS)
+    for name, content in predictions.items():
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root, ["audit", root / "data/data.yaml", "--predictions", folder, "--no-html"]
+
+
+def _review_case(tmp_path: Path, row: str) -> tuple[Path, list[str]]:
+    """A review CSV with one accepted row, applied to the planted dataset."""
+    root, _ = _planted_case(tmp_path, {})
+    review = root / "review.csv"
+    review.write_text("check,score,split,image,label,line,class,suggested_class,box,label_box,accept\n" + row)
+    return root, ["fix", root / "data/data.yaml", "--out", tmp_path / "fixed", "--apply-suggestions", review]
+
+
+HOSTILE = [
+    HostileCase("prediction-not-utf8", lambda tmp: _planted_case(tmp, {"v1.txt": b"0 0.5 0.5 0.2 0.2 0.9\n\xff\xfe\n"}),
+                2, ("v1.txt:2:", "not UTF-8")),
+    HostileCase("prediction-nan-confidence", lambda tmp: _planted_case(tmp, {"v1.txt": "0 0.5 0.5 0.2 0.2 nan\n"}),
+                2, ("v1.txt:1:", "confidence is not a finite number")),
+    HostileCase("prediction-in-pixels", lambda tmp: _planted_case(tmp, {"v1.txt": "0 320 240 64 64 0.9\n"}),
+                2, ("v1.txt:1:", "normalized")),
+    HostileCase("prediction-class-out-of-range", lambda tmp: _planted_case(tmp, {"v1.txt": "7 0.5 0.5 0.2 0.2 0.9\n"}),
+                2, ("v1.txt:1:", "class '7' is not an integer in 0..1")),
+    HostileCase("review-bad-box", lambda tmp: _review_case(
+        tmp, "mislocated-box,0.5,val,images/val/v0.jpg,labels/val/v0.txt,3,1,1,0.3 0.7 0.1,0.3 0.7 0.1 0.1,yes\n"),
+        2, ("review.csv:2:", "box must be four numbers")),
+    HostileCase("review-unknown-image", lambda tmp: _review_case(
+        tmp, "spurious-box,0.5,val,images/val/zz.jpg,labels/val/zz.txt,1,0,,0.3 0.7 0.1 0.1,0.3 0.7 0.1 0.1,yes\n"),
+        2, ("review.csv:2:", "'images/val/zz.jpg' is not in this dataset")),
+    HostileCase("review-two-changes-on-one-line", lambda tmp: _review_case(
+        tmp, "spurious-box,0.5,val,images/val/v0.jpg,labels/val/v0.txt,4,0,,0.8 0.2 0.1 0.1,0.8 0.2 0.1 0.1,yes\n"
+             "wrong-class,0.5,val,images/val/v0.jpg,labels/val/v0.txt,4,0,1,0.8 0.2 0.1 0.1,0.8 0.2 0.1 0.1,yes\n"),
+        2, ("review.csv:3:", "also accepted in row 2")),
+    HostileCase("review-with-nothing-accepted", lambda tmp: _review_case(tmp, ""), 0, ("0 accepted suggestions",)),
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=lambda case: case.name)
+def test_hostile_predictions_and_review_csv(case: HostileCase, tmp_path: Path) -> None:
+    run_case(case, tmp_path)
+
+
+def test_a_csv_that_is_not_a_review_csv_is_refused(planted, tmp_path: Path) -> None:
+    data_yaml, _ = planted
+    (tmp_path / "log.csv").write_text("file,line,action\n")
+    assert_one_line_error(doctor("fix", data_yaml, "--out", tmp_path / "fixed", "--apply-suggestions",
+                                 tmp_path / "log.csv"), "log.csv:1:", "no column check")
