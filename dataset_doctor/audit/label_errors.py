@@ -42,6 +42,7 @@ RESULT_COLUMNS = ["check", "image", "label_row", "prediction_row", "cls", "sugge
                   "w", "h", "iou", "confidence", "threshold", "own_confidence", "class_recall"]
 _MIN_LABELS_FOR_QUANTILE = 5  # a class with fewer confident matches takes the pooled threshold
 _FALLBACK_THRESHOLD = 0.25  # when no label of any class is matched (a model that found nothing)
+MAX_PAIRS = 4_000_000  # label x prediction pairs held at once (a few hundred MB of temporaries)
 
 
 @dataclass(frozen=True)
@@ -112,38 +113,90 @@ def find_label_errors(label_image: np.ndarray, labels: np.ndarray, prediction_im
     label_image = np.asarray(label_image, dtype=np.int64)
     prediction_image = np.asarray(prediction_image, dtype=np.int64)
     label_cls = labels[:, 0].astype(np.int64)
+    # Crowded images (150 objects, 300 predictions each) make billions of pairs: images go in chunks of about
+    # MAX_PAIRS pairs, so memory stays bounded whatever the dataset.
+    chunks = image_chunks(label_image, prediction_image, MAX_PAIRS)
+
+    # 1. The thresholds need every image: a first pass for each label's best same-class confidence on it.
+    own_best = np.zeros(len(labels))
+    for label_rows, prediction_rows in chunks:
+        own_best[label_rows] = _own_best(labels[label_rows], label_image[label_rows], predictions[prediction_rows],
+                                         prediction_image[prediction_rows], options)
+    thresholds = class_thresholds(own_best, label_cls, num_classes, options)
+    detected = own_best >= thresholds[label_cls]
+    hits = np.bincount(label_cls[detected], minlength=num_classes)[:num_classes]
+    totals = np.bincount(label_cls, minlength=num_classes)[:num_classes]
+    class_recall = (hits + 0.5) / (totals + 1.0)  # smoothed: a class with 2 labels is not "always found"
+
+    # 2. The suspects, chunk by chunk, with rows mapped back to the caller's positions.
+    parts = [_rows("missing-box", *([np.zeros(0)] * 12))]  # an empty, well-typed table when nothing is found
+    for label_rows, prediction_rows in chunks:
+        found = _suspects(labels[label_rows], label_image[label_rows], predictions[prediction_rows],
+                          prediction_image[prediction_rows], own_best[label_rows], thresholds, class_recall, options)
+        found["label_row"] = _take(label_rows, found["label_row"].to_numpy(), -1)
+        found["prediction_row"] = _take(prediction_rows, found["prediction_row"].to_numpy(), -1)
+        parts.append(found)
+    suspects = pd.concat(parts, ignore_index=True)
+    suspects = suspects.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    return LabelErrors(suspects=suspects, thresholds=thresholds, class_recall=class_recall)
+
+
+def image_chunks(label_image: np.ndarray, prediction_image: np.ndarray,
+                 max_pairs: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(label rows, prediction rows) of groups of whole images holding about max_pairs label x prediction pairs
+    each (an image larger than that is a group of its own)."""
+    keys = np.union1d(label_image, prediction_image)
+    if not len(keys):
+        return []
+    label_key, prediction_key = np.searchsorted(keys, label_image), np.searchsorted(keys, prediction_image)
+    pairs = (np.bincount(label_key, minlength=len(keys)) * np.bincount(prediction_key, minlength=len(keys)))
+    chunk_of_key = (np.cumsum(pairs) - pairs) // max(max_pairs, 1)  # by where an image's pairs start
+    groups = []
+    for rows_key in (label_key, prediction_key):
+        chunk = chunk_of_key[rows_key]
+        order = np.argsort(chunk, kind="stable")
+        bounds = np.searchsorted(chunk[order], np.arange(int(chunk_of_key[-1]) + 2))
+        groups.append([order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)])
+    return [(rows, other) for rows, other in zip(*groups) if len(rows) or len(other)]
+
+
+def _own_best(labels: np.ndarray, label_image: np.ndarray, predictions: np.ndarray, prediction_image: np.ndarray,
+              options: LabelErrorOptions) -> np.ndarray:
+    """Per label, the best confidence of a same-class prediction on it (IoU >= match_iou), 0 if none."""
+    pair_label, pair_prediction = same_image_pairs(label_image, prediction_image)
+    same = labels[pair_label, 0] == predictions[pair_prediction, 0]
+    pair_label, pair_prediction = pair_label[same], pair_prediction[same]
+    matched = box_iou(labels[pair_label, 1:5], predictions[pair_prediction, 1:5]) >= options.match_iou
+    return _max_at(len(labels), pair_label[matched], predictions[pair_prediction[matched], 5])
+
+
+def _suspects(labels: np.ndarray, label_image: np.ndarray, predictions: np.ndarray, prediction_image: np.ndarray,
+              own_best: np.ndarray, thresholds: np.ndarray, class_recall: np.ndarray,
+              options: LabelErrorOptions) -> pd.DataFrame:
+    """The four checks on a group of whole images (rows local to the group)."""
+    label_cls = labels[:, 0].astype(np.int64)
     prediction_cls = predictions[:, 0].astype(np.int64)
     confidence = predictions[:, 5]
     n_labels, n_predictions = len(labels), len(predictions)
-
-    # 1. Every label x prediction pair of one image, with its IoU.
-    pair_label, pair_prediction = same_image_pairs(label_image, prediction_image)
-    pair_iou = box_iou(labels[pair_label, 1:5], predictions[pair_prediction, 1:5])
-    same_class = label_cls[pair_label] == prediction_cls[pair_prediction]
-    matched = pair_iou >= options.match_iou
-
-    # 2. Per-class thresholds from each label's best same-class confidence on it.
-    own_best = _max_at(n_labels, pair_label[same_class & matched], confidence[pair_prediction[same_class & matched]])
-    thresholds = class_thresholds(own_best, label_cls, num_classes, options)
     label_threshold = thresholds[label_cls]
     prediction_threshold = thresholds[prediction_cls]
     confident = confidence >= prediction_threshold
     calibrated_confidence = calibrated(confidence, prediction_threshold)
     detected = own_best >= label_threshold
-    hits = np.bincount(label_cls[detected], minlength=num_classes)[:num_classes]
-    totals = np.bincount(label_cls, minlength=num_classes)[:num_classes]
-    class_recall = (hits + 0.5) / (totals + 1.0)  # smoothed: a class with 2 labels is not "always found"
 
-    # A prediction that matches a label of its own class is explained by that label, for every other label.
-    explained = np.zeros(n_predictions, dtype=bool)
-    explained[pair_prediction[same_class & matched]] = True
-    # Which labels each explaining prediction belongs to: (label, prediction) pairs of same class and matched.
+    # Every label x prediction pair of one image, with its IoU.
+    pair_label, pair_prediction = same_image_pairs(label_image, prediction_image)
+    pair_iou = box_iou(labels[pair_label, 1:5], predictions[pair_prediction, 1:5])
+    same_class = label_cls[pair_label] == prediction_cls[pair_prediction]
+    matched = pair_iou >= options.match_iou
+    # A prediction matching a label of its own class is explained by that label, for every other label.
     owns = same_class & matched
-
+    explained = np.zeros(n_predictions, dtype=bool)
+    explained[pair_prediction[owns]] = True
     parts: list[pd.DataFrame] = []
 
-    # 3. wrong-class: confident other-class predictions on the label, unexplained by a label of their class,
-    #    and no confident own-class prediction on it.
+    # wrong-class: confident other-class predictions on the label, unexplained by a label of their class, and
+    # no confident own-class prediction on it.
     other = matched & ~same_class & confident[pair_prediction] & ~explained[pair_prediction]
     best_other = _argmax_at(n_labels, pair_label[other], calibrated_confidence[pair_prediction[other]])
     other_prediction = _take(pair_prediction[other], best_other, -1)
@@ -154,18 +207,17 @@ def find_label_errors(label_image: np.ndarray, labels: np.ndarray, prediction_im
                                                                         label_threshold[wrong_rows])
     parts.append(_rows("wrong-class", label_image[wrong_rows], wrong_rows, wrong_predictions,
                        label_cls[wrong_rows], prediction_cls[wrong_predictions], np.clip(wrong_score, 0, 1),
-                       predictions[wrong_predictions, 1:5], _pair_iou_of(pair_label, pair_prediction, pair_iou,
-                                                                         wrong_rows, wrong_predictions),
-                       confidence[wrong_predictions], thresholds[prediction_cls[wrong_predictions]],
+                       predictions[wrong_predictions, 1:5],
+                       box_iou(labels[wrong_rows, 1:5], predictions[wrong_predictions, 1:5]),
+                       confidence[wrong_predictions], prediction_threshold[wrong_predictions],
                        own_best[wrong_rows], class_recall[label_cls[wrong_rows]]))
 
-    # 4. mislocated-box: the best-overlapping confident same-class prediction overlaps only partly; a prediction
-    #    that matches another label of the class belongs to that one.
+    # mislocated-box: the best-overlapping confident same-class prediction overlaps only partly; a prediction
+    # that matches another label of the class belongs to that one.
     owned_elsewhere = np.zeros(len(pair_label), dtype=bool)
     if owns.any():
         owner_count = np.bincount(pair_prediction[owns], minlength=n_predictions)
-        # owned by some label, and not (only) by this one
-        owned_elsewhere = (owner_count[pair_prediction] - owns.astype(np.int64)) > 0
+        owned_elsewhere = (owner_count[pair_prediction] - owns.astype(np.int64)) > 0  # by a label, not this one
     partial = (same_class & confident[pair_prediction] & ~owned_elsewhere
                & (pair_iou >= options.mislocated_min_iou))
     best_partial = _argmax_at(n_labels, pair_label[partial], pair_iou[partial])
@@ -181,7 +233,7 @@ def find_label_errors(label_image: np.ndarray, labels: np.ndarray, prediction_im
                        predictions[moved_predictions, 1:5], moved_iou, confidence[moved_predictions],
                        label_threshold[moved_rows], own_best[moved_rows], class_recall[label_cls[moved_rows]]))
 
-    # 5. spurious-box: nothing of any class near the label above a fraction of its class threshold.
+    # spurious-box: nothing of any class near the label above a fraction of its class threshold.
     near = pair_iou >= options.near_iou
     nearby_best = _max_at(n_labels, pair_label[near], confidence[pair_prediction[near]])
     lonely = (nearby_best < options.spurious_fraction * label_threshold) & ~wrong & ~mislocated
@@ -193,21 +245,18 @@ def find_label_errors(label_image: np.ndarray, labels: np.ndarray, prediction_im
                        labels[lonely_rows, 1:5], np.zeros(len(lonely_rows)), nearby_best[lonely_rows],
                        label_threshold[lonely_rows], own_best[lonely_rows], class_recall[label_cls[lonely_rows]]))
 
-    # 6. missing-box: confident, the best of its cluster, overlapping no label, not a mislocated proposal.
+    # missing-box: confident, the best of its cluster, overlapping no label, not a mislocated proposal.
     label_overlap = _max_at(n_predictions, pair_prediction, pair_iou)
     candidate = confident & (label_overlap < options.missing_iou)
     candidate[moved_predictions] = False
-    candidate &= ~suppressed_duplicates(prediction_image, predictions, candidate | confident, options.cluster_iou)
+    candidate &= ~suppressed_duplicates(prediction_image, predictions, confident, options.cluster_iou)
     new_boxes = np.flatnonzero(candidate)
     parts.append(_rows("missing-box", prediction_image[new_boxes], np.full(len(new_boxes), -1), new_boxes,
                        np.full(len(new_boxes), -1), prediction_cls[new_boxes], calibrated_confidence[new_boxes],
                        predictions[new_boxes, 1:5], label_overlap[new_boxes], confidence[new_boxes],
                        prediction_threshold[new_boxes], np.zeros(len(new_boxes)),
                        class_recall[prediction_cls[new_boxes]]))
-
-    suspects = pd.concat(parts, ignore_index=True)
-    suspects = suspects.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-    return LabelErrors(suspects=suspects, thresholds=thresholds, class_recall=class_recall)
+    return pd.concat(parts, ignore_index=True)
 
 
 def class_thresholds(own_best: np.ndarray, label_cls: np.ndarray, num_classes: int,
@@ -307,18 +356,6 @@ def _take(values: np.ndarray, positions: np.ndarray, missing: float) -> np.ndarr
     found = positions >= 0
     result[found] = values[positions[found]]
     return result
-
-
-def _pair_iou_of(pair_label: np.ndarray, pair_prediction: np.ndarray, pair_iou: np.ndarray, label_rows: np.ndarray,
-                 prediction_rows: np.ndarray) -> np.ndarray:
-    """IoU of given (label, prediction) pairs, looked up among the computed pairs."""
-    if not len(label_rows):
-        return np.zeros(0)
-    scale = int(max(pair_prediction.max(initial=0), prediction_rows.max(initial=0))) + 1
-    keys = pair_label * scale + pair_prediction
-    order = np.argsort(keys)
-    wanted = label_rows * scale + prediction_rows
-    return pair_iou[order[np.searchsorted(keys[order], wanted)]]
 
 
 def _rows(check: str, image, label_row, prediction_row, cls, suggested_class, score, box, iou, confidence,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dataset_doctor.audit.label_errors import (
@@ -131,3 +132,28 @@ def test_helpers() -> None:
         [0, 0.25, 0.5, 0.75, 1])
     with pytest.raises(DoctorError, match="confidence"):
         LabelErrorOptions(confidence=1.5)
+
+
+def test_chunks_of_images_give_the_same_suspects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crowded datasets are processed a group of images at a time: the result must not depend on the grouping."""
+    import dataset_doctor.audit.label_errors as engine
+
+    rng = np.random.default_rng(1)
+    images = 60
+    label_image = rng.integers(0, images, 300)
+    labels = np.column_stack([rng.integers(0, 3, 300), rng.uniform(0.1, 0.9, (300, 2)),
+                              rng.uniform(0.05, 0.3, (300, 2))])
+    prediction_image = np.r_[label_image, rng.integers(0, images + 5, 400)]  # some images have predictions only
+    jittered = labels + np.c_[np.zeros(300), rng.normal(0, 0.05, (300, 2)), np.zeros((300, 2))]
+    jittered[:, 0] = np.where(rng.random(300) < 0.1, rng.integers(0, 3, 300), labels[:, 0])
+    noise = np.column_stack([rng.integers(0, 3, 400), rng.uniform(0, 1, (400, 2)), rng.uniform(0.05, 0.3, (400, 2))])
+    predictions = np.column_stack([np.r_[jittered, noise], rng.uniform(0.001, 1, 700)])
+    whole = find_label_errors(label_image, labels, prediction_image, predictions, 3).suspects
+    monkeypatch.setattr(engine, "MAX_PAIRS", 50)
+    assert len(engine.image_chunks(label_image, prediction_image, 50)) > 10
+    chunked = find_label_errors(label_image, labels, prediction_image, predictions, 3).suspects
+    assert len(whole) > 20 and set(whole["check"]) == {"missing-box", "wrong-class", "mislocated-box",
+                                                       "spurious-box"}
+    key = ["check", "label_row", "prediction_row"]
+    pd.testing.assert_frame_equal(whole.sort_values(key).reset_index(drop=True),
+                                  chunked.sort_values(key).reset_index(drop=True))
