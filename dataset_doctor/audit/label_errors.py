@@ -23,8 +23,9 @@ Duplicate predictions (NMS leftovers, or one object predicted as two classes) wo
 into several missing-box rows: a prediction with a more confident prediction at IoU >= cluster_iou (any class)
 in its image is only a duplicate and never a missing-box.
 
-Everything is flat arrays with an image key: all label x prediction pairs of all images at once, so 5,000
-images of 30 predictions cost a few numpy passes rather than 5,000 Python iterations.
+Everything is flat arrays with an image key: all label x prediction pairs of many images at once (groups of
+whole images of about MAX_PAIRS pairs, so crowded datasets stay within memory), so 5,000 images of 30
+predictions cost a few numpy passes rather than 5,000 Python iterations.
 """
 
 from __future__ import annotations
