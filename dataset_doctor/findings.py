@@ -33,11 +33,18 @@ CHECKS: dict[str, str] = {
     "non-utf8-name": WARNING,
     "symlink-loop": WARNING,
     "huge-image": WARNING,
+    "missing-box": WARNING,  # the four label-error checks need --predictions (audit/label_errors.py)
+    "wrong-class": WARNING,
+    "mislocated-box": WARNING,
+    "spurious-box": WARNING,
     "empty-label": INFO,
     "segment-label": INFO,
 }
 
 FINDING_COLUMNS = ["check", "severity", "split", "image", "label", "line", "message"]
+# Extra fields of the label-error findings (absent from the others): how likely an error (0-1), the proposed or
+# predicted box [cx, cy, w, h] (normalized), the class the model suggests.
+LABEL_ERROR_FIELDS = ["score", "box", "suggested_class"]
 
 
 def display_name(text: str) -> str:

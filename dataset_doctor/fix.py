@@ -7,7 +7,9 @@ What changes, line by line (never the whole image for one bad line):
 - polygons become their bounding boxes;
 - exact repeats of an earlier line of the same file are dropped (same class and coordinates to 1e-6);
 - corrupt images are left out with their labels, as are images whose label file cannot be read whole;
-  orphan label files are not copied.
+  orphan label files are not copied;
+- with `suggestions` (`--apply-suggestions`, fix_suggestions.py): the label-error suspects a person accepted in
+  the review CSV of `doctor audit --predictions` (boxes added, classes changed, boxes moved or dropped).
 Images are copied byte for byte; label files without changes too. The decisions use the same box rules
 (`box_rules`) as the audit, so the copy audits without errors.
 """
@@ -28,6 +30,7 @@ from dataset_doctor.atomic import staged_directory
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
 from dataset_doctor.datayaml import label_path_for
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.fix_suggestions import ADD_BOX, CHANGE_CLASS, Suggestion, suggestions_by_image
 from dataset_doctor.index import DatasetIndex
 
 FIX_LOG_FILE = "fix_log.csv"
@@ -75,15 +78,18 @@ class _Change:
     action: str
     after: str  # the new line text ('' when dropped)
     reason: str
+    new_class: int | None = None  # change-class: the line as it stands (or `after`), with this class id
 
 
-def fix_dataset(index: DatasetIndex, out_dir: str | Path, options: FixOptions | None = None) -> FixResult:
-    """Write a repaired copy of the indexed dataset to `out_dir` (new or empty), atomically."""
+def fix_dataset(index: DatasetIndex, out_dir: str | Path, options: FixOptions | None = None,
+                suggestions: list[Suggestion] | None = None) -> FixResult:
+    """Write a repaired copy of the indexed dataset to `out_dir` (new or empty), atomically; `suggestions`
+    (fix_suggestions.read_suggestions) are applied to the copy too."""
     options = options or FixOptions()
     index.config.require_valid_names()
     out = _check_output(Path(out_dir), index.root)
     with staged_directory(out) as staging:
-        result = _write_copy(index, out, staging, options)
+        result = _write_copy(index, out, staging, options, suggestions or [])
     return result
 
 
@@ -97,9 +103,11 @@ def _check_output(out: Path, root: Path) -> Path:
     return out
 
 
-def _write_copy(index: DatasetIndex, out: Path, staging: Path, options: FixOptions) -> FixResult:
+def _write_copy(index: DatasetIndex, out: Path, staging: Path, options: FixOptions,
+                suggestions: list[Suggestion]) -> FixResult:
     images = index.images.drop_duplicates("path")  # an image listed in two splits is copied once
     changes = _line_changes(index, images, options)
+    additions = _merge_suggestions(changes, suggestions)
     log_rows: list[tuple] = []
     kept_paths: dict[str, str] = {}  # source image path -> path relative to the copy's root
     label_files = changed_files = 0
@@ -116,19 +124,22 @@ def _write_copy(index: DatasetIndex, out: Path, staging: Path, options: FixOptio
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(image.path, target)
         kept_paths[image.path] = relative_image
-        if not image.label_exists:
+        added = additions.get(image.image_id, [])
+        if not image.label_exists and not added:
             continue
         label_target = staging / relative_label
         label_target.parent.mkdir(parents=True, exist_ok=True)
         label_files += 1
-        file_changes = changes.get(image.image_id)
-        if not file_changes:
+        file_changes = changes.get(image.image_id, [])
+        if not file_changes and not added:
             shutil.copyfile(image.label_path, label_target)
             continue
         changed_files += 1
-        before = _rewrite_label(Path(image.label_path), label_target, file_changes)
-        log_rows.extend((image.label, change.line, change.action, before.get(change.line, ""), change.after,
-                         change.reason) for change in file_changes)
+        source = Path(image.label_path) if image.label_exists else None
+        before, after = _rewrite_label(source, label_target, file_changes, [change.after for change in added])
+        log_rows.extend((image.label, change.line, change.action, before.get(change.line, ""),
+                         after.get(change.line, change.after), change.reason) for change in file_changes)
+        log_rows.extend((image.label, None, change.action, "", change.after, change.reason) for change in added)
 
     orphans = index.problems[index.problems["check"] == "orphan-label"]
     log_rows.extend((label, None, DROP_ORPHAN, "", "", "label file without an image: not copied")
@@ -198,6 +209,43 @@ def _line_changes(index: DatasetIndex, images: pd.DataFrame, options: FixOptions
     return changes
 
 
+def _merge_suggestions(changes: dict[int, list[_Change]], suggestions: list[Suggestion]) -> dict[int, list[_Change]]:
+    """Put the accepted suggestions among the fix's own line changes (in place); return the lines to add per
+    image id. A line the fix drops anyway (an exact repeat) stays dropped, the suggestion noted in its reason;
+    a line the fix clips or converts gets the suggestion on top (change-class) or instead (move, drop)."""
+    additions: dict[int, list[_Change]] = {}
+    for image_id, accepted in suggestions_by_image(suggestions).items():
+        file_changes = changes.setdefault(image_id, [])
+        by_line = {change.line: position for position, change in enumerate(file_changes)}
+        for suggestion in accepted:
+            if suggestion.action == ADD_BOX:
+                additions.setdefault(image_id, []).append(_Change(0, ADD_BOX, suggestion.new_line(None),
+                                                                  suggestion.reason))
+                continue
+            assert suggestion.line is not None
+            position = by_line.get(suggestion.line)
+            existing = file_changes[position] if position is not None else None
+            if existing is not None and not existing.after:
+                file_changes[position] = _Change(existing.line, existing.action, "",
+                                                 f"{existing.reason}; the accepted {suggestion.reason} is moot")
+                continue
+            reason = suggestion.reason + (f"; also {existing.reason}" if existing is not None else "")
+            if suggestion.action == CHANGE_CLASS:
+                change = _Change(suggestion.line, CHANGE_CLASS, existing.after if existing else "", reason,
+                                 new_class=suggestion.cls)
+            else:
+                change = _Change(suggestion.line, suggestion.action, suggestion.new_line(None), reason)
+            if position is None:
+                by_line[suggestion.line] = len(file_changes)
+                file_changes.append(change)
+            else:
+                file_changes[position] = change
+        file_changes.sort(key=lambda change: change.line)
+        if not file_changes:
+            del changes[image_id]
+    return additions
+
+
 def _images_with_unreadable_labels(index: DatasetIndex) -> dict[str, str]:
     """Images whose label file exists but could not be read (a directory, no permission) or was too large to
     read whole: the index reports them as a malformed-line finding without a line number. A repaired copy
@@ -208,14 +256,17 @@ def _images_with_unreadable_labels(index: DatasetIndex) -> dict[str, str]:
             if message.startswith(("cannot read label file", "label file is larger than"))}
 
 
-def _rewrite_label(source: Path, target: Path, changes: list[_Change]) -> dict[int, str]:
-    """Write the label file with the changes applied; return the original text of every changed line.
+def _rewrite_label(source: Path | None, target: Path, changes: list[_Change],
+                   added: list[str] | None = None) -> tuple[dict[int, str], dict[int, str]]:
+    """Write the label file with the changes applied and `added` lines appended (source None: a new file);
+    return the original and the new text of every changed line.
 
     Unchanged lines are kept byte for byte (CRLF endings included).
     """
-    raw_lines = source.read_bytes().split(b"\n")
+    raw_lines = source.read_bytes().split(b"\n") if source is not None else []
     by_line = {change.line: change for change in changes}
     before: dict[int, str] = {}
+    after: dict[int, str] = {}
     kept: list[bytes] = []
     for number, raw in enumerate(raw_lines, start=1):
         change = by_line.get(number)
@@ -223,10 +274,20 @@ def _rewrite_label(source: Path, target: Path, changes: list[_Change]) -> dict[i
             kept.append(raw)
             continue
         before[number] = raw.decode("utf-8", errors="replace").strip()
-        if change.after:
-            kept.append(change.after.encode() + (b"\r" if raw.endswith(b"\r") else b""))
-    target.write_bytes(b"\n".join(kept))
-    return before
+        new = change.after
+        if change.new_class is not None:  # the class id swapped, the rest of the line as it is (or as fixed)
+            fields = (new or before[number]).split()
+            new = " ".join([str(change.new_class), *fields[1:]])
+        after[number] = new
+        if new:
+            kept.append(new.encode() + (b"\r" if raw.endswith(b"\r") else b""))
+    content = b"\n".join(kept)
+    if added:
+        if content and not content.endswith(b"\n"):
+            content += b"\n"
+        content += b"".join(line.encode() + b"\n" for line in added)
+    target.write_bytes(content)
+    return before, after
 
 
 def _mirrored(relative: str) -> str:

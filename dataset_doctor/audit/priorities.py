@@ -28,6 +28,7 @@ IMPORTANCE: tuple[str, ...] = (
     "names-mismatch", "corrupt-image", "class-out-of-range", "malformed-line", "out-of-bounds", "degenerate-box",
     # warnings: what invalidates measurement, then blind spots, then bias, then per-box noise
     "split-leak", "unused-class", "missing-in-val", "class-imbalance", "scale-shift", "few-instances",
+    "wrong-class", "missing-box", "spurious-box", "mislocated-box",
     "missing-label", "duplicate-image", "symlink-loop", "huge-image", "duplicate-box", "tiny-box", "extreme-aspect",
     "orphan-label", "mixed-label-types", "non-utf8-name",
     # information
@@ -41,6 +42,12 @@ _SHORT = {  # check -> (singular, plural) of what one finding is, for the merged
     "malformed-line": ("unreadable label line", "unreadable label lines"),
     "out-of-bounds": ("box outside its image", "boxes outside their image"),
     "degenerate-box": ("box of zero size", "boxes of zero size"),
+}
+_LABEL_ERROR_SUMMARY = {  # check -> (singular, plural) of a suspect, completed by "by the model's predictions"
+    "missing-box": ("object nobody boxed, suggested", "objects nobody boxed, suggested"),
+    "wrong-class": ("box probably of the wrong class, judged", "boxes probably of the wrong class, judged"),
+    "mislocated-box": ("box probably misplaced, judged", "boxes probably misplaced, judged"),
+    "spurious-box": ("box around nothing, judged", "boxes around nothing, judged"),
 }
 _NAMES_SHOWN = 4  # class names listed in one sentence before "and N more"
 
@@ -268,6 +275,10 @@ def _summary(result: AuditResult, check: str, count: int) -> str:
     if check == "huge-image":
         return (f"{_plural(count, 'image')} above {options.max_pixels / 1e6:g} megapixels (--max-pixels): training "
                 "decodes them reduced or skips them")
+    if check in _LABEL_ERROR_SUMMARY:
+        confident = int((findings["score"].astype(float) >= 0.5).sum()) if "score" in findings else 0
+        return (f"{_plural(count, *_LABEL_ERROR_SUMMARY[check])} by the model's predictions ({confident} with "
+                "score >= 0.5): review label_review.csv, then doctor fix --apply-suggestions")
     if check == "empty-label":
         return f"{_plural(count, 'image')} with an empty label file (background images)"
     if check == "segment-label":

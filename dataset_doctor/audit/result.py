@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from dataset_doctor.atomic import atomic_write_text
+from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.options import AuditOptions
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.findings import CHECKS, ERROR, INFO, WARNING
+from dataset_doctor.findings import CHECKS, ERROR, FINDING_COLUMNS, INFO, WARNING
 from dataset_doctor.weights import ClassWeights
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
@@ -54,6 +55,9 @@ class AuditResult:
     duplicate_pairs: pd.DataFrame
     scale_shift: pd.DataFrame
     files_read: int = 0  # files read during this run's index build (0: everything came from the cache)
+    # With --predictions: checks_predictions.SUSPECT_COLUMNS, one row per label-error suspect, best score first
+    # (also those of ignored checks: the review CSV leaves them out itself); None without predictions.
+    label_suspects: pd.DataFrame | None = None
 
     @property
     def summary(self) -> dict[str, int]:
@@ -91,7 +95,8 @@ class AuditResult:
 
 
 def findings_records(findings: pd.DataFrame) -> list[dict]:
-    """Findings as JSON-ready dicts: plain Python values, None for missing ones."""
+    """Findings as JSON-ready dicts: plain Python values, None for missing ones. Fields beyond FINDING_COLUMNS
+    (the label-error checks' score, box, suggested_class) appear only on the findings that have them."""
     columns = {}
     for name in findings.columns:
         column = findings[name]
@@ -101,7 +106,14 @@ def findings_records(findings: pd.DataFrame) -> list[dict]:
             columns[name] = [None if value is None or (isinstance(value, float) and pd.isna(value)) else value
                              for value in column.tolist()]
     names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
+    records = [dict(zip(names, values)) for values in zip(*columns.values())]
+    extra = [name for name in names if name not in FINDING_COLUMNS]
+    if extra:
+        for record in records:
+            if record["check"] not in LABEL_ERROR_CHECKS:
+                for name in extra:
+                    del record[name]
+    return records
 
 
 def write_json(data: dict, path: str | Path) -> None:

@@ -19,6 +19,7 @@ from dataset_doctor.audit.checks_boxes import (
 )
 from dataset_doctor.audit.checks_classes import TRAIN, class_counts_table, class_findings, split_instances
 from dataset_doctor.audit.checks_images import duplicate_image_findings, duplicate_image_pairs, huge_image_findings
+from dataset_doctor.audit.checks_predictions import AuditPredictions, label_error_findings, label_suspects
 from dataset_doctor.audit.checks_shift import scale_shift_findings, scale_shift_table
 from dataset_doctor.audit.finding_table import concat_findings
 from dataset_doctor.audit.options import AuditOptions
@@ -32,13 +33,15 @@ SPLIT_SUMMARY_COLUMNS = ["split", "images", "readable", "backgrounds", "label_fi
                          "unusable_boxes"]
 
 
-def run_audit(index: DatasetIndex, options: AuditOptions | None = None) -> AuditResult:
-    """Audit an indexed dataset. Reads nothing from disk: everything comes from the index."""
+def run_audit(index: DatasetIndex, options: AuditOptions | None = None,
+              predictions: AuditPredictions | None = None) -> AuditResult:
+    """Audit an indexed dataset. Reads nothing from disk: everything comes from the index, and the label-error
+    checks from `predictions` (checks_predictions.read_audit_predictions) when given."""
     with gc_paused():
-        return _run_audit(index, options or AuditOptions())
+        return _run_audit(index, options or AuditOptions(), predictions)
 
 
-def _run_audit(index: DatasetIndex, options: AuditOptions) -> AuditResult:
+def _run_audit(index: DatasetIndex, options: AuditOptions, predictions: AuditPredictions | None) -> AuditResult:
     images, boxes, names, splits = index.images, index.boxes, list(index.names), index.splits
     errors = index.box_errors(options.out_of_bounds_tolerance).to_numpy()
     valid = errors == ""
@@ -65,6 +68,9 @@ def _run_audit(index: DatasetIndex, options: AuditOptions) -> AuditResult:
     shift = scale_shift_table(geometry, names, options)
     if options.runs("scale-shift"):
         parts.append(scale_shift_findings(shift, options))
+    suspects = label_suspects(index, usable, predictions) if predictions is not None else None
+    if suspects is not None:
+        parts.append(label_error_findings(suspects, options))
 
     return AuditResult(
         dataset=str(index.config.yaml_path), root=str(index.root), classes=names, splits=splits, options=options,
@@ -73,7 +79,7 @@ def _run_audit(index: DatasetIndex, options: AuditOptions) -> AuditResult:
         class_counts=class_counts,
         class_weights=compute_class_weights(split_instances(class_counts, TRAIN), names),
         box_geometry=geometry, box_stats=box_stats_table(geometry, splits, names), duplicate_pairs=pairs,
-        scale_shift=shift, files_read=index.files_read,
+        scale_shift=shift, files_read=index.files_read, label_suspects=suspects,
     )
 
 

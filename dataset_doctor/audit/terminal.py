@@ -7,12 +7,14 @@ User strings (class names, paths, messages) go into Text objects, never into mar
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from dataset_doctor.audit.checks_classes import TRAIN
+from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.priorities import fix_command, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import ERROR, INFO, WARNING, display_name
@@ -90,9 +92,13 @@ def findings_table(result: AuditResult, examples: int = 3) -> RenderableType:
         header.append(f" {row.check:<{width}}", style=f"{style} bold")
         header.append(f" {row.count:>7}")
         lines.append(header)
-        first = grouped.get_group(row.check).head(examples)
+        group = grouped.get_group(row.check)
+        suspects = row.check in LABEL_ERROR_CHECKS  # the top suspects, not the first files
+        first = _top_scores(group, examples) if suspects else group.head(examples)
         for finding in first.itertuples(index=False):
             line = Text("    ")
+            if suspects:
+                line.append(f"{float(finding.score):.2f} ", style="bold")
             where = location(finding.image, finding.label, finding.line)
             if where:
                 line.append(where, style="bold")
@@ -102,6 +108,11 @@ def findings_table(result: AuditResult, examples: int = 3) -> RenderableType:
         if row.count > len(first):
             lines.append(Text(f"    ... and {row.count - len(first)} more", style="dim"))
     return Group(*lines)
+
+
+def _top_scores(findings: pd.DataFrame, count: int) -> pd.DataFrame:
+    order = np.argsort(-findings["score"].to_numpy(dtype=np.float64), kind="stable")
+    return findings.iloc[order[:count]]
 
 
 def location(image: str | None, label: str | None, line) -> str:

@@ -22,6 +22,8 @@ class FailOn(str, Enum):
 
 _DEFAULTS = AuditOptions()
 _THRESHOLDS = "Thresholds"
+_LABEL_ERRORS = "Label errors (--predictions)"
+REVIEW_CSV = "label_review.csv"
 
 
 @app.command(rich_help_panel="Check and fix data")
@@ -74,6 +76,21 @@ def audit(
     max_pixels: Annotated[int, typer.Option(
         help="huge-image: width x height above which an image is reported (and never decoded in full).",
         rich_help_panel=_THRESHOLDS)] = _DEFAULTS.max_pixels,
+    predictions: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="A detector's predictions, one YOLO txt per image (class cx cy w h confidence), flat "
+                            "(matched by image stem) or in DIR/<split>/: adds the checks missing-box, wrong-class, "
+                            "mislocated-box and spurious-box. Predict at a low confidence (0.001-0.05), or what the "
+                            "model barely sees is taken for nothing.", rich_help_panel=_LABEL_ERRORS)] = None,
+    review_csv: Annotated[Path | None, typer.Option(
+        metavar="FILE", help=f"Where to write the suspects to review (default: {REVIEW_CSV} beside the --json file, "
+                             f"else beside the HTML report); mark rows accept=yes, then doctor fix "
+                             f"--apply-suggestions FILE.", rich_help_panel=_LABEL_ERRORS)] = None,
+    confidence: Annotated[float | None, typer.Option(
+        help="One confidence threshold for every class (default: per class, learnt from the predictions that "
+             "match a label).", rich_help_panel=_LABEL_ERRORS)] = None,
+    class_confidence: Annotated[list[str] | None, typer.Option(
+        metavar="CLASS=CONF", help="The threshold of one class, by name or id (repeatable), e.g. dog=0.2.",
+        rich_help_panel=_LABEL_ERRORS)] = None,
     examples: Annotated[int, typer.Option(min=0, help="Findings shown per check in the summary.")] = 3,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scanning files (default: all cores).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again, ignoring the cache.")] = False,
@@ -84,6 +101,8 @@ def audit(
     """
     if html_file is not None and no_html:
         raise DoctorError("--html FILE and --no-html contradict each other: give one")
+    if predictions is None and (review_csv is not None or confidence is not None or class_confidence):
+        raise DoctorError("--review-csv, --confidence and --class-confidence need --predictions DIR")
     options = AuditOptions(
         imgsz=imgsz, tiny_box_px=tiny_px, out_of_bounds_tolerance=bounds_tolerance, duplicate_box_iou=duplicate_iou,
         max_aspect=max_aspect, imbalance_ratio=imbalance_ratio, min_instances=min_instances,
@@ -101,9 +120,29 @@ def audit(
     to_stdout = json_file is not None and str(json_file) == "-"
     out = error_console if to_stdout else console
     index = build_index(data_yaml, workers=workers, use_cache=not no_cache, progress=out.is_terminal)
-    result = run_audit(index, options)
+    read = None
+    if predictions is not None:
+        from dataset_doctor.audit.checks_predictions import read_audit_predictions
+        from dataset_doctor.audit.label_errors import LabelErrorOptions
+
+        overrides = _class_confidences(class_confidence, index.names)
+        read = read_audit_predictions(index, predictions, LabelErrorOptions(confidence=confidence,
+                                                                            class_confidence=overrides))
+        for warning in read.warnings():
+            error_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
+    result = run_audit(index, options, predictions=read)
     for part in render_audit(result, examples):
         out.print(part)
+    if read is not None:
+        from dataset_doctor.audit.checks_predictions import write_review_csv
+
+        audited = ", ".join(read.splits) or "none"
+        out.print(f"label errors: {read.files_read} prediction files read; splits audited: {audited}",
+                  highlight=False, markup=False)
+        target = review_csv if review_csv is not None else _default_review_csv(json_file, html_file, data_yaml)
+        written = write_review_csv(result.label_suspects, target, options.ignore)
+        out.print(f"review CSV written to {written} (mark accept=yes, then doctor fix {data_yaml} --out DIR "
+                  f"--apply-suggestions {written})", highlight=False, markup=False)
     if to_stdout:
         # display_name: a name that is not UTF-8 as \\u escapes, which in a JSON string read back as that name
         sys.stdout.write(display_name(json.dumps(result.to_json_dict(), indent=2, ensure_ascii=False)) + "\n")
@@ -115,6 +154,35 @@ def audit(
         written = write_audit_report(result, index, target, create_dirs=html_file is None)
         out.print(f"HTML report written to {written}", highlight=False, markup=False)
     raise typer.Exit(result.exit_code())
+
+
+def _class_confidences(values: list[str] | None, names: tuple[str, ...]) -> dict[int, float]:
+    """--class-confidence dog=0.2 or 3=0.2 -> {class id: threshold}."""
+    thresholds: dict[int, float] = {}
+    for value in values or []:
+        key, sep, number = value.rpartition("=")
+        ids = {name: position for position, name in enumerate(names)}
+        cls = ids.get(key.strip(), int(key) if key.strip().isdigit() else None)
+        try:
+            threshold = float(number)
+        except ValueError:
+            threshold = None
+        if not sep or cls is None or not 0 <= cls < len(names) or threshold is None:
+            raise DoctorError(f"--class-confidence {value!r}: expected CLASS=CONF with a class name or id of this "
+                              "dataset and a number, e.g. --class-confidence dog=0.2")
+        thresholds[cls] = threshold
+    return thresholds
+
+
+def _default_review_csv(json_file: Path | None, html_file: Path | None, data_yaml: Path) -> Path:
+    """label_review.csv beside the JSON when one is written to a file, else beside the HTML report."""
+    if json_file is not None and str(json_file) != "-":
+        return Path(json_file).expanduser().parent / REVIEW_CSV
+    from reports.audit_report import default_audit_report_path
+
+    report = Path(html_file) if html_file is not None else default_audit_report_path(data_yaml)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    return report.with_name(report.name.removesuffix("-audit.html").removesuffix(".html") + f"-{REVIEW_CSV}")
 
 
 def _split_ids(values: list[str] | None) -> frozenset[str]:

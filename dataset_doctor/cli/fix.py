@@ -23,19 +23,30 @@ def fix(
     )] = _CLIP_MAX,
     bounds_tolerance: Annotated[float, typer.Option(
         help="Overhang that is not an error (as in doctor audit).")] = _BOUNDS_TOLERANCE,
+    apply_suggestions: Annotated[Path | None, typer.Option(
+        metavar="REVIEWED.csv", help="Also apply the rows marked accept=yes in the label_review.csv of doctor audit "
+                                     "--predictions: add missing boxes, change wrong classes, move mislocated boxes, "
+                                     "drop spurious ones.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scanning files (default: all cores).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again, ignoring the cache.")] = False,
 ) -> None:
     """Write a repaired copy, every change logged to fix_log.csv; the dataset itself is not touched.
 
     Bad lines are dropped (not whole images), overhanging boxes clipped, polygons converted, exact duplicate
-    lines removed, corrupt images left out."""
+    lines removed, corrupt images left out; with --apply-suggestions, the label fixes a person accepted."""
     from dataset_doctor.fix import FixOptions, fix_dataset  # pandas / OpenCV load only when a command runs
     from dataset_doctor.index import build_index
 
     options = FixOptions(clip_max=clip_max, out_of_bounds_tolerance=bounds_tolerance)
     index = build_index(data_yaml, workers=workers, use_cache=not no_cache, progress=console.is_terminal)
-    result = fix_dataset(index, out, options)
+    suggestions = None
+    if apply_suggestions is not None:
+        from dataset_doctor.fix_suggestions import read_suggestions
+
+        suggestions = read_suggestions(apply_suggestions, index)  # every row checked before anything is written
+        console.print(f"{len(suggestions)} accepted suggestions in {apply_suggestions}", highlight=False,
+                      markup=False)
+    result = fix_dataset(index, out, options, suggestions)
 
     console.print(f"wrote {result.data_yaml} ({result.images} images, {result.label_files} label files, "
                   f"{result.changed_label_files} of them changed)", highlight=False, markup=False)

@@ -216,3 +216,25 @@ def test_an_image_whose_label_file_cannot_be_read_is_left_out(make_dataset, tmp_
     assert [(row["file"], row["action"]) for row in rows] == [("images/train/t004.jpg", "drop-image")]
     assert "cannot read label file" in rows[0]["reason"]
     assert not (tmp_path / "out/images/train/t004.jpg").exists() and result.images == 25
+
+
+def test_accepted_suggestions_meet_the_fixes_own_changes(make_dataset, tmp_path):
+    """A wrong-class accepted on a line fix clips keeps the clipped box; a suggestion on a line fix drops as an
+    exact repeat leaves it dropped; an added box goes on a line of its own after a last line without newline."""
+    from dataset_doctor.fix_suggestions import read_suggestions
+
+    label = "0 0.98 0.5 0.1 0.2\n0 0.3 0.3 0.1 0.1\n0 0.3 0.3 0.1 0.1"  # overhangs by 0.03; line 3 repeats 2
+    data_yaml = make_dataset({"train": {"a.jpg": label}, "val": {"v.jpg": "0 0.5 0.5 0.1 0.1\n"}}, names=NAMES)
+    review = tmp_path / "review.csv"
+    review.write_text(
+        "check,score,split,image,label,line,class,suggested_class,box,label_box,accept\n"
+        "wrong-class,0.9,train,images/train/a.jpg,labels/train/a.txt,1,0,1,0.98 0.5 0.1 0.2,0.98 0.5 0.1 0.2,yes\n"
+        "spurious-box,0.8,train,images/train/a.jpg,labels/train/a.txt,3,0,,0.3 0.3 0.1 0.1,0.3 0.3 0.1 0.1,yes\n"
+        "missing-box,0.7,train,images/train/a.jpg,labels/train/a.txt,,,1,0.7 0.7 0.2 0.2,,yes\n")
+    index = build_index(data_yaml, progress=False)
+    result = fix_dataset(index, tmp_path / "out", suggestions=read_suggestions(review, index))
+    assert (tmp_path / "out/labels/train/a.txt").read_text() == (
+        "1 0.965000 0.500000 0.070000 0.200000\n0 0.3 0.3 0.1 0.1\n1 0.700000 0.700000 0.200000 0.200000\n")
+    actions = dict(zip(result.log["line"].fillna(0).astype(int), result.log["action"]))
+    assert actions == {1: "change-class", 3: "drop-duplicate-line", 0: "add-box"}
+    assert "is moot" in result.log.set_index("action").at["drop-duplicate-line", "reason"]
