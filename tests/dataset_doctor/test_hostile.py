@@ -8,26 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import pytest
 
-from tests.conftest import noise_image
 from tests.dataset_doctor.test_datayaml import alias_bomb
 from tests.hostile import HostileCase, invoke, run_case
-
-
-def _tiny_dataset(root: Path, labels: dict[str, str], names: tuple[str, ...] = ("a", "b")) -> Path:
-    """images/{split}/NAME.png with labels/{split}/NAME.txt for labels {"split/NAME": text}; returns data.yaml."""
-    for key, text in labels.items():
-        split, stem = key.split("/")
-        image = root / "images" / split / f"{stem}.png"
-        image.parent.mkdir(parents=True, exist_ok=True)
-        image.write_bytes(cv2.imencode(".png", noise_image(key))[1].tobytes())
-        label = root / "labels" / split / f"{stem}.txt"
-        label.parent.mkdir(parents=True, exist_ok=True)
-        label.write_bytes(text.encode())
-    (root / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames: {list(names)}\n")
-    return root / "data.yaml"
+from tests.tiny_dataset import write_tiny_dataset
 
 
 def _alias_bomb_in_names(tmp_path: Path) -> tuple[Path, list[str]]:
@@ -39,7 +24,7 @@ def _alias_bomb_in_names(tmp_path: Path) -> tuple[Path, list[str]]:
 
 def _label_edited_under_restored_mtime(tmp_path: Path) -> tuple[Path, list[str]]:
     """A cached audit, then a label rewritten with the same size and its mtime put back (as `cp -p` does)."""
-    data_yaml = _tiny_dataset(tmp_path / "ds", {"train/a": "0 0.5 0.5 0.2 0.2\n", "val/v": "1 0.5 0.5 0.2 0.2\n"})
+    data_yaml = write_tiny_dataset(tmp_path / "ds", {"train/a": "0 0.5 0.5 0.2 0.2\n", "val/v": "1 0.5 0.5 0.2 0.2\n"})
     assert invoke(["audit", data_yaml, "--no-html"]).exit_code == 0
     label = tmp_path / "ds/labels/train/a.txt"
     stat = os.stat(label)

@@ -10,8 +10,21 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import HostileCase, run_case
+from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
+from trainer.model import ModelConfig
+
+
+def _resume_with_a_100_class_checkpoint(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A 2-class run whose weights/last.pt was copied from a 100-class run."""
+    data_yaml = write_tiny_dataset(tmp_path / "ds", {"train/a": "0 0.5 0.5 0.2 0.2\n", "val/v": "1 0.5 0.5 0.2 0.2\n"})
+    run = write_run_with_checkpoint(tmp_path / "runs/exp", data_yaml, ModelConfig(scale="n", num_classes=100))
+    return tmp_path, ["train", "--resume", run]
+
 
 CASES: list[HostileCase] = [
+    # parsing, cache, resume (issue 16 items 4, 7, 8, 11)
+    HostileCase("resume-checkpoint-of-another-class-count", _resume_with_a_100_class_checkpoint, 2,
+                ("runs/exp/weights/last.pt", "cannot resume run", "checkpoint has 100 classes, this run 2")),
 ]
 
 
