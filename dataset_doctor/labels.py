@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 MAX_LABEL_BYTES = 64 * 1024 * 1024  # a label file this large is not a label file; parse the start, say so
+UTF8_BOM = b"\xef\xbb\xbf"  # a byte-order mark at the start of a file is not part of line 1
 _MAX_SHOWN = 24  # characters of a bad value quoted in a message
 
 # Columns of ParsedLabels.boxes
@@ -69,6 +70,8 @@ def label_digest(data: bytes) -> str:
 
 def parse_label_bytes(data: bytes) -> ParsedLabels:
     """Parse the content of one label file. Never raises."""
+    if data.startswith(UTF8_BOM):  # Windows editors (Notepad) write one; Ultralytics ignores it too
+        data = data[len(UTF8_BOM):]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -33,9 +33,17 @@ def _label_edited_under_restored_mtime(tmp_path: Path) -> tuple[Path, list[str]]
     return tmp_path / "ds", ["audit", data_yaml, "--no-html"]
 
 
+def _labels_with_a_byte_order_mark(tmp_path: Path) -> tuple[Path, list[str]]:
+    """Label files saved by Notepad: a UTF-8 BOM before line 1, which must still be a box."""
+    data_yaml = write_tiny_dataset(tmp_path / "ds", {"train/a": "\ufeff0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n",
+                                                     "val/v": "\ufeff1 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n"})
+    return tmp_path / "ds", ["audit", data_yaml, "--no-html", "--no-cache"]
+
+
 CASES: list[HostileCase] = [
     # parsing, cache, resume (issue 16 items 4, 7, 8, 11)
     HostileCase("yaml-alias-bomb-in-names", _alias_bomb_in_names, 2, ("data.yaml", "aliases expand to more than")),
+    HostileCase("label-with-a-utf8-bom", _labels_with_a_byte_order_mark, 0, ("0 errors",)),
     HostileCase("label-edited-under-restored-mtime", _label_edited_under_restored_mtime, 1, ("class-out-of-range",)),
 ]
 
