@@ -23,7 +23,7 @@ from dataset_doctor.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS,
 
 # Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
 # with SHA-256 content hashes and string blobs (audit's 3). 5: label content hashes, image inode and
-# ctime, a UTF-8 BOM stripped from labels.
+# ctime, a UTF-8 BOM stripped from labels, flat images hashed by their gray level.
 SCAN_FORMAT_VERSION = 5
 
 
