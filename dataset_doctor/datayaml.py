@@ -315,10 +315,10 @@ def _parse_names(raw: dict[str, Any], yaml_path: Path) -> tuple[tuple[str, ...],
             problems.append(f"no 'names': using '0'..'{nc - 1}' from nc")
             names = [str(i) for i in range(nc)]
     elif isinstance(names_value, list):
-        _check_names_size(names_value, yaml_path)
+        _check_names_size(list(enumerate(names_value)), yaml_path)
         names = [str(name) for name in names_value]
     elif isinstance(names_value, dict):
-        _check_names_size(list(names_value.values()), yaml_path)
+        _check_names_size(list(names_value.items()), yaml_path)
         names, mapping_problem = _names_from_mapping(names_value)
         if mapping_problem:
             problems.append(mapping_problem)
@@ -334,12 +334,12 @@ def _parse_names(raw: dict[str, Any], yaml_path: Path) -> tuple[tuple[str, ...],
     return tuple(names), findings
 
 
-def _check_names_size(values: list[Any], yaml_path: Path) -> None:
+def _check_names_size(entries: list[tuple[Any, Any]], yaml_path: Path) -> None:
     """Refuse more than MAX_NAMES classes and names that are not short text, before str() is called on them:
     str() of a nested list can be any size, and a class table of a million rows is not a dataset's."""
-    if len(values) > MAX_NAMES:
-        raise DoctorError(f"'names' has {len(values):,} classes; at most {MAX_NAMES:,} are supported", yaml_path)
-    for position, name in enumerate(values):
+    if len(entries) > MAX_NAMES:
+        raise DoctorError(f"'names' has {len(entries):,} classes; at most {MAX_NAMES:,} are supported", yaml_path)
+    for position, name in entries:  # (list position or mapping key, name)
         if isinstance(name, (list, dict)):
             raise DoctorError(f"'names' entry {position} is a {type(name).__name__}, not a class name", yaml_path)
         if len(str(name)) > MAX_NAME_CHARS:  # a scalar: str() is at most a few times its bytes in the file
