@@ -25,6 +25,7 @@ from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
 from trainer.class_weight_source import resolve_class_weights
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
+from trainer.divergence import DivergenceWatch
 from trainer.ema import ModelEMA
 from trainer.loader import build_train_loader, make_eval_loader
 from trainer.loss import DetectionLoss, LossConfig
@@ -66,6 +67,8 @@ class Run:
     bad_steps: int = 0
     elapsed_before: float = 0.0  # seconds trained before a resume
     started_at: float = field(default_factory=time.perf_counter)
+    divergence: DivergenceWatch = field(default_factory=DivergenceWatch)  # running loss medians, warns once
+    warnings: list[str] = field(default_factory=list)  # warnings of this run so far, as in warnings.json
 
     @property
     def is_main(self) -> bool:
@@ -256,6 +259,8 @@ def _restore(run: Run, checkpoint: dict) -> None:
     run.stale_evaluations = int(checkpoint["stale_evaluations"])
     run.elapsed_before = float(checkpoint["elapsed"])
     restore_rng_states(checkpoint["rng"])
+    run.warnings = [str(message) for message in files.read_json(run.dir, files.WARNINGS_FILE) or []]
+    run.divergence.warned = bool(run.warnings)  # once per run, resumed or not
     if run.is_main:  # rows after the checkpoint's epoch are trained again; its own row is restored if missing
         files.truncate_results(run.dir, last_epoch=run.start_epoch)
         rows = files.read_results(run.dir)

@@ -14,6 +14,7 @@ from torch import nn
 from dataset_doctor.errors import DoctorError
 from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from trainer.divergence import DivergenceWatch, exceeds_running_median
 from trainer.ema import ModelEMA
 from trainer.model import Detector, ModelConfig
 from trainer.optim import build_optimizer, choose_optimizer
@@ -178,3 +179,33 @@ def test_resuming_a_checkpoint_with_one_reshaped_tensor_names_it(tmp_path):
     run = write_run_with_checkpoint(tmp_path / "runs/exp", resume_dataset(tmp_path), config, model_state=state)
     with pytest.raises(DoctorError, match=f"1 tensors of another shape \\(e.g. {key}: checkpoint \\(1, 1, 1, 1\\)"):
         start_run(None, resume_dir=run)
+
+
+def test_divergence_is_a_loss_100x_over_its_running_median():
+    assert exceeds_running_median([1.0, 2.0, 3.0, 2.0, 1.0], 201.0, factor=100, warmup=5) == 2.0
+    assert exceeds_running_median([1.0, 2.0, 3.0, 2.0, 1.0], 199.0, factor=100, warmup=5) is None
+    assert exceeds_running_median([1.0, 2.0, 3.0, 2.0], 1e9, factor=100, warmup=5) is None  # still warming up
+    assert exceeds_running_median([0.0] * 40 + [1.0] * 5, 150.0, factor=100, warmup=5) == 1.0  # zeros: no boxes
+
+
+def test_divergence_watch_is_quiet_on_a_noisy_healthy_run_and_warns_once():
+    rng = np.random.default_rng(0)
+    watch = DivergenceWatch()
+    for step in range(300):  # falling losses with 3x noise, and batches without boxes (box loss 0)
+        scale = 5.0 / (1 + step / 30)
+        box = 0.0 if step % 7 == 0 else scale * rng.uniform(0.5, 1.5)
+        assert watch.update([box, scale * rng.uniform(0.3, 3.0), scale], f"step {step}") is None
+    message = watch.update([0.5, 6e16, 0.5], "epoch 3 step 4")
+    assert message is not None and "cls loss jumped to 6e+16 at epoch 3 step 4" in message and "--lr0" in message
+    assert watch.update([0.5, 6e17, 0.5], "epoch 3 step 5") is None  # once per run
+    assert all(len(history) == watch.window for history in watch.history)  # bounded
+
+
+def test_divergence_watch_catches_an_explosion_on_the_second_step():
+    watch = DivergenceWatch()
+    assert watch.update([3.0, 40.0, 2.0], "epoch 1 step 1") is None  # the first step sets the scale
+    assert "cls loss jumped to 4e+09" in watch.update([3.5, 4e9, 2.5], "epoch 1 step 2")
+    patient = DivergenceWatch(warmup=5)
+    for value in (1.0, 1.0, 1.0, 1.0):
+        assert patient.update([value] * 3, "start") is None
+    assert patient.update([1e6] * 3, "step 5") is None  # a warm-up of five steps is still warming up
