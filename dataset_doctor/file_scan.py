@@ -160,7 +160,8 @@ def _scan_chunk(pairs: list[tuple[str, str]]) -> list[tuple]:
 
 
 def _scan_pair(image: str, label: str) -> tuple:
-    """Everything one image/label pair tells: (probe, parsed labels or None, label read error or None)."""
+    """Everything one image/label pair tells: (probe, parsed labels or None, label read error or None, label
+    digest or "")."""
     probe = probe_image_file(image)
     parsed, label_error, label_hash = read_label_file_with_digest(label)
     return probe, parsed, label_error, label_hash
