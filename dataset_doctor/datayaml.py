@@ -20,6 +20,10 @@ from dataset_doctor.findings import Finding
 
 IMAGE_EXTENSIONS = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"})
 REQUIRED_SPLITS = ("train", "val")
+MAX_YAML_BYTES = 8 * 2**20  # a data.yaml is a few lines; 8 MiB leaves room for 10,000 long names
+MAX_YAML_VALUES = 1_000_000  # values a data.yaml may hold once its aliases are expanded (an alias bomb holds 10^9)
+MAX_NAMES = 10_000  # classes in `names` (Open Images has 600; LVIS 1,203)
+MAX_NAME_CHARS = 256  # characters of one class name
 OPTIONAL_SPLITS = ("test",)
 
 
@@ -126,19 +130,86 @@ def _find_yaml(path: Path) -> Path:
 
 def _read_yaml_mapping(yaml_path: Path) -> dict[str, Any]:
     try:
-        text = yaml_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        with yaml_path.open("rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as error:
         raise DoctorError(f"cannot read: {error}", yaml_path) from None
+    if len(data) > MAX_YAML_BYTES:
+        raise DoctorError(f"larger than {MAX_YAML_BYTES // 2**20} MiB: not a data.yaml", yaml_path)
     try:
-        raw = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DoctorError(f"cannot read: {error}", yaml_path) from None
+    raw = safe_load_bounded(text, yaml_path)
+    if not isinstance(raw, dict):
+        raise DoctorError("expected a mapping with train, val and names keys", yaml_path)
+    return raw
+
+
+def safe_load_bounded(text: str, yaml_path: Path) -> Any:
+    """yaml.safe_load, refusing documents whose aliases expand beyond MAX_YAML_VALUES values.
+
+    safe_load shares aliased nodes, so a ten-level alias bomb loads in microseconds, but anything that walks the
+    result (str() of a name, a copy, a dump) expands it to billions of values. The node graph is measured before
+    any Python object is built, without expanding it. Raises DoctorError (one line, naming the file).
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, yaml_path)
+        return loader.construct_document(node)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(error, "problem", None) or str(error)
         raise DoctorError(f"invalid YAML: {problem}", yaml_path, line) from None
-    if not isinstance(raw, dict):
-        raise DoctorError("expected a mapping with train, val and names keys", yaml_path)
-    return raw
+    except RecursionError:
+        raise DoctorError("invalid YAML: nested too deeply", yaml_path) from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, yaml_path: Path) -> None:
+    """Count the values of the document as if every alias were expanded, each shared node measured once.
+
+    Iterative (no recursion limit), memoized by node identity (linear in the distinct nodes), and refusing
+    recursive aliases (`&a [*a]`), which no data.yaml needs and which expand without end.
+    """
+    expanded: dict[int, int] = {}
+    in_progress: set[int] = set()
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in expanded:
+            continue
+        children = _child_nodes(node)
+        if not children_done:
+            if key in in_progress:
+                raise DoctorError(f"a YAML alias refers to itself (line {node.start_mark.line + 1}): "
+                                  "recursive aliases are not allowed", yaml_path)
+            in_progress.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in expanded)
+            continue
+        in_progress.discard(key)
+        distinct += 1
+        expanded[key] = 1 + sum(expanded[id(child)] for child in children)
+        if expanded[key] > MAX_YAML_VALUES:
+            what = ("its aliases expand to" if distinct < expanded[key] else "it holds")
+            raise DoctorError(f"{what} more than {MAX_YAML_VALUES:,} values (line {node.start_mark.line + 1}): "
+                              "not a data.yaml (an alias bomb?)", yaml_path)
+
+
+def _child_nodes(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _resolve_root(yaml_path: Path, raw: dict[str, Any]) -> Path:
@@ -269,8 +340,10 @@ def _parse_names(raw: dict[str, Any], yaml_path: Path) -> tuple[tuple[str, ...],
             problems.append(f"no 'names': using '0'..'{nc - 1}' from nc")
             names = [str(i) for i in range(nc)]
     elif isinstance(names_value, list):
+        _check_names_size(list(enumerate(names_value)), yaml_path)
         names = [str(name) for name in names_value]
     elif isinstance(names_value, dict):
+        _check_names_size(list(names_value.items()), yaml_path)
         names, mapping_problem = _names_from_mapping(names_value)
         if mapping_problem:
             problems.append(mapping_problem)
@@ -286,13 +359,28 @@ def _parse_names(raw: dict[str, Any], yaml_path: Path) -> tuple[tuple[str, ...],
     return tuple(names), findings
 
 
+def _check_names_size(entries: list[tuple[Any, Any]], yaml_path: Path) -> None:
+    """Refuse more than MAX_NAMES classes and names that are not short text, before str() is called on them:
+    str() of a nested list can be any size, and a class table of a million rows is not a dataset's."""
+    if len(entries) > MAX_NAMES:
+        raise DoctorError(f"'names' has {len(entries):,} classes; at most {MAX_NAMES:,} are supported", yaml_path)
+    for position, name in entries:  # (list position or mapping key, name)
+        if isinstance(name, (list, dict)):
+            raise DoctorError(f"'names' entry {position} is a {type(name).__name__}, not a class name", yaml_path)
+        if len(str(name)) > MAX_NAME_CHARS:  # a scalar: str() is at most a few times its bytes in the file
+            raise DoctorError(f"'names' entry {position} is {len(str(name)):,} characters long; at most "
+                              f"{MAX_NAME_CHARS} are allowed", yaml_path)
+
+
 def _names_from_mapping(mapping: dict[Any, Any]) -> tuple[list[str], str | None]:
     ids: dict[int, str] = {}
     for key, name in mapping.items():
         try:
             class_id = int(key)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return [], f"names mapping keys must be class ids, got {key!r}"
+        if class_id >= MAX_NAMES:  # the ids up to it become a list: {1000000000: cat} would be a billion names
+            return [], f"names mapping has class id {class_id}; at most {MAX_NAMES:,} classes are supported"
         if isinstance(key, float) and key != class_id:
             return [], f"names mapping keys must be class ids, got {key!r}"
         ids[class_id] = str(name)

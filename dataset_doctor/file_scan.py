@@ -2,7 +2,8 @@
 
 The scan is the only stage that reads every file, so it is the one that runs on all cores. Its result, a
 `FileScan`, is per unique image file and knows nothing of splits or class names, which is what lets the
-cache reuse it after data.yaml changes and re-read only the files whose size or modification time changed.
+cache reuse it after data.yaml changes and re-read only the files that changed: an image whose size, mtime, inode
+or ctime changed, a label file whose bytes changed (hashed: restored mtimes must not hide an edit).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.images import probe_image_file
-from dataset_doctor.labels import read_label_file
+from dataset_doctor.labels import label_digest, read_label_bytes, read_label_file_with_digest
 from dataset_doctor.progress import counting_progress
 
 MISSING = -1  # file size recorded for a file that does not exist
 
-# Columns of FileScan.files, in order. Sizes and mtimes identify a file version for the cache.
+# Columns of FileScan.files, in order. Image size, mtime, inode and ctime and the label's size and content hash
+# identify a file version for the cache (label_mtime_ns is recorded, not compared).
 FILE_COLUMNS = {
     "path": str, "label_path": str, "image_size": np.int64, "image_mtime_ns": np.int64,
-    "label_size": np.int64, "label_mtime_ns": np.int64, "width": np.int32, "height": np.int32,
+    "image_inode": np.int64, "image_ctime_ns": np.int64,
+    "label_size": np.int64, "label_mtime_ns": np.int64, "label_hash": str, "width": np.int32, "height": np.int32,
     "content_hash": str, "phash": str, "format": str, "image_error": str, "label_error": str,
     "label_lines": np.int32,
 }
@@ -49,20 +52,17 @@ class FileScan:
         return FileScan(files, np.zeros((0, len(BOX_COLUMNS))), pd.DataFrame(columns=PROBLEM_COLUMNS))
 
 
-def stat_signature(path: str) -> tuple[int, int]:
-    """(size, mtime_ns) of a file, (MISSING, 0) if absent: what the cache compares to detect an edit."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return MISSING, 0
-    return stat.st_size, stat.st_mtime_ns
+_SIGNATURE_COLUMNS = ["image_size", "image_mtime_ns", "image_inode", "image_ctime_ns", "label_size"]
+_INT64_WRAP = 2**64  # inode numbers are unsigned 64-bit; stored wrapped into int64
 
 
 def scan_files(pairs: Sequence[tuple[str, str]], previous: FileScan | None = None, workers: int | None = None,
                progress: bool = False) -> tuple[FileScan, int]:
     """Scan (image path, label path) pairs; returns the scan and how many files were actually read.
 
-    Files whose image and label signatures match a row of `previous` are taken from it unread.
+    Files whose image signature, label size and label content hash match a row of `previous` are taken from
+    it without being parsed (their labels are read and hashed: that is what catches an edit under a restored
+    mtime).
     """
     unique_pairs = list(dict.fromkeys(pairs))
     signatures = _signatures(unique_pairs)
@@ -72,21 +72,32 @@ def scan_files(pairs: Sequence[tuple[str, str]], previous: FileScan | None = Non
 
 
 def _signatures(pairs: list[tuple[str, str]]) -> np.ndarray:
-    """stat_signature of every image and label as an (n, 4) array; one tight loop, as it stats every file of the
-    dataset on every run (the bulk of a warm start)."""
+    """(image size, mtime_ns, inode, ctime_ns, label size, label mtime_ns) of every pair as an (n, 6) array,
+    sizes MISSING for absent files; one tight loop, as it stats every file of the dataset on every run.
+
+    Inode and ctime catch an image replaced by a copy with the same size and a restored mtime (`cp -p`, `tar`):
+    a restore cannot set ctime, and a copy gets a new inode. Moving a dataset therefore rescans its images.
+    """
     values: list[int] = []
     append, stat = values.append, os.stat
     for image, label in pairs:
-        for path in (image, label):
-            try:
-                result = stat(path)
-            except OSError:
-                append(MISSING)
-                append(0)
-            else:
-                append(result.st_size)
-                append(result.st_mtime_ns)
-    return np.array(values, dtype=np.int64).reshape(-1, 4)
+        try:
+            result = stat(image)
+        except OSError:
+            values.extend((MISSING, 0, 0, 0))
+        else:
+            inode = result.st_ino
+            values.extend((result.st_size, result.st_mtime_ns, inode if inode < _INT64_WRAP // 2 else
+                           inode - _INT64_WRAP, result.st_ctime_ns))
+        try:
+            result = stat(label)
+        except OSError:
+            append(MISSING)
+            append(0)
+        else:
+            append(result.st_size)
+            append(result.st_mtime_ns)
+    return np.array(values, dtype=np.int64).reshape(-1, 6)
 
 
 def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,
@@ -100,11 +111,23 @@ def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,
     rows = np.fromiter((by_path.get(image, -1) for image, _ in pairs), dtype=np.int64, count=len(pairs))
     known = rows >= 0
     safe_rows = np.where(known, rows, 0)
-    stats = files[["image_size", "image_mtime_ns", "label_size", "label_mtime_ns"]].to_numpy(np.int64)
+    stats = files[_SIGNATURE_COLUMNS].to_numpy(np.int64)
     labels = np.array([label for _, label in pairs], dtype=object)
-    same = (known & (stats[safe_rows] == signatures).all(axis=1)
+    same = (known & (stats[safe_rows] == signatures[:, :5]).all(axis=1)
             & (files["label_path"].to_numpy(dtype=object)[safe_rows] == labels) & (signatures[:, 0] != MISSING))
+    # Only the candidates' labels are read here (a changed or new file's label is hashed when it is parsed).
+    hashes = files["label_hash"].to_numpy(dtype=object)
+    for position in np.flatnonzero(same & (signatures[:, 4] != MISSING)):
+        same[position] = _current_label_digest(pairs[position][1]) == hashes[rows[position]]
     return rows[same], np.flatnonzero(same), np.flatnonzero(~same)
+
+
+def _current_label_digest(label: str) -> str | None:
+    """label_digest of a label file as it is now, None when it cannot be read (the scan will say why)."""
+    try:
+        return label_digest(read_label_bytes(label))
+    except (OSError, ValueError):
+        return None
 
 
 def _scan_pairs(pairs: list[tuple[str, str]], workers: int | None, progress: bool) -> list[tuple]:
@@ -137,10 +160,11 @@ def _scan_chunk(pairs: list[tuple[str, str]]) -> list[tuple]:
 
 
 def _scan_pair(image: str, label: str) -> tuple:
-    """Everything one image/label pair tells: (probe, parsed labels or None, label read error or None)."""
+    """Everything one image/label pair tells: (probe, parsed labels or None, label read error or None, label
+    digest or "")."""
     probe = probe_image_file(image)
-    parsed, label_error = read_label_file(label)
-    return probe, parsed, label_error
+    parsed, label_error, label_hash = read_label_file_with_digest(label)
+    return probe, parsed, label_error, label_hash
 
 
 def _merge(pairs, signatures, previous, reused_rows, reused_positions, todo, fresh) -> FileScan:
@@ -168,12 +192,13 @@ def _merge(pairs, signatures, previous, reused_rows, reused_positions, todo, fre
     if len(todo):
         columns: dict[str, list] = {name: [] for name in FILE_COLUMNS}
         problem_rows: list[tuple] = []
-        for position, (probe, parsed, label_error) in zip(todo, fresh):
+        for position, (probe, parsed, label_error, label_hash) in zip(todo, fresh):
             image, label = pairs[position]
-            image_size, image_mtime, label_size, label_mtime = signatures[position].tolist()
+            image_size, image_mtime, image_inode, image_ctime, label_size, label_mtime = signatures[position].tolist()
             row = {
                 "path": image, "label_path": label, "image_size": image_size, "image_mtime_ns": image_mtime,
-                "label_size": label_size, "label_mtime_ns": label_mtime, "width": probe.width,
+                "image_inode": image_inode, "image_ctime_ns": image_ctime, "label_size": label_size,
+                "label_mtime_ns": label_mtime, "label_hash": label_hash, "width": probe.width,
                 "height": probe.height, "content_hash": probe.content_hash, "phash": probe.phash,
                 "format": probe.format, "image_error": probe.error or "", "label_error": label_error or "",
                 "label_lines": parsed.nonblank_lines if parsed is not None else 0,

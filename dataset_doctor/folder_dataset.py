@@ -15,9 +15,15 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from dataset_doctor.datayaml import DatasetConfig, _parse_names, _read_yaml_mapping, label_path_for, load_data_yaml
+from dataset_doctor.datayaml import (
+    DatasetConfig,
+    _parse_names,
+    _read_yaml_mapping,
+    label_path_for,
+    load_data_yaml,
+    safe_load_bounded,
+)
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.index import DatasetIndex
 
@@ -88,8 +94,8 @@ def with_inferred_names(index: DatasetIndex) -> tuple[DatasetIndex, list[str]]:
 def _defines_splits(yaml_file: Path) -> bool:
     """True when the yaml is a dataset definition (train/val keys); unreadable yamls count too, to report them."""
     try:
-        raw = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = safe_load_bounded(yaml_file.read_text(encoding="utf-8"), yaml_file)
+    except (OSError, UnicodeDecodeError, DoctorError):
         return True  # load_data_yaml will say what is wrong with it
     return not isinstance(raw, dict) or "train" in raw or "val" in raw
 

@@ -32,6 +32,9 @@ cv2.setNumThreads(1)  # one image per worker process: OpenCV's own threads would
 
 PHASH_BITS = 256
 DEFAULT_MAX_PIXELS = 50_000_000  # above this, an image is a huge-image finding and is decoded reduced or not at all
+# Gray-level standard deviation (of the 64x64 thumbnail the hash is computed on) below which an image is flat:
+# JPEG noise on a single-colour frame stays under 0.5; a 20x20 mark on a 640x640 blank already gives ~8.
+FLAT_MAX_STD = 1.0
 _JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Decoding down to 64 px (the hash's own resolution) made the hash unstable: the two resampling steps alias
@@ -226,11 +229,25 @@ def perceptual_hash(gray: np.ndarray) -> str:
     start at 18 (NEAR_DUPLICATE_MAX_BITS = 16 sits between).
     """
     small = cv2.resize(gray.astype(np.float32), (64, 64), interpolation=cv2.INTER_AREA)
+    mean, deviation = cv2.meanStdDev(small)
+    if deviation.item() < FLAT_MAX_STD:
+        return flat_image_hash(mean.item())
     ac = cv2.dct(small)[:16, :16].ravel()[1:]
     bits = np.zeros(PHASH_BITS, dtype=bool)
     # The median of the 255 AC terms is the 128th smallest: a partition, not a full median (same value).
     np.greater(ac, np.partition(ac, 127)[127], out=bits[1:])
     return np.packbits(bits).tobytes().hex()
+
+
+def flat_image_hash(gray_level: float) -> str:
+    """The hash of a flat (single-colour) image: a fixed pseudo-random 256-bit pattern per integer gray level.
+
+    A flat image has no AC energy, so its DCT hash would be all zeros whatever its colour, and every blank,
+    black or grey frame would be a near-duplicate of every other. Flat images of one level (JPEG or PNG of
+    the same colour) still match exactly; other levels, and every real picture, are ~128 bits away.
+    """
+    level = int(round(gray_level))
+    return hashlib.blake2b(f"flat image, gray level {level}".encode(), digest_size=PHASH_BITS // 8).hexdigest()
 
 
 def phash_words(hashes) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The on-disk cache of file scans: under the user's cache directory, never inside the dataset.
 
 Stale caches are a known complaint about other tools, so the cache is per file, not per dataset: a file is
-reused only when its image and label sizes and modification times (nanoseconds) are unchanged, and the cache
+reused only when its image's size, modification time, inode and change time (nanoseconds) are unchanged and its
+label file holds the same bytes (BLAKE2b of the content: `cp -p`, `tar` and `rsync -t` restore mtimes), and the cache
 is ignored entirely when it was written by another version of the scanner. It is stored as a NumPy archive
 read with `allow_pickle=False`: loading a cache never runs code.
 """
@@ -21,8 +22,9 @@ from dataset_doctor.atomic import atomic_write
 from dataset_doctor.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
 
 # Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
-# with SHA-256 content hashes and string blobs (audit's 3).
-SCAN_FORMAT_VERSION = 4
+# with SHA-256 content hashes and string blobs (audit's 3). 5: label content hashes, image inode and
+# ctime, a UTF-8 BOM stripped from labels, flat images hashed by their gray level.
+SCAN_FORMAT_VERSION = 5
 
 
 def cache_dir() -> Path:

@@ -8,6 +8,7 @@ Nothing in it is a pickled class, so loading one can never run code.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for foreign or damaged files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DoctorError(f"not a readable dataset-doctor checkpoint ({first_line})", path) from None
+        raise DoctorError(f"not a readable dataset-doctor checkpoint ({_load_failure_reason(error)})", path) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DoctorError("not a dataset-doctor checkpoint (wrong format marker)", path)
     return state
+
+
+def _load_failure_reason(error: Exception) -> str:
+    """Why torch.load refused a file, in a few words and without torch's advice to retry with
+    weights_only=False: that advice runs whatever code the file holds, and our checkpoints never need it."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch colours part of its message
+    if "WeightsUnpickler error:" in text:
+        detail = next((line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines()
+                       if line.strip()), "")
+        if detail.startswith("Unsupported global: GLOBAL "):
+            name = detail.removeprefix("Unsupported global: GLOBAL ").split(" was not an allowed global")[0]
+            return f"it holds Python objects a safe load refuses: {name}"
+        return f"damaged, or not a torch file: {detail or 'unreadable pickle'}"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return lines[0].split(". ")[0] if lines else type(error).__name__  # torch's first sentence says what failed
 
 
 def rng_states() -> dict[str, Any]:

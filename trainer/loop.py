@@ -64,8 +64,10 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                 optimizer_step(run)
                 if run.ema is not None:
                     run.ema.update(run.model)
-                loss_sums += items.cpu() * len(batch)
+                step_losses = items.detach().cpu()
+                loss_sums += step_losses * len(batch)
                 images_seen += len(batch)
+                watch_divergence(run, step_losses.tolist(), epoch, step)
                 seconds = time.perf_counter() - epoch_started
                 bar.update(step, tuple((loss_sums / max(images_seen, 1)).tolist()), lr, images_seen / seconds)
         train_seconds = time.perf_counter() - epoch_started
@@ -159,6 +161,18 @@ def skip_bad_step(run: Run, epoch: int, step: int) -> None:
     if run.bad_steps >= run.settings.train.max_bad_steps:
         raise DoctorError(f"the loss was NaN or inf for {run.bad_steps} steps in a row (epoch {epoch + 1}): "
                           "training diverged; lower --lr0, keep --amp off, or audit the labels", run.dir)
+
+
+def watch_divergence(run: Run, losses: list[float], epoch: int, step: int) -> None:
+    """Warn once per run when a loss jumps 100x over its running median (trainer/divergence.py): printed, and
+    kept in warnings.json for the report, since a diverging run can stay finite for thousands of steps."""
+    message = run.divergence.update(losses, f"epoch {epoch + 1} step {step + 1}")
+    if message is None:
+        return
+    run.print(f"[yellow]warning:[/] {message}")
+    run.warnings.append(message)
+    if run.is_main:
+        files.write_json(run.dir, files.WARNINGS_FILE, run.warnings)
 
 
 def evaluate_both(run: Run) -> tuple[EvaluationResult, EvaluationResult]:

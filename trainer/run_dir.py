@@ -17,6 +17,7 @@ runs/<name>/
     train_batches/*.jpg     a few augmented training batches with their boxes drawn, saved at the start
     report.html             the training report
     distributed.json        distributed runs only: world size, backend, whether all ranks ended identical
+    warnings.json           only when there were any: a list of warning messages (e.g. a diverging loss)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ PR_CURVES_FILE = "pr_curves.json"
 PREDICTIONS_DIR = "predictions"
 TRAIN_BATCHES_DIR = "train_batches"
 REPORT_FILE = "report.html"
+WARNINGS_FILE = "warnings.json"  # ["message", ...]: what the run warned about while training (divergence)
 DISTRIBUTED_FILE = "distributed.json"  # distributed runs: world size, backend, per-rank parameter checksums
 
 RESULTS_COLUMNS = [

@@ -10,6 +10,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
 from trainer.class_weight_source import resolve_class_weights
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
+from trainer.divergence import DivergenceWatch
 from trainer.ema import ModelEMA
 from trainer.loader import build_train_loader, make_eval_loader
 from trainer.loss import DetectionLoss, LossConfig
@@ -65,6 +67,8 @@ class Run:
     bad_steps: int = 0
     elapsed_before: float = 0.0  # seconds trained before a resume
     started_at: float = field(default_factory=time.perf_counter)
+    divergence: DivergenceWatch = field(default_factory=DivergenceWatch)  # running loss medians, warns once
+    warnings: list[str] = field(default_factory=list)  # warnings of this run so far, as in warnings.json
 
     @property
     def is_main(self) -> bool:
@@ -96,6 +100,7 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     if resume_dir is not None:
         resume_dir = Path(resume_dir)
         checkpoint = load_checkpoint(resume_dir / files.LAST_CHECKPOINT)
+        _require_resume_state(checkpoint, resume_dir)
         settings = TrainSettings.from_dict(files.read_args(resume_dir))
     config = settings.train.checked()
     data_config = settings.data.checked(lambda message: console.print(f"[yellow]warning:[/] {message}"))
@@ -119,6 +124,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
 
     model_config = ModelConfig(scale=config.model, num_classes=len(names))
     model = Detector(model_config)
+    if checkpoint is not None:  # before load_state_dict, whose shape errors are tracebacks naming no file
+        _check_resumable(checkpoint, model, index.config.yaml_path, resume_dir)
     if config.weights and checkpoint is None:
         _initialise_from(model, config.weights, console if rank == 0 else None)
     model.to(device.device)
@@ -184,20 +191,76 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     return run
 
 
+_RESUME_KEYS = ("model", "optimizer", "epoch", "best_fitness", "best_epoch", "stale_evaluations", "elapsed", "rng",
+                "results_row")
+
+
+def _require_resume_state(checkpoint: dict, run_dir: Path) -> None:
+    """A checkpoint lacking what --resume restores (a hand-made or truncated one) is one line, not a KeyError."""
+    missing = [key for key in _RESUME_KEYS if key not in checkpoint]
+    if missing:
+        raise DoctorError(f"cannot resume run {run_dir}: the checkpoint lacks {', '.join(missing)}",
+                          run_dir / files.LAST_CHECKPOINT)
+
+
+def _check_resumable(checkpoint: dict, model: Detector, data_yaml: Path, run_dir: Path) -> None:
+    """Refuse a checkpoint of another model shape, saying what differs: the class count (data.yaml's names
+    changed since the run started, or last.pt was copied from another run), the scale, or any other tensor."""
+    saved = checkpoint.get("model_config") if isinstance(checkpoint.get("model_config"), dict) else {}
+    differences = []
+    saved_classes = saved.get("num_classes", len(checkpoint.get("names") or []) or None)
+    if saved_classes is not None and saved_classes != model.config.num_classes:
+        differences.append(f"checkpoint has {saved_classes} classes, this run {model.config.num_classes} "
+                           f"(the names in {data_yaml})")
+    if saved.get("scale") is not None and saved.get("scale") != model.config.scale:
+        differences.append(f"checkpoint scale {saved['scale']}, this run {model.config.scale}")
+    if not differences:
+        differences = _state_differences(checkpoint["model"], model.state_dict())
+    if differences:
+        raise DoctorError(f"cannot resume run {run_dir}: {'; '.join(differences)}", run_dir / files.LAST_CHECKPOINT)
+
+
+def _state_differences(saved: Any, own: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps `saved` from loading into a model with state `own`: missing, extra or reshaped tensors."""
+    if not isinstance(saved, dict):
+        return ["the checkpoint holds no model state"]
+    missing = [key for key in own if key not in saved]
+    extra = [key for key in saved if key not in own]
+    reshaped = [key for key in own if key in saved and (not isinstance(saved[key], torch.Tensor)
+                                                         or saved[key].shape != own[key].shape)]
+    differences = []
+    if missing or extra:
+        differences.append(f"{len(missing)} tensors missing and {len(extra)} unknown (e.g. "
+                           f"{(missing + extra)[0]})")
+    if reshaped:
+        key = reshaped[0]
+        shape = tuple(saved[key].shape) if isinstance(saved[key], torch.Tensor) else type(saved[key]).__name__
+        differences.append(f"{len(reshaped)} tensors of another shape (e.g. {key}: checkpoint {shape}, "
+                           f"this run {tuple(own[key].shape)})")
+    return differences
+
+
 def _restore(run: Run, checkpoint: dict) -> None:
     """Continue exactly where the checkpoint left off: weights, EMA, optimizer, scaler, counters, RNG."""
-    unwrap(run.model).load_state_dict(checkpoint["model"])
-    if run.ema is not None and checkpoint.get("ema") is not None:
-        run.ema.load_state_dict(checkpoint["ema"])
-    run.optimizer.load_state_dict(checkpoint["optimizer"])
-    if checkpoint.get("scaler"):
-        run.scaler.load_state_dict(checkpoint["scaler"])
+    try:
+        unwrap(run.model).load_state_dict(checkpoint["model"])
+        if run.ema is not None and checkpoint.get("ema") is not None:
+            run.ema.load_state_dict(checkpoint["ema"])
+        run.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("scaler"):
+            run.scaler.load_state_dict(checkpoint["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:  # e.g. optimizer groups of another layout
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DoctorError(f"cannot resume run {run.dir}: the checkpoint does not fit this run ({first_line})",
+                          run.dir / files.LAST_CHECKPOINT) from None
     run.start_epoch = int(checkpoint["epoch"]) + 1
     run.best_fitness = float(checkpoint["best_fitness"])
     run.best_epoch = int(checkpoint["best_epoch"])
     run.stale_evaluations = int(checkpoint["stale_evaluations"])
     run.elapsed_before = float(checkpoint["elapsed"])
     restore_rng_states(checkpoint["rng"])
+    run.warnings = [str(message) for message in files.read_json(run.dir, files.WARNINGS_FILE) or []]
+    run.divergence.warned = bool(run.warnings)  # once per run, resumed or not
     if run.is_main:  # rows after the checkpoint's epoch are trained again; its own row is restored if missing
         files.truncate_results(run.dir, last_epoch=run.start_epoch)
         rows = files.read_results(run.dir)
@@ -210,10 +273,16 @@ def _restore(run: Run, checkpoint: dict) -> None:
 def load_model_weights(path: str | Path, device: torch.device | str = "cpu") -> tuple[Detector, list[str]]:
     """A Detector from one of our checkpoints (the EMA weights when saved), with its class names."""
     checkpoint = load_checkpoint(path)
-    model = Detector(ModelConfig(**checkpoint["model_config"]))
-    ema = checkpoint.get("ema")
-    model.load_state_dict(ema["module"] if ema is not None else checkpoint["model"])
-    return model.to(device).eval(), list(checkpoint["names"])
+    try:
+        model = Detector(ModelConfig(**checkpoint["model_config"]))
+        ema = checkpoint.get("ema")
+        model.load_state_dict(ema["module"] if ema is not None else checkpoint["model"])
+        names = [str(name) for name in checkpoint["names"]]
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # a hand-edited or foreign state
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DoctorError(f"checkpoint model state does not load ({type(error).__name__}: {first_line[:200]})",
+                          path) from None
+    return model.to(device).eval(), names
 
 
 def _initialise_from(model: Detector, path: str, console: Console | None) -> None:

@@ -320,6 +320,21 @@ def test_split_leak(make_dataset, edit):
     assert (pair["split_a"], pair["image_a"]) == ("train", "images/train/t010.jpg")
 
 
+def test_flat_frames_are_duplicates_only_of_their_own_colour(make_dataset):
+    splits = base_splits()
+    data_yaml = make_dataset(splits, names=NAMES)
+    root = data_yaml.parent
+    for split, name, level in (("train", "t000", 0), ("train", "t001", 90), ("train", "t002", 255),
+                               ("val", "v000", 30), ("val", "v001", 160), ("val", "v002", 220)):
+        cv2.imwrite(str(root / f"images/{split}/{name}.jpg"), np.full((64, 96, 3), level, np.uint8))
+    assert problems(audit(data_yaml)) == set()  # six colours: no leak, no duplicate
+    cv2.imwrite(str(root / "images/train/t900.png"), np.full((64, 96, 3), 90, np.uint8))
+    (root / "labels/train/t900.txt").write_text(grid_label())
+    result = audit(data_yaml)
+    assert problems(result) == {"duplicate-image"}  # the same grey as t001, as a PNG
+    assert places(result, "duplicate-image") == [("train", "images/train/t900.png", None, None)]
+
+
 def test_the_same_file_in_two_splits_is_a_leak(make_dataset):
     data_yaml = make_dataset(base_splits(), names=NAMES)
     root = data_yaml.parent

@@ -233,3 +233,65 @@ def test_a_link_to_a_new_directory_is_followed_and_the_real_directory_wins(tmp_p
     links: list[str] = []
     assert list_split_image_files(config, "train", links) == [str(train / "b" / "x.jpg"), str(train / "more" / "y.jpg")]
     assert links == [str(train / "a")]
+def alias_bomb(levels: int = 10, width: int = 9) -> str:
+    """A billion-laughs YAML: each level lists `width` aliases of the one below; `names` is the top level."""
+    lines = ["train: images/train", "val: images/val", 'l0: &l0 ["lol"]']
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * width) + "]")
+    lines.append(f"names: [*l{levels - 1}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_in_names_is_one_error_before_it_is_expanded(tmp_path):
+    import time
+
+    touch_images(tmp_path / "images/train", "a.jpg")
+    touch_images(tmp_path / "images/val", "b.jpg")
+    yaml_path = write_yaml(tmp_path / "data.yaml", alias_bomb())  # 9^9 = 387 million strings once expanded
+    started = time.perf_counter()
+    with pytest.raises(DoctorError, match="aliases expand to more than 1,000,000 values") as caught:
+        load_data_yaml(yaml_path)
+    assert time.perf_counter() - started < 0.5
+    assert str(yaml_path) in str(caught.value)
+
+
+def test_modest_aliases_still_load(tmp_path):
+    touch_images(tmp_path / "images/train", "a.jpg")
+    touch_images(tmp_path / "images/val", "b.jpg")
+    yaml_path = write_yaml(tmp_path / "data.yaml", "train: &t images/train\nval: images/val\n"
+                                                   "extra: [*t, *t]\nnames: [cat, dog]\n")
+    assert load_data_yaml(yaml_path).names == ("cat", "dog")
+
+
+def test_a_recursive_alias_is_one_error(tmp_path):
+    yaml_path = write_yaml(tmp_path / "data.yaml", "train: a\nval: b\nnames: &n [cat, *n]\n")
+    with pytest.raises(DoctorError, match="refers to itself"):
+        load_data_yaml(yaml_path)
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (list(range(10_001)), "'names' has 10,001 classes; at most 10,000"),
+    (["cat", "x" * 257], "'names' entry 1 is 257 characters long"),
+    (["cat", ["a", "b"]], "'names' entry 1 is a list, not a class name"),
+    ({0: "cat", 1: {"a": 1}}, "'names' entry 1 is a dict, not a class name"),
+])
+def test_names_count_and_length_are_capped(tmp_path, names, message):
+    yaml_path = write_yaml(tmp_path / "data.yaml", {"train": "a", "val": "b", "names": names})
+    with pytest.raises(DoctorError, match=message):
+        load_data_yaml(yaml_path)
+
+
+def test_a_huge_class_id_in_a_names_mapping_is_a_finding_not_a_billion_names(tmp_path):
+    touch_images(tmp_path / "images/train", "a.jpg")
+    touch_images(tmp_path / "images/val", "b.jpg")
+    yaml_path = write_yaml(tmp_path / "data.yaml", "train: images/train\nval: images/val\n"
+                                                   "names: {0: cat, 1000000000: dog}\n")
+    config = load_data_yaml(yaml_path)
+    assert config.names == () and "class id 1000000000" in config.problems[0].message
+
+
+def test_an_oversized_yaml_is_refused_unread(tmp_path):
+    yaml_path = tmp_path / "data.yaml"
+    yaml_path.write_text("train: a\nval: b\n#" + "x" * (8 * 2**20) + "\n")
+    with pytest.raises(DoctorError, match="larger than 8 MiB"):
+        load_data_yaml(yaml_path)

@@ -125,6 +125,22 @@ def test_box_repairs(make_dataset, tmp_path):
     assert fixed.summary["error"] == 0 and set(fixed.findings["check"]) == {"duplicate-box"}
 
 
+def test_a_byte_order_mark_does_not_cost_the_first_box(make_dataset, tmp_path):
+    splits = base_splits()
+    splits["train"]["t000.jpg"] = b"\xef\xbb\xbf" + grid_label().encode() + b"0 0.5 0.5 0.1\n"  # + one bad line
+    data_yaml = make_dataset(splits, names=NAMES)
+    source = audit(data_yaml)
+    bad = source.findings[source.findings["check"] == "malformed-line"]
+    assert bad["line"].tolist() == [11]  # the bad line, not line 1
+    result = runner.invoke(app, ["fix", str(data_yaml), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert [(row["line"], row["action"]) for row in read_log(tmp_path / "out")] == [("11", "drop-line")]
+    fixed = audit(tmp_path / "out/data.yaml")
+    assert fixed.summary["error"] == 0 and fixed.instances("train") == source.instances("train")
+    first = (tmp_path / "out/labels/train/t000.txt").read_bytes().split(b"\n")[0]
+    assert first.removeprefix(b"\xef\xbb\xbf") == grid_label().encode().split(b"\n")[0]
+
+
 def test_clip_max_decides_between_clipping_and_dropping(make_dataset, tmp_path):
     splits = base_splits()
     splits["train"]["t000.jpg"] = grid_label() + "0 0.98 0.5 0.1 0.1\n"

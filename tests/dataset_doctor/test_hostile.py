@@ -5,12 +5,15 @@ Rows use tests/hostile.py: the exit code, one line naming the file, no traceback
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.hostile import HostileCase, run_case
+from tests.dataset_doctor.test_datayaml import alias_bomb
+from tests.hostile import HostileCase, invoke, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png, dataset_with_loops
+from tests.tiny_dataset import write_tiny_dataset
 
 
 def _bad_name(command: str, *options: str, label: bytes = b"1 0.5 0.5 0.2 0.2\n"):
@@ -38,6 +41,31 @@ def _huge_rebalance(tmp_path: Path) -> tuple[Path, list[str]]:
     return yaml_path.parent, ["rebalance", yaml_path, "--target", "3", "--out", tmp_path / "out"]
 
 
+def _alias_bomb_in_names(tmp_path: Path) -> tuple[Path, list[str]]:
+    source = tmp_path / "ds"
+    source.mkdir()
+    (source / "data.yaml").write_text(alias_bomb())
+    return source, ["audit", source / "data.yaml", "--no-cache"]
+
+
+def _label_edited_under_restored_mtime(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A cached audit, then a label rewritten with the same size and its mtime put back (as `cp -p` does)."""
+    data_yaml = write_tiny_dataset(tmp_path / "ds", {"train/a": "0 0.5 0.5 0.2 0.2\n", "val/v": "1 0.5 0.5 0.2 0.2\n"})
+    assert invoke(["audit", data_yaml, "--no-html"]).exit_code == 0
+    label = tmp_path / "ds/labels/train/a.txt"
+    stat = os.stat(label)
+    label.write_text("5 0.5 0.5 0.2 0.2\n")
+    os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return tmp_path / "ds", ["audit", data_yaml, "--no-html"]
+
+
+def _labels_with_a_byte_order_mark(tmp_path: Path) -> tuple[Path, list[str]]:
+    """Label files saved by Notepad: a UTF-8 BOM before line 1, which must still be a box."""
+    data_yaml = write_tiny_dataset(tmp_path / "ds", {"train/a": "\ufeff0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n",
+                                                     "val/v": "\ufeff1 0.5 0.5 0.2 0.2\n0 0.3 0.3 0.1 0.1\n"})
+    return tmp_path / "ds", ["audit", data_yaml, "--no-html", "--no-cache"]
+
+
 CASES: list[HostileCase] = [
     # names, links and huge images (issue 16 items 3, 5, 9)
     HostileCase("audit-json-non-utf8-name", _bad_name("audit", "--no-html", "--json", "@audit.json",
@@ -51,6 +79,10 @@ CASES: list[HostileCase] = [
     HostileCase("audit-huge-png", _huge, 0, ("huge-image", "images/train/huge.png", "32000x32000 pixels")),
     # the plan copies the huge PNG (the only image where class 1 is rarer): it cannot be augmented within the budget
     HostileCase("rebalance-huge-png", _huge_rebalance, 2, ("huge.png", "32000x32000 pixels is above the budget")),
+    # parsing, cache, resume (issue 16 items 4, 7, 8, 11)
+    HostileCase("yaml-alias-bomb-in-names", _alias_bomb_in_names, 2, ("data.yaml", "aliases expand to more than")),
+    HostileCase("label-with-a-utf8-bom", _labels_with_a_byte_order_mark, 0, ("0 errors",)),
+    HostileCase("label-edited-under-restored-mtime", _label_edited_under_restored_mtime, 1, ("class-out-of-range",)),
 ]
 
 

@@ -177,3 +177,17 @@ def test_png_structure_check_agrees_with_libpng_on_interlaced_images(width, heig
     assert _png_structure_error(whole, width, height) is None
     assert _decoder_messages.decode(np.frombuffer(short, np.uint8), cv2.IMREAD_GRAYSCALE)[0] is None
     assert "bytes of image data" in _png_structure_error(short, width, height)
+def test_flat_images_of_different_colours_are_not_near_duplicates():
+    hashes = {}
+    for level in (0, 1, 37, 128, 200, 255):
+        for extension in (".png", ".jpg"):
+            flat = np.full((64, 96, 3), level, np.uint8)
+            hashes[level, extension] = probe_image_bytes(encode(flat, extension)).phash
+    for (level_a, ext_a), hash_a in hashes.items():
+        for (level_b, ext_b), hash_b in hashes.items():
+            if level_a == level_b:
+                assert distance(hash_a, hash_b) == 0, (level_a, ext_a, ext_b)  # one colour: still the same
+            else:
+                assert distance(hash_a, hash_b) > 3 * NEAR_DUPLICATE_MAX_BITS, (level_a, level_b)
+    textured = probe_image_bytes(encode(noise_image("texture"))).phash
+    assert min(distance(textured, other) for other in hashes.values()) > 3 * NEAR_DUPLICATE_MAX_BITS

@@ -137,6 +137,41 @@ def test_editing_a_label_invalidates_exactly_that_file(make_dataset):
     assert index.instances("train").tolist() == [1, 1]
 
 
+def test_a_label_edit_under_a_restored_mtime_is_seen(make_dataset):
+    """cp -p, tar and rsync -t restore mtimes: same size, same mtime, other bytes must still be re-read."""
+    data_yaml = make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\n", "b.jpg": "0 0.5 0.5 0.2 0.2\n"},
+                              "val": {"v.jpg": "0 0.5 0.5 0.1 0.1\n"}})
+    assert build_index(data_yaml, progress=False).box_errors().tolist() == ["", "", ""]
+    label = data_yaml.parent / "labels/train/b.txt"
+    before = os.stat(label)
+    label.write_text("7 0.5 0.5 0.2 0.2\n")  # class 7 of a 2-class dataset, same size
+    os.utime(label, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(label)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    index = build_index(data_yaml, progress=False)
+    assert index.files_read == 1
+    assert index.box_errors().tolist() == ["", "class-out-of-range", ""]
+    assert build_index(data_yaml, progress=False).files_read == 0  # and then cached again
+
+
+def test_an_image_replaced_under_a_restored_mtime_is_seen(make_dataset):
+    data_yaml = make_dataset({"train": {"a.bmp": ("0 0.5 0.5 0.2 0.2\n", (96, 64))},
+                              "val": {"v.jpg": "0 0.5 0.5 0.1 0.1\n"}})
+    image = data_yaml.parent / "images/train/a.bmp"
+    assert build_index(data_yaml, progress=False).images.loc[0, "width"] == 96
+    other = make_dataset({"train": {"z.bmp": ("", (64, 96))}, "val": {"y.jpg": ""}}, root_name="other")
+    replacement = other.parent / "images/train/z.bmp"
+    before = os.stat(image)
+    data = replacement.read_bytes()
+    assert len(data) == before.st_size  # an uncompressed BMP turned: same size, so only inode or ctime can tell
+    staged = image.with_name("staged.tmp")
+    staged.write_bytes(data)
+    os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(staged, image)  # what cp -p and tar do: a new file, the old mtime
+    index = build_index(data_yaml, progress=False)
+    assert index.files_read == 1 and index.images.loc[0, "width"] == 64
+
+
 def test_deleting_or_adding_a_label_or_image_is_seen(make_dataset):
     data_yaml = make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\n", "b.jpg": "0 0.5 0.5 0.2 0.2\n"},
                               "val": {"v.jpg": "0 0.5 0.5 0.1 0.1\n"}})

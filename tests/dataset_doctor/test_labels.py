@@ -27,6 +27,14 @@ def test_crlf_spaces_tabs_and_exponents_are_valid():
     assert parsed.problems == []
 
 
+def test_a_utf8_byte_order_mark_is_not_part_of_line_one():
+    for rest in (b"0 0.5 0.5 0.2 0.2\r\n1 0.25 0.25 0.1 0.1\n", b"0 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.3 0.2 0.25 0.3\n",
+                 b"0 0.5 0.5 0.2 0.2\nnot a box\n"):
+        parsed = parse_label_bytes(b"\xef\xbb\xbf" + rest)
+        assert parsed.boxes[0].tolist() == [1, 0, 0.5, 0.5, 0.2, 0.2], rest
+        assert [problem[1] for problem in parsed.problems] == ([2] if b"not" in rest else []), parsed.problems
+
+
 def test_polygon_becomes_its_bounding_box():
     parsed = parse_label_bytes(b"4 0.1 0.2 0.5 0.2 0.3 0.6\n1 0.5 0.5 0.2 0.2\n")
     assert parsed.polygon.tolist() == [True, False]

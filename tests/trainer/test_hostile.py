@@ -12,6 +12,8 @@ import pytest
 
 from tests.hostile import HostileCase, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png
+from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
+from trainer.model import ModelConfig
 
 
 def _train(make: Callable[[Path], Path]) -> Callable[[Path], tuple[Path, list[str]]]:
@@ -20,6 +22,13 @@ def _train(make: Callable[[Path], Path]) -> Callable[[Path], tuple[Path, list[st
         return yaml_path.parent, ["train", yaml_path, "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers",
                                   "0", "--device", "cpu", "--project", tmp_path / "runs"]
     return build
+
+
+def _resume_with_a_100_class_checkpoint(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A 2-class run whose weights/last.pt was copied from a 100-class run."""
+    data_yaml = write_tiny_dataset(tmp_path / "ds", {"train/a": "0 0.5 0.5 0.2 0.2\n", "val/v": "1 0.5 0.5 0.2 0.2\n"})
+    run = write_run_with_checkpoint(tmp_path / "runs/exp", data_yaml, ModelConfig(scale="n", num_classes=100))
+    return tmp_path, ["train", "--resume", run]
 
 
 CASES: list[HostileCase] = [
@@ -31,6 +40,9 @@ CASES: list[HostileCase] = [
     HostileCase("train-non-utf8-name",
                 _train(lambda root: dataset_with_bad_name(root, b"0 0.5 0.5 0.2 0.2\n7 1 1 1 1\n")), 0,
                 (f"labels/train/{BAD_SHOWN}.txt: skipped",)),
+    # parsing, cache, resume (issue 16 items 4, 7, 8, 11)
+    HostileCase("resume-checkpoint-of-another-class-count", _resume_with_a_100_class_checkpoint, 2,
+                ("runs/exp/weights/last.pt", "cannot resume run", "checkpoint has 100 classes, this run 2")),
 ]
 
 

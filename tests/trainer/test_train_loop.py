@@ -3,6 +3,7 @@ exactly after a kill, and the class weights reach the loss."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from rich.console import Console
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
@@ -182,6 +184,27 @@ def test_non_finite_losses_skip_steps_then_stop_the_run(tiny_yaml, tmp_path, mon
     monkeypatch.setattr(DetectionLoss, "forward", poisoned)
     with pytest.raises(DoctorError, match="NaN or inf for 3 steps in a row"):
         train(quick_settings(tiny_yaml, tmp_path, max_bad_steps=3, save_batches=0), progress=False)
+
+
+def test_a_diverging_loss_warns_once_and_is_kept_in_the_run(tiny_yaml, tmp_path, monkeypatch):
+    from trainer.loss import DetectionLoss
+
+    original, calls = DetectionLoss.forward, []
+
+    def diverging(self, outputs, targets):  # the reported loss items explode from the 9th step on
+        total, items = original(self, outputs, targets)
+        calls.append(1)
+        return total, items * (1e4 if len(calls) > 8 else 1.0)
+
+    monkeypatch.setattr(DetectionLoss, "forward", diverging)
+    output = io.StringIO()
+    run = train(quick_settings(tiny_yaml, tmp_path, save_batches=0), console=Console(file=output, width=200),
+                progress=False)
+    warnings = files.read_json(run, files.WARNINGS_FILE)
+    per_epoch = len(calls) // 2  # two epochs, no loss computed outside training steps
+    where = "at epoch 1 step 9" if per_epoch >= 9 else f"at epoch 2 step {9 - per_epoch}"
+    assert len(warnings) == 1 and "loss jumped to" in warnings[0] and where in warnings[0], warnings
+    assert output.getvalue().count("training is diverging") == 1, output.getvalue()
 
 
 def test_cli_names_runs_exp_exp2_and_refuses_bad_options(tiny_yaml, tmp_path):

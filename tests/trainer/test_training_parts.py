@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 
@@ -11,10 +12,14 @@ import torch
 from torch import nn
 
 from dataset_doctor.errors import DoctorError
+from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from trainer.divergence import DivergenceWatch, exceeds_running_median
 from trainer.ema import ModelEMA
+from trainer.model import Detector, ModelConfig
 from trainer.optim import build_optimizer, choose_optimizer
 from trainer.schedule import Schedule
+from trainer.setup import start_run
 
 
 def test_warmup_rises_weights_lowers_bias_and_ends_on_the_schedule():
@@ -126,3 +131,81 @@ def test_checkpoints_holding_objects_are_refused(tmp_path):
     torch.save({"format": "dataset-doctor-yolo/1", "payload": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(DoctorError, match="not a readable"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_refused_checkpoints_never_advise_weights_only_false(tmp_path):
+    torch.save({"format": "dataset-doctor-yolo/1", "args": argparse.Namespace(lr0=0.01)}, tmp_path / "ns.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a zip archive at all" * 8)
+    messages = []
+    for name in ("ns.pt", "junk.pt", "evil.pt"):
+        if name == "evil.pt":
+            torch.save({"payload": Evil()}, tmp_path / name)
+        with pytest.raises(DoctorError) as caught:
+            load_checkpoint(tmp_path / name)
+        messages.append(str(caught.value))
+    assert "argparse.Namespace" in messages[0]
+    for message in messages:
+        assert "weights_only" not in message and "False" not in message and "\n" not in message, message
+        assert "\x1b" not in message, message
+
+
+def resume_dataset(tmp_path):
+    return write_tiny_dataset(tmp_path / "ds", {"train/a": "0 0.5 0.5 0.2 0.2\n", "train/b": "1 0.3 0.3 0.2 0.2\n",
+                                                "val/v": "1 0.5 0.5 0.2 0.2\n"})
+
+
+@pytest.mark.parametrize(("model_config", "drop", "expected"), [
+    ({"scale": "n", "num_classes": 100}, (), "checkpoint has 100 classes, this run 2"),
+    ({"scale": "s", "num_classes": 2}, (), "checkpoint scale s, this run n"),
+    ({"scale": "s", "num_classes": 100}, (), "checkpoint has 100 classes, this run 2 (the names in"),
+    ({"scale": "n", "num_classes": 2}, ("optimizer", "rng"), "the checkpoint lacks optimizer, rng"),
+])
+def test_resuming_a_checkpoint_of_another_run_says_what_differs(tmp_path, model_config, drop, expected):
+    run = write_run_with_checkpoint(tmp_path / "runs/exp", resume_dataset(tmp_path), ModelConfig(**model_config),
+                                    drop=drop)
+    with pytest.raises(DoctorError, match="cannot resume run") as caught:
+        start_run(None, resume_dir=run)
+    message = str(caught.value)
+    assert expected in message and str(run / "weights/last.pt") in message, message
+    if model_config == {"scale": "s", "num_classes": 100}:
+        assert "scale s, this run n" in message
+
+
+def test_resuming_a_checkpoint_with_one_reshaped_tensor_names_it(tmp_path):
+    config = ModelConfig(scale="n", num_classes=2)
+    state = Detector(config).state_dict()
+    key = next(name for name, tensor in state.items() if tensor.ndim == 4)
+    state[key] = torch.zeros(1, 1, 1, 1)
+    run = write_run_with_checkpoint(tmp_path / "runs/exp", resume_dataset(tmp_path), config, model_state=state)
+    with pytest.raises(DoctorError, match=f"1 tensors of another shape \\(e.g. {key}: checkpoint \\(1, 1, 1, 1\\)"):
+        start_run(None, resume_dir=run)
+
+
+def test_divergence_is_a_loss_100x_over_its_running_median():
+    assert exceeds_running_median([1.0, 2.0, 3.0, 2.0, 1.0], 201.0, factor=100, warmup=5) == 2.0
+    assert exceeds_running_median([1.0, 2.0, 3.0, 2.0, 1.0], 199.0, factor=100, warmup=5) is None
+    assert exceeds_running_median([1.0, 2.0, 3.0, 2.0], 1e9, factor=100, warmup=5) is None  # still warming up
+    assert exceeds_running_median([0.0] * 40 + [1.0] * 5, 150.0, factor=100, warmup=5) == 1.0  # zeros: no boxes
+
+
+def test_divergence_watch_is_quiet_on_a_noisy_healthy_run_and_warns_once():
+    rng = np.random.default_rng(0)
+    watch = DivergenceWatch()
+    for step in range(300):  # falling losses with 3x noise, and batches without boxes (box loss 0)
+        scale = 5.0 / (1 + step / 30)
+        box = 0.0 if step % 7 == 0 else scale * rng.uniform(0.5, 1.5)
+        assert watch.update([box, scale * rng.uniform(0.3, 3.0), scale], f"step {step}") is None
+    message = watch.update([0.5, 6e16, 0.5], "epoch 3 step 4")
+    assert message is not None and "cls loss jumped to 6e+16 at epoch 3 step 4" in message and "--lr0" in message
+    assert watch.update([0.5, 6e17, 0.5], "epoch 3 step 5") is None  # once per run
+    assert all(len(history) == watch.window for history in watch.history)  # bounded
+
+
+def test_divergence_watch_catches_an_explosion_on_the_second_step():
+    watch = DivergenceWatch()
+    assert watch.update([3.0, 40.0, 2.0], "epoch 1 step 1") is None  # the first step sets the scale
+    assert "cls loss jumped to 4e+09" in watch.update([3.5, 4e9, 2.5], "epoch 1 step 2")
+    patient = DivergenceWatch(warmup=5)
+    for value in (1.0, 1.0, 1.0, 1.0):
+        assert patient.update([value] * 3, "start") is None
+    assert patient.update([1e6] * 3, "step 5") is None  # a warm-up of five steps is still warming up
