@@ -171,7 +171,7 @@ def test_the_output_must_be_new_or_empty_and_outside_the_dataset(make_dataset, t
     with pytest.raises(DoctorError, match="not empty"):
         fix(data_yaml, busy)
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
-    with pytest.raises(DoctorError, match="inside the dataset"):
+    with pytest.raises(DoctorError, match="inside the source dataset"):
         fix(data_yaml, data_yaml.parent / "fixed")
     empty = tmp_path / "empty"
     empty.mkdir()

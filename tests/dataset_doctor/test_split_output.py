@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from dataset_doctor.atomic import OUTPUT_MARKER
 from dataset_doctor.cli import app
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.split import split_dataset
@@ -156,15 +157,21 @@ def test_hardlink_falls_back_to_copy_across_filesystems(yaml_dataset: Path, tmp_
     assert os.stat(result.out / entry["output"]).st_ino != os.stat(yaml_dataset.parent / entry["image"]).st_ino
 
 
-def test_refuses_a_non_empty_output_unless_forced(yaml_dataset: Path, tmp_path: Path) -> None:
+def test_refuses_a_non_empty_output_and_forces_only_over_an_earlier_output(yaml_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(DoctorError, match="not empty"):
         split_dataset(yaml_dataset, out)
+    with pytest.raises(DoctorError, match="only a folder dataset-doctor wrote"):  # not ours: --force refused
+        split_dataset(yaml_dataset, out, force=True)
     assert files_under(out) == ["keep.txt"]
-    split_dataset(yaml_dataset, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "data.yaml").exists()
+    earlier = tmp_path / "earlier"
+    split_dataset(yaml_dataset, earlier, seed=1)
+    (earlier / "stale.txt").write_text("from the earlier run")
+    split_dataset(yaml_dataset, earlier, force=True)
+    assert not (earlier / "stale.txt").exists() and (earlier / "data.yaml").exists()
+    assert (earlier / OUTPUT_MARKER).is_file()  # replaceable again
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
 
 
