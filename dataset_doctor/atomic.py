@@ -186,6 +186,10 @@ def staged_directory(destination: Path, command: str = "",
     try:
         yield staging
         (staging / _OWNER_FILE).unlink()
+        # The last line of defence, whatever the caller checked: never replace a folder of someone else's.
+        if not destination.is_symlink() and _non_empty(destination) and not is_our_output(destination):
+            raise DoctorError(f"not replaced: the folder is not empty and dataset-doctor did not write it (no "
+                              f"{OUTPUT_MARKER})", destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

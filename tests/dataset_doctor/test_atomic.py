@@ -198,3 +198,18 @@ def test_checkpoint_temporaries_of_killed_writes_are_removed(tmp_path):
     notes = remove_stale_temporaries(weights)
     assert sorted(p.name for p in weights.iterdir()) == sorted([mine.name, fresh_legacy.name, user.name])
     assert len(notes) == 2 and any(f"process {pid}, not running" in note for note in notes)
+
+
+def test_staged_directory_itself_never_replaces_a_folder_it_did_not_write(tmp_path):
+    """Whatever a caller checked before: publishing over a non-empty folder without our marker is refused."""
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(DoctorError, match="dataset-doctor did not write it"), staged_directory(out) as staging:
+        (staging / "data.yaml").write_text("names: [a]\n")
+    assert [p.name for p in out.iterdir()] == ["holiday.jpg"] and [p.name for p in tmp_path.iterdir()] == ["photos"]
+    with staged_directory(out / "x") as first:  # ours, nested: replacing it again is fine
+        (first / "a").write_text("1")
+    with staged_directory(out / "x") as second:
+        (second / "b").write_text("2")
+    assert sorted(p.name for p in (out / "x").iterdir()) == [OUTPUT_MARKER, "b"]
