@@ -9,6 +9,7 @@ train or write data call `DatasetConfig.require_valid_names()` instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,44 @@ def list_split_image_files(config: DatasetConfig, split: str, skipped_links: lis
         sources = ", ".join(str(s) for s in config.splits[split])
         raise DoctorError(f"split '{split}' has no images (looked in {sources})", config.yaml_path)
     return images
+
+
+def folders_read(config: DatasetConfig, with_root: bool = True) -> set[Path]:
+    """Every folder the dataset reads from, resolved: writing inside one changes the dataset, replacing one
+    around it deletes it.
+
+    Image folders named in the splits (scanned recursively) and their label folders, the folders of images a
+    `.txt` list names (a list can point anywhere) and of their labels, and with `with_root` the dataset root and
+    the data.yaml's folder too (where the lists and the yaml live). Lists are read; folders are not walked.
+    """
+    folders = {config.root} if with_root else set()
+    if with_root and config.yaml_path.is_file():
+        folders.add(config.yaml_path.parent)
+    for sources in config.splits.values():
+        for source in sources:
+            if source.is_dir():
+                folders.update((source, label_path_for(source / "image.jpg").parent))
+                continue
+            if with_root:
+                folders.add(source.parent)
+            images = _images_in_list_file(source, config.root) if source.suffix.lower() == ".txt" else [source]
+            for image in images:
+                folders.update((image.parent, label_path_for(image).parent))
+    return {Path(os.path.realpath(folder)) for folder in folders}
+
+
+def files_read(config: DatasetConfig) -> Iterator[str]:
+    """Every file the dataset reads: data.yaml, the .txt lists, each image and its label (missing ones too).
+
+    What `--force` must never delete. Generated lazily: it walks the image folders.
+    """
+    if config.yaml_path.is_file():
+        yield str(config.yaml_path)
+    for split, sources in config.splits.items():
+        yield from (str(source) for source in sources if not source.is_dir())
+        for image in list_split_image_files(config, split):
+            yield image
+            yield label_path_text(image)
 
 
 def _find_yaml(path: Path) -> Path:

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dataset_doctor.atomic import staged_directory
+from dataset_doctor.atomic import check_output_folder, staged_directory
 from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
-from dataset_doctor.datayaml import label_path_for
+from dataset_doctor.datayaml import folders_read, label_path_for
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.fix_suggestions import ADD_BOX, CHANGE_CLASS, Suggestion, suggestions_by_image
 from dataset_doctor.index import DatasetIndex
@@ -87,20 +87,11 @@ def fix_dataset(index: DatasetIndex, out_dir: str | Path, options: FixOptions | 
     (fix_suggestions.read_suggestions) are applied to the copy too."""
     options = options or FixOptions()
     index.config.require_valid_names()
-    out = _check_output(Path(out_dir), index.root)
-    with staged_directory(out) as staging:
+    out = check_output_folder(Path(out_dir).expanduser().resolve(), can_force=False,
+                              source_folders=folders_read(index.config))
+    with staged_directory(out, "fix") as staging:
         result = _write_copy(index, out, staging, options, suggestions or [])
     return result
-
-
-def _check_output(out: Path, root: Path) -> Path:
-    out = out.expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DoctorError("output directory exists and is not empty", out)
-    if out == root or root in out.parents:
-        raise DoctorError("output directory is inside the dataset: write the copy somewhere else", out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _write_copy(index: DatasetIndex, out: Path, staging: Path, options: FixOptions,

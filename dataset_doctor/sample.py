@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from sklearn.datasets import load_digits
 
-from dataset_doctor.atomic import staged_directory
+from dataset_doctor.atomic import check_output_folder, staged_directory
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.sample_spec import CLASS_NAMES, MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
@@ -66,10 +66,8 @@ def write_sample_dataset(out_dir: str | Path, seed: int = 0, spec: SampleSpec | 
     if spec.inject_defects and (spec.train_images < MIN_TRAIN_IMAGES or spec.val_images < MIN_VAL_IMAGES):
         raise DoctorError(f"the sample needs at least {MIN_TRAIN_IMAGES} train and {MIN_VAL_IMAGES} val images "
                           "to hold its deliberate defects")
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DoctorError("output directory exists and is not empty", out)
-    with staged_directory(out) as staging:
+    out = check_output_folder(Path(out_dir).expanduser().resolve(), can_force=False)
+    with staged_directory(out, "sample") as staging:
         _SampleWriter(staging, seed, spec).write()
     return out / "data.yaml"
 

@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from rich.console import Console
 
+from dataset_doctor.datayaml import load_data_yaml
 from dataset_doctor.errors import DoctorError
 from trainer import run_dir as files
 from trainer.devices import choose_device
@@ -41,6 +42,9 @@ def launch_training(settings: TrainSettings | None, resume: Path | None = None,
 
     if resume is not None:
         settings = TrainSettings.from_dict(files.read_args(Path(resume)))
+    else:  # before any process starts: the distributed launchers create the run directory themselves
+        config = settings.train
+        files.check_run_location(config.project, config.name, config.exist_ok, load_data_yaml(config.data))
     if _under_torchrun():
         return _train_as_torchrun_rank(settings, resume, console)
     choice = choose_device(settings.train.device, settings.train.amp)

@@ -25,12 +25,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dataset_doctor.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from dataset_doctor.atomic import (  # noqa: F401 (atomic_write_* re-exported)
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temporaries,
+    unwritable_output,
+)
+from dataset_doctor.datayaml import DatasetConfig, folders_read
+from dataset_doctor.errors import DoctorError
 
 ARGS_FILE = "args.yaml"
 WEIGHTS_DIR = "weights"
@@ -132,6 +140,34 @@ def _number(value: str | None) -> float | int | None:
     return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
 
 
+def check_run_location(project: str | Path, name: str, exist_ok: bool, dataset: DatasetConfig) -> None:
+    """Refuse a run directory the dataset would read back, or one that cannot be created; before any work.
+
+    A project inside an image or label folder puts train_batches/*.jpg and predictions/*.txt where the next audit
+    counts them as data. The dataset root itself is allowed (`cd dataset && doctor train data.yaml` writes
+    runs/ beside images/), but never as the run directory, nor a run directory around an image folder.
+    """
+    project_path = Path(os.path.realpath(Path(project).expanduser()))
+    run_path = project_path / name
+    for folder in sorted(folders_read(dataset, with_root=False)):
+        for path in (project_path, run_path):
+            if path == folder or folder in path.parents:
+                raise DoctorError(f"--project is inside a folder the dataset reads ({folder}): its run files would "
+                                  "become part of the dataset; choose a project outside it", project)
+        if exist_ok and run_path in folder.parents:
+            raise DoctorError(f"the run directory {run_path} holds a folder the dataset reads ({folder}): choose "
+                              "another --project or --name", project)
+    if dataset.root == run_path and exist_ok:
+        raise DoctorError("the run directory would be the dataset root: choose another --project or --name", project)
+    existing = project_path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise unwritable_output(NotADirectoryError(20, f"{existing} is not a directory"), project)
+    if not os.access(existing, os.W_OK | os.X_OK):  # read-only mounts and immutable folders deny root too
+        raise unwritable_output(PermissionError(13, f"{existing} is not writable"), project)
+
+
 def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
     """project/name, or project/name2, name3, ... when taken (as Ultralytics users expect); created empty."""
     project = Path(project)
@@ -140,5 +176,13 @@ def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
     while candidate.exists() and not exist_ok:
         candidate = project / f"{name}{number}"
         number += 1
-    candidate.mkdir(parents=True, exist_ok=True)
+    try:
+        candidate.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise unwritable_output(error, candidate) from None
     return candidate
+
+
+def remove_stale_checkpoint_temporaries(run_dir: Path) -> list[str]:
+    """Temporary files killed checkpoint (and results) writes left in a reused run directory; one note each."""
+    return remove_stale_temporaries(run_dir / WEIGHTS_DIR) + remove_stale_temporaries(run_dir)

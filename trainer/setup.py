@@ -18,6 +18,7 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dataset_doctor.datayaml import load_data_yaml
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.index import DatasetIndex, build_index
 from dataset_doctor.weights import ClassWeights, class_weights_for_index
@@ -105,6 +106,9 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     config = settings.train.checked()
     data_config = settings.data.checked(lambda message: console.print(f"[yellow]warning:[/] {message}"))
     settings = TrainSettings(config, data_config, settings.augment.checked())
+    dataset = load_data_yaml(config.data)
+    if resume_dir is None and run_dir is None:  # this call creates the run directory: refuse a bad one now
+        files.check_run_location(config.project, config.name, config.exist_ok, dataset)
 
     device = choice_for_rank(device, config.amp) if device is not None else choose_device(config.device, config.amp)
     if device.distributed and world_size == 1:
@@ -112,7 +116,7 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     torch.set_num_threads(config.threads or max(1, _cores() // world_size))
     _seed_everything(config.seed + rank, config.deterministic)
 
-    index = _rank_zero_first(lambda: build_index(config.data, progress=rank == 0), world_size, rank)
+    index = _rank_zero_first(lambda: build_index(dataset, progress=rank == 0), world_size, rank)
     index.config.require_valid_names()
     names = list(index.names)
     if not index.instances("train").any():
@@ -172,6 +176,9 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
               optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
               rank=rank, world_size=world_size)
+    if rank == 0:  # a resumed (or reused) run directory may hold what a killed checkpoint write left
+        for message in files.remove_stale_checkpoint_temporaries(run.dir):
+            console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
     if checkpoint is not None:
         _restore(run, checkpoint)
     elif rank == 0:

@@ -46,7 +46,7 @@ def predict(
     loader = make_eval_loader(YoloDataset(images, imgsz), batch, device=choice.device)
     predictions = run_model(model, loader, choice.device, conf, iou, max_det, choice.amp_dtype)
 
-    with staged_directory(out) as staging:
+    with staged_directory(out, "predict") as staging:
         write_yolo_predictions(staging / "labels", predictions)
         if save_images:
             from dataset_doctor.images import read_image_file

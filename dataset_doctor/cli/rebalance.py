@@ -35,7 +35,8 @@ def rebalance(
     flip: Annotated[bool, typer.Option(help="Allow horizontal flips in the augmentation (turn off for text, digits, "
                                             "left/right signs).")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DIR.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier output of dataset-doctor at DIR "
+                                                        "(never a folder it did not write).")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
 ) -> None:
     """Plan extra copies of train images so every class reaches --target, and write them as augmented images.

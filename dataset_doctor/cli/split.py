@@ -23,7 +23,8 @@ def split(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same split.")] = 0,
     link: Annotated[str, typer.Option(help="How images get into the new dataset: copy, hardlink (copies where "
                                            "the filesystem cannot) or symlink. Labels are always copied.")] = "copy",
-    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an earlier output of dataset-doctor at --out "
+                                                        "(never a folder it did not write).")] = False,
 ) -> None:
     """Split a dataset so every class's instances follow the ratios, with near-duplicates kept in one split."""
     from dataset_doctor.split import split_dataset  # pandas, SciPy and OpenCV load only when needed

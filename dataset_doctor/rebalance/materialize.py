@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dataset_doctor.atomic import staged_directory
-from dataset_doctor.datayaml import DatasetConfig, label_path_for, list_split_images
+from dataset_doctor.atomic import check_output_folder, staged_directory
+from dataset_doctor.datayaml import DatasetConfig, files_read, folders_read, label_path_for, list_split_images
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.file_scan import available_cores
 from dataset_doctor.progress import counting_progress
@@ -71,23 +71,12 @@ class WriteResult:
 
 
 def check_output_dir(out_dir: str | Path, config: DatasetConfig, force: bool = False) -> Path:
-    """The resolved output directory, or a DoctorError saying why writing there is refused."""
+    """The resolved output directory, or a DoctorError saying why writing there is refused (atomic.py: inside or
+    around the source; non-empty without --force; with it, not an earlier output of ours or holding a source file).
+    """
     out = Path(out_dir).expanduser().resolve()
-    protected = {config.root.resolve(), config.yaml_path.parent.resolve()}
-    for sources in config.splits.values():
-        for source in sources:
-            protected.add((source if source.is_dir() else source.parent).resolve())
-    for path in sorted(protected):
-        if out == path or path in out.parents:
-            raise DoctorError(f"output directory is inside the source dataset ({path}): choose a path outside it",
-                              out)
-        if out in path.parents:
-            raise DoctorError(f"output directory contains the source dataset ({path}): choose another path", out)
-    if out.exists() and not out.is_dir():
-        raise DoctorError("output path exists and is not a directory", out)
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise DoctorError("output directory exists and is not empty (use --force to replace it)", out)
-    return out
+    return check_output_folder(out, force=force, source_folders=folders_read(config),
+                               source_files=lambda: files_read(config))
 
 
 def copy_seed(seed: int, source: str, copy_number: int) -> int:
@@ -137,7 +126,7 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
     if len(copies) != len(sources.images):
         raise ValueError("one copy count per source image is needed")
     out = check_output_dir(out_dir, sources.config, force)
-    with staged_directory(out) as staging:
+    with staged_directory(out, "rebalance") as staging:
         originals, copy_names = output_names(sources, copies)
         files = _write_originals(sources, originals, staging, link)
         jobs = _copy_jobs(sources, copy_names, seed)

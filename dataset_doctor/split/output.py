@@ -11,9 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterable
 from pathlib import Path
 
+from dataset_doctor.atomic import check_output_folder
+from dataset_doctor.datayaml import DatasetConfig, files_read, folders_read
 from dataset_doctor.errors import DoctorError
 
 LINK_MODES = ("copy", "hardlink", "symlink")
@@ -21,28 +22,11 @@ LINK_MODES = ("copy", "hardlink", "symlink")
 _NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
-def check_destination(out: str | Path, source_dirs: Iterable[str | Path], force: bool) -> Path:
-    """The absolute destination, after refusing a non-empty one (unless force) and one overlapping a source.
-
-    Overlap both ways is refused: writing inside the source changes it, and with --force replacing a folder
-    that holds the source would delete it.
-    """
-    destination = Path(os.path.abspath(Path(out).expanduser()))
-    if destination.exists() or destination.is_symlink():
-        if not destination.is_dir():
-            raise DoctorError("exists and is not a directory", destination)
-        if any(destination.iterdir()) and not force:
-            raise DoctorError("output directory is not empty: choose a new one or pass --force to replace it",
-                              destination)
-    resolved = destination.resolve()
-    for directory in sorted({Path(os.path.abspath(d)).resolve() for d in source_dirs}):
-        if resolved == directory or directory in resolved.parents:
-            raise DoctorError(f"output directory is inside the source dataset ({directory}): choose a path "
-                              "outside it", destination)
-        if resolved in directory.parents:
-            raise DoctorError(f"output directory contains the source dataset ({directory}): choose a path "
-                              "outside it", destination)
-    return destination
+def check_destination(out: str | Path, config: DatasetConfig, force: bool) -> Path:
+    """The absolute destination, or a DoctorError: atomic.check_output_folder with every folder and file the
+    source reads (a non-empty destination only with --force, and only an earlier output of ours)."""
+    return check_output_folder(out, force=force, source_folders=folders_read(config),
+                               source_files=lambda: files_read(config))
 
 
 def place_image(source: str | Path, target: Path, mode: str) -> str:

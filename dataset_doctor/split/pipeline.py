@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,28 +42,19 @@ def split_dataset(source: str | Path, out: str | Path, ratios: str | list[float]
         raise DoctorError(f"--link must be one of {', '.join(LINK_MODES)}, got {link!r}")
     config, notes = load_dataset_source(source)
     config.require_valid_names()
-    # Checked before the scan (cheap, fails fast) and again once every image folder is known.
-    check_destination(out, [config.root, *_split_source_dirs(config.splits)], force)
+    # Before the scan, so it fails fast: the folders and files the source reads are known from the config.
+    destination = check_destination(out, config, force)
     index, name_notes = with_inferred_names(build_index(config, workers=workers, progress=progress))
     plan = plan_split(index, ratio_map, seed)
     _require_every_split_filled(plan)
-    source_dirs = {config.root, *_split_source_dirs(config.splits)}
-    source_dirs.update(os.path.dirname(path) for path in plan.images["path"])
-    source_dirs.update(os.path.dirname(path) for path in plan.images["label_path"])
-    destination = check_destination(out, source_dirs, force)
 
     source_name = str(config.yaml_path)
-    with staged_directory(destination) as staging:
+    with staged_directory(destination, "split") as staging:
         written = write_split_files(plan, staging, link, progress)
         write_data_yaml(plan, staging, source_name)
         summary = split_summary(plan, written, source_name, link)
         (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return SplitResult(destination, destination / "data.yaml", plan, summary, notes + name_notes)
-
-
-def _split_source_dirs(splits: dict[str, tuple[Path, ...]]) -> list[Path]:
-    """The folders a data.yaml's splits point at (a .txt list's folder for lists)."""
-    return [source if source.is_dir() else source.parent for sources in splits.values() for source in sources]
 
 
 def _require_every_split_filled(plan: SplitPlan) -> None:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from dataset_doctor.atomic import OUTPUT_MARKER
 from dataset_doctor.audit import run_audit
 from dataset_doctor.cli import app
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.findings import ERROR
 from dataset_doctor.fix import FixOptions, fix_dataset
 from dataset_doctor.index import build_index
+from tests import hostile_outputs as outputs
 from tests.dataset_doctor.audit_helpers import NAMES, audit, base_splits, grid_label
+from tests.hostile import tree_digest
 
 runner = CliRunner()
 
@@ -187,7 +191,7 @@ def test_the_output_must_be_new_or_empty_and_outside_the_dataset(make_dataset, t
     with pytest.raises(DoctorError, match="not empty"):
         fix(data_yaml, busy)
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
-    with pytest.raises(DoctorError, match="inside the dataset"):
+    with pytest.raises(DoctorError, match="inside the source dataset"):
         fix(data_yaml, data_yaml.parent / "fixed")
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -254,3 +258,20 @@ def test_accepted_suggestions_meet_the_fixes_own_changes(make_dataset, tmp_path)
     actions = dict(zip(result.log["line"].fillna(0).astype(int), result.log["action"]))
     assert actions == {1: "change-class", 3: "drop-duplicate-line", 0: "add-box"}
     assert "is moot" in result.log.set_index("action").at["drop-duplicate-line", "reason"]
+def test_the_output_must_not_be_inside_a_folder_a_val_list_reads(tmp_path):
+    """A .txt list can name images anywhere: writing the copy among them would change the source dataset."""
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    before = tree_digest(world)
+    for out in (elsewhere / "images" / "fixed", elsewhere / "labels" / "fixed"):
+        with pytest.raises(DoctorError, match="inside the source dataset"):
+            fix(data_yaml, out)
+    assert tree_digest(world) == before
+
+
+def test_an_output_that_cannot_be_created_is_a_one_line_error(tmp_path):
+    data_yaml, out = outputs.under_a_file(tmp_path)
+    with pytest.raises(DoctorError, match="cannot write the output here") as refused:
+        fix(data_yaml, out)
+    assert str(out) in str(refused.value)
+    fixed = fix(data_yaml, tmp_path / "fixed").data_yaml.parent
+    assert json.loads((fixed / OUTPUT_MARKER).read_text())["command"] == "fix"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import hostile_outputs as outputs
 from tests.dataset_doctor.test_datayaml import alias_bomb
 from tests.hostile import HostileCase, invoke, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png, dataset_with_loops
@@ -66,6 +67,63 @@ def _labels_with_a_byte_order_mark(tmp_path: Path) -> tuple[Path, list[str]]:
     return tmp_path / "ds", ["audit", data_yaml, "--no-html", "--no-cache"]
 
 
+
+def _repro_rebalance_force_into_listed_folder(tmp_path: Path) -> tuple[Path, list]:
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    return world, ["rebalance", data_yaml, "--out", elsewhere, "--force", "--target", "12"]
+
+
+def _split_force_into_listed_folder(tmp_path: Path) -> tuple[Path, list]:
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    return world, ["split", data_yaml, "--out", elsewhere, "--force"]
+
+
+def _fix_into_listed_folder(tmp_path: Path) -> tuple[Path, list]:
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    return world, ["fix", data_yaml, "--out", elsewhere / "images" / "fixed"]
+
+
+def _split_force_over_our_output_the_source_links_into(tmp_path: Path) -> tuple[Path, list]:
+    world, data_yaml, elsewhere = outputs.ours_that_the_source_links_into(tmp_path)
+    return world, ["split", data_yaml, "--out", elsewhere, "--force"]
+
+
+def _rebalance_force_over_our_output_the_source_links_into(tmp_path: Path) -> tuple[Path, list]:
+    world, data_yaml, elsewhere = outputs.ours_that_the_source_links_into(tmp_path)
+    return world, ["rebalance", data_yaml, "--out", elsewhere, "--force", "--target", "12"]
+
+
+def _force_over_a_folder_not_ours(command: list[str]):
+    def build(tmp_path: Path) -> tuple[Path, list]:
+        data_yaml = outputs.tiny_dataset(tmp_path / "world" / "data")
+        mine = tmp_path / "world" / "my-photos"
+        outputs.write_image(mine / "holiday.jpg", None)
+        return tmp_path / "world", [command[0], data_yaml, "--out", mine, "--force", *command[1:]]
+    return build
+
+
+def _under_a_file(command: list[str]):
+    def build(tmp_path: Path) -> tuple[Path, list]:
+        data_yaml, out = outputs.under_a_file(tmp_path)
+        if command[0] == "sample":
+            return data_yaml.parent, ["sample", out]
+        return data_yaml.parent, [command[0], data_yaml, "--out", out, *command[1:]]
+    return build
+
+
+def _in_read_only_folder(command: list[str]):
+    def build(tmp_path: Path) -> tuple[Path, list]:
+        folder = outputs.read_only_folder(tmp_path)
+        data_yaml = outputs.tiny_dataset(tmp_path / "data")
+        if command[0] == "sample":
+            return data_yaml.parent, ["sample", folder / "out"]
+        return data_yaml.parent, [command[0], data_yaml, "--out", folder / "out", *command[1:]]
+    return build
+
+
+_UNWRITABLE = "cannot write the output here"
+_COMMANDS = [["fix"], ["split"], ["rebalance", "--target", "12"], ["sample"]]
+
 CASES: list[HostileCase] = [
     # names, links and huge images (issue 16 items 3, 5, 9)
     HostileCase("audit-json-non-utf8-name", _bad_name("audit", "--no-html", "--json", "@audit.json",
@@ -83,6 +141,26 @@ CASES: list[HostileCase] = [
     HostileCase("yaml-alias-bomb-in-names", _alias_bomb_in_names, 2, ("data.yaml", "aliases expand to more than")),
     HostileCase("label-with-a-utf8-bom", _labels_with_a_byte_order_mark, 0, ("0 errors",)),
     HostileCase("label-edited-under-restored-mtime", _label_edited_under_restored_mtime, 1, ("class-out-of-range",)),
+    # output safety (issue 16 items 1, 2, 6, 10)
+    HostileCase("rebalance-force-out-is-a-folder-val-txt-lists", _repro_rebalance_force_into_listed_folder, 2,
+                ("output directory contains the source dataset", "/E/images)")),
+    HostileCase("split-force-out-is-a-folder-val-txt-lists", _split_force_into_listed_folder, 2,
+                ("output directory contains the source dataset", "/E/images)")),
+    HostileCase("fix-out-inside-a-folder-val-txt-lists", _fix_into_listed_folder, 2,
+                ("output directory is inside the source dataset",)),
+    HostileCase("split-force-over-our-output-a-source-image-links-into",
+                _split_force_over_our_output_the_source_links_into, 2,
+                ("--force would delete", "linked.jpg, which the source dataset reads")),
+    HostileCase("rebalance-force-over-our-output-a-source-image-links-into",
+                _rebalance_force_over_our_output_the_source_links_into, 2,
+                ("--force would delete", "linked.jpg, which the source dataset reads")),
+    *[HostileCase(f"{command[0]}-force-over-a-folder-not-ours", _force_over_a_folder_not_ours(command), 2,
+                  ("--force replaces only a folder dataset-doctor wrote", "my-photos"))
+      for command in _COMMANDS[1:3]],
+    *[HostileCase(f"{command[0]}-out-below-a-regular-file", _under_a_file(command), 2,
+                  (_UNWRITABLE, "a-file/out")) for command in _COMMANDS],
+    *[HostileCase(f"{command[0]}-out-in-a-read-only-folder", _in_read_only_folder(command), 2,
+                  (_UNWRITABLE, "Permission denied", "read-only/out")) for command in _COMMANDS],
 ]
 
 

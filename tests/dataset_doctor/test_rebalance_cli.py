@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dataset_doctor.atomic import OUTPUT_MARKER
 from dataset_doctor.cli import app
 from dataset_doctor.index import build_index
 from dataset_doctor.rebalance.plan import make_rebalance_plan
 from dataset_doctor.rebalance.sources import collect_train_sources
+from tests import hostile_outputs as outputs
+from tests.hostile import tree_digest
 
 
 def _invoke(*arguments: str):
@@ -111,3 +114,30 @@ def test_a_name_that_is_not_utf8_is_copied_under_its_own_bytes(tmp_path):
     assert BAD_NAME + b"_rb1.txt" in set(os.listdir(os.fsencode(out / "labels" / "train")))
     manifest = (out / "manifest.csv").read_bytes().decode("utf-8")
     assert f"images/train/{BAD_SHOWN}_rb1.jpg," in manifest
+def test_force_never_deletes_images_a_val_list_reads(tmp_path: Path) -> None:
+    """Issue 16 item 1's repro: val.txt lists absolute paths of images in folder E; `--out E --force` used to
+    exit 0 with E's images gone."""
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    before = tree_digest(elsewhere)
+    result = _invoke(str(data_yaml), "--out", str(elsewhere), "--force", "--target", "12")
+    assert result.exit_code == 2 and "contains the source dataset" in result.output, result.output
+    assert tree_digest(elsewhere) == before
+    # Marked as ours (say, the user rebalanced into it before): still refused, since the source reads it.
+    (elsewhere / OUTPUT_MARKER).write_text(json.dumps({"tool": "dataset-doctor"}))
+    before = tree_digest(elsewhere)
+    result = _invoke(str(data_yaml), "--out", str(elsewhere), "--force", "--target", "12")
+    assert result.exit_code == 2 and tree_digest(elsewhere) == before
+
+
+def test_force_replaces_an_earlier_rebalance_output(tmp_path: Path) -> None:
+    data_yaml = outputs.tiny_dataset(tmp_path / "data")
+    source = tree_digest(data_yaml.parent)
+    out = tmp_path / "balanced"
+    first = _invoke(str(data_yaml), "--out", str(out), "--target", "4", "--workers", "1")
+    assert first.exit_code == 0, first.output
+    assert json.loads((out / OUTPUT_MARKER).read_text())["command"] == "rebalance"
+    added = sorted(p.name for p in (out / "images/train").iterdir())
+    again = _invoke(str(data_yaml), "--out", str(out), "--target", "6", "--workers", "1", "--force")
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in (out / "images/train").iterdir()) != added and (out / OUTPUT_MARKER).is_file()
+    assert tree_digest(data_yaml.parent) == source

@@ -196,17 +196,22 @@ def _tiny(make_dataset) -> tuple[Path, TrainSources, np.ndarray]:
     return data_yaml, sources, copies
 
 
-def test_refuses_non_empty_output_unless_forced(make_dataset, tmp_path: Path) -> None:
+def test_refuses_non_empty_output_and_forces_only_over_an_earlier_output(make_dataset, tmp_path: Path) -> None:
     data_yaml, sources, copies = _tiny(make_dataset)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(DoctorError, match="not empty"):
         write_rebalanced_dataset(sources, copies, out, progress=False)
+    with pytest.raises(DoctorError, match="only a folder dataset-doctor wrote"):  # not ours: --force refused
+        write_rebalanced_dataset(sources, copies, out, force=True, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
-    write_rebalanced_dataset(sources, copies, out, force=True, progress=False)
-    assert not (out / "keep.txt").exists() and (out / "data.yaml").is_file()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".out.")]  # no staging or old dir left
+    earlier = tmp_path / "earlier"
+    write_rebalanced_dataset(sources, copies, earlier, progress=False)
+    (earlier / "stale.txt").write_text("from the earlier run")
+    write_rebalanced_dataset(sources, copies, earlier, force=True, progress=False)
+    assert not (earlier / "stale.txt").exists() and (earlier / "data.yaml").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".earlier.")]  # no staging or old dir left
 
 
 def test_empty_existing_output_is_fine(make_dataset, tmp_path: Path) -> None:

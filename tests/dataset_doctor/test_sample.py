@@ -111,3 +111,10 @@ def test_too_small_for_the_defects_is_a_clear_error(tmp_path):
         write_sample_dataset(tmp_path / "x", spec=SampleSpec(train_images=10, val_images=10))
     clean = write_sample_dataset(tmp_path / "y", spec=SampleSpec(train_images=10, val_images=10, inject_defects=False))
     assert json.loads((clean.parent / "manifest.json").read_text())["defects"] == []
+
+
+def test_an_output_that_cannot_be_created_is_a_one_line_error(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(DoctorError, match="cannot write the output here"):
+        write_sample_dataset(tmp_path / "a-file" / "sample", spec=SampleSpec(train_images=50, val_images=20))
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]

@@ -7,12 +7,16 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from dataset_doctor.atomic import OUTPUT_MARKER
 from dataset_doctor.cli import app
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.split import split_dataset
@@ -156,15 +160,21 @@ def test_hardlink_falls_back_to_copy_across_filesystems(yaml_dataset: Path, tmp_
     assert os.stat(result.out / entry["output"]).st_ino != os.stat(yaml_dataset.parent / entry["image"]).st_ino
 
 
-def test_refuses_a_non_empty_output_unless_forced(yaml_dataset: Path, tmp_path: Path) -> None:
+def test_refuses_a_non_empty_output_and_forces_only_over_an_earlier_output(yaml_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(DoctorError, match="not empty"):
         split_dataset(yaml_dataset, out)
+    with pytest.raises(DoctorError, match="only a folder dataset-doctor wrote"):  # not ours: --force refused
+        split_dataset(yaml_dataset, out, force=True)
     assert files_under(out) == ["keep.txt"]
-    split_dataset(yaml_dataset, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "data.yaml").exists()
+    earlier = tmp_path / "earlier"
+    split_dataset(yaml_dataset, earlier, seed=1)
+    (earlier / "stale.txt").write_text("from the earlier run")
+    split_dataset(yaml_dataset, earlier, force=True)
+    assert not (earlier / "stale.txt").exists() and (earlier / "data.yaml").exists()
+    assert (earlier / OUTPUT_MARKER).is_file()  # replaceable again
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
 
 
@@ -288,3 +298,22 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(yaml_dataset: Path, tmp_path:
     assert len(lines) == 1 and "must sum to 1" in lines[0]
     missing = CliRunner().invoke(app, ["split", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_a_killed_split_leaves_staging_that_the_next_run_removes(yaml_dataset: Path, tmp_path: Path) -> None:
+    """SIGKILL halfway (images written, data.yaml not yet): the hidden staging folder stays; the next run removes
+    it and says so."""
+    out = tmp_path / "out"
+    code = ("import os, signal\nfrom dataset_doctor.split import pipeline\n"
+            "pipeline.write_data_yaml = lambda *args: os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"pipeline.split_dataset({str(yaml_dataset)!r}, {str(out)!r})\n")
+    repo = Path(__file__).resolve().parents[2]
+    killed = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(repo)}, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    [staging] = [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+    assert len(files_under(staging)) > 22 and not out.exists()  # the images were in, the run was not finished
+    result = CliRunner().invoke(app, ["split", str(yaml_dataset), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"removed {staging}" in result.output and "interrupted run" in result.output
+    assert not staging.exists() and (out / "data.yaml").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

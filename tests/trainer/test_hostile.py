@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import hostile_outputs as outputs
 from tests.hostile import HostileCase, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png
 from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
@@ -31,6 +32,43 @@ def _resume_with_a_100_class_checkpoint(tmp_path: Path) -> tuple[Path, list[str]
     return tmp_path, ["train", "--resume", run]
 
 
+# Refusals come before the dataset is scanned: none of these rows trains.
+_TINY = ["--epochs", "1", "--batch", "2", "--imgsz", "64", "--workers", "0", "--device", "cpu"]
+
+
+def _project_inside_train_images(tmp_path: Path) -> tuple[Path, list]:
+    data_yaml = outputs.tiny_dataset(tmp_path / "data")
+    return data_yaml.parent, ["train", data_yaml, "--project", data_yaml.parent / "images" / "train", *_TINY]
+
+
+def _project_inside_train_labels(tmp_path: Path) -> tuple[Path, list]:
+    data_yaml = outputs.tiny_dataset(tmp_path / "data")
+    return data_yaml.parent, ["train", data_yaml, "--project", data_yaml.parent / "labels" / "train" / "runs", *_TINY]
+
+
+def _project_in_a_folder_val_txt_lists(tmp_path: Path) -> tuple[Path, list]:
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    return world, ["train", data_yaml, "--project", elsewhere / "images" / "runs", *_TINY]
+
+
+def _run_dir_is_the_dataset_root(tmp_path: Path) -> tuple[Path, list]:
+    data_yaml = outputs.tiny_dataset(tmp_path / "data")
+    return data_yaml.parent, ["train", data_yaml, "--project", tmp_path, "--name", "data", "--exist-ok", *_TINY]
+
+
+def _project_below_a_file(tmp_path: Path) -> tuple[Path, list]:
+    data_yaml, out = outputs.under_a_file(tmp_path)
+    return tmp_path, ["train", data_yaml, "--project", out, *_TINY]
+
+
+def _project_in_a_read_only_folder(tmp_path: Path) -> tuple[Path, list]:
+    folder = outputs.read_only_folder(tmp_path)
+    data_yaml = outputs.tiny_dataset(tmp_path / "data")
+    return tmp_path, ["train", data_yaml, "--project", folder / "runs", *_TINY]
+
+
+_INSIDE = "--project is inside a folder the dataset reads"
+
 CASES: list[HostileCase] = [
     # names, links and huge images (issue 16 items 3, 5, 9)
     # the 1 MB PNG of 32000x32000 took 6.5 GB to train on at imgsz 64: now skipped with one warning
@@ -43,6 +81,18 @@ CASES: list[HostileCase] = [
     # parsing, cache, resume (issue 16 items 4, 7, 8, 11)
     HostileCase("resume-checkpoint-of-another-class-count", _resume_with_a_100_class_checkpoint, 2,
                 ("runs/exp/weights/last.pt", "cannot resume run", "checkpoint has 100 classes, this run 2")),
+    # output safety (issue 16 items 1, 2, 6, 10)
+    HostileCase("train-project-inside-the-train-images", _project_inside_train_images, 2,
+                (_INSIDE, "images/train)")),
+    HostileCase("train-project-inside-the-labels", _project_inside_train_labels, 2, (_INSIDE, "labels/train)")),
+    HostileCase("train-project-in-a-folder-val-txt-lists", _project_in_a_folder_val_txt_lists, 2,
+                (_INSIDE, "E/images)")),
+    HostileCase("train-run-dir-is-the-dataset-root", _run_dir_is_the_dataset_root, 2,
+                ("holds a folder the dataset reads",)),
+    HostileCase("train-project-below-a-regular-file", _project_below_a_file, 2,
+                ("cannot write the output here", "a-file/out")),
+    HostileCase("train-project-in-a-read-only-folder", _project_in_a_read_only_folder, 2,
+                ("cannot write the output here", "read-only")),
 ]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -129,8 +131,17 @@ def test_resume_after_a_kill_continues_exactly(tiny_yaml, tmp_path, isolated_cac
     kill_after_epochs([sys.executable, "-m", "dataset_doctor", *arguments, "--name", "killed"],
                       killed / files.RESULTS_FILE, epochs=1, env=env)
     assert load_checkpoint(killed / files.LAST_CHECKPOINT)["epoch"] in (0, 1)
+    # A checkpoint write killed halfway leaves its temporary (issue 16 item 10): the resumed run removes it.
+    half_written = subprocess.run([sys.executable, "-c", (
+        "import os, signal\nfrom pathlib import Path\nfrom dataset_doctor.atomic import atomic_write\n"
+        "def write(temporary):\n    temporary.write_bytes(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"atomic_write(Path({str(killed / files.BEST_CHECKPOINT)!r}), write)")], env=env, timeout=120)
+    assert half_written.returncode == -signal.SIGKILL
+    [temporary] = (killed / files.WEIGHTS_DIR).glob(".best.pt.*.tmp")
     resumed = runner.invoke(app, ["train", "--resume", str(killed)])
     assert resumed.exit_code == 0, resumed.output
+    assert not temporary.exists() and "a temporary file left by an interrupted write" in resumed.output
 
     whole, again = files.read_results(tmp_path / "whole"), files.read_results(killed)
     assert [row["epoch"] for row in again] == [1, 2, 3]

@@ -11,8 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from dataset_doctor.datayaml import load_data_yaml
 from dataset_doctor.errors import DoctorError
+from tests import hostile_outputs as outputs
 from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
+from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from trainer.divergence import DivergenceWatch, exceeds_running_median
 from trainer.ema import ModelEMA
@@ -209,3 +212,29 @@ def test_divergence_watch_catches_an_explosion_on_the_second_step():
     for value in (1.0, 1.0, 1.0, 1.0):
         assert patient.update([value] * 3, "start") is None
     assert patient.update([1e6] * 3, "step 5") is None  # a warm-up of five steps is still warming up
+def test_a_project_the_dataset_reads_back_is_refused(tmp_path):
+    """Issue 16 item 2: run files inside an image or label folder become part of the dataset (train_batches/*.jpg
+    counted as train images by the next audit)."""
+    world, data_yaml, elsewhere = outputs.listed_elsewhere(tmp_path)
+    dataset = load_data_yaml(data_yaml)
+    root = data_yaml.parent
+    for project in (root / "images" / "train", root / "images" / "train" / "runs", root / "labels" / "train",
+                    elsewhere / "images", elsewhere / "labels" / "runs"):
+        with pytest.raises(DoctorError, match="--project is inside a folder the dataset reads"):
+            files.check_run_location(project, "exp", False, dataset)
+    with pytest.raises(DoctorError, match="holds a folder the dataset reads"):
+        files.check_run_location(tmp_path / "world", "data", True, dataset)
+    # Beside the images is fine: `cd dataset && doctor train data.yaml` writes runs/ there.
+    files.check_run_location(root / "runs", "exp", False, dataset)
+    files.check_run_location(tmp_path / "world", "data", False, dataset)  # a new name (data2) is picked
+    assert not (root / "runs").exists()
+
+
+def test_a_project_that_cannot_be_created_is_refused_before_training(tmp_path):
+    data_yaml, below_a_file = outputs.under_a_file(tmp_path)
+    dataset = load_data_yaml(data_yaml)
+    with pytest.raises(DoctorError, match="cannot write the output here"):
+        files.check_run_location(below_a_file, "exp", False, dataset)
+    with pytest.raises(DoctorError, match="cannot write the output here") as refused:
+        files.new_run_dir(below_a_file, "exp")
+    assert "a-file/out/exp" in str(refused.value)
