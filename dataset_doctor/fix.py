@@ -25,10 +25,10 @@ import pandas as pd
 import yaml
 
 from dataset_doctor.atomic import staged_directory
-from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
-from dataset_doctor.datayaml import label_path_for
+from dataset_doctor.dataset.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
+from dataset_doctor.dataset.datayaml import label_path_for
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex
 
 FIX_LOG_FILE = "fix_log.csv"
 LOG_COLUMNS = ["file", "line", "action", "before", "after", "reason"]

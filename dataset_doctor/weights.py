@@ -22,7 +22,7 @@ from dataset_doctor.atomic import atomic_write_text
 if TYPE_CHECKING:
     import numpy as np
 
-    from dataset_doctor.index import DatasetIndex
+    from dataset_doctor.dataset.index import DatasetIndex
 
 METHODS = ("inverse", "sqrt", "effective")
 DEFAULT_METHOD = "inverse"

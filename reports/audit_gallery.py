@@ -16,7 +16,7 @@ import pandas as pd
 
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.audit.terminal import location
-from dataset_doctor.index import DatasetIndex
+from dataset_doctor.dataset.index import DatasetIndex
 from reports.html import escape, thumbnail_figure
 from reports.thumbnails import (
     GROUND_TRUTH,

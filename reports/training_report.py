@@ -6,7 +6,7 @@ good, which classes fail, and whether the data or the training is to blame.
 
 Reads the run directory (reports/training_run.py), the dataset through its index (for the val images, box sizes
 and counts; the report is still written, with a note, if the dataset has moved), the audit report of the same
-dataset when one is found (reports/audit_link.py), and applies the diagnosis rules (reports/diagnosis.py).
+dataset when one is found (reports/audit_link.py), and applies the diagnosis rules (trainer/diagnosis.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex, build_index
 from reports.audit_link import (
     audit_json_for,
     default_audit_candidates,
@@ -28,13 +28,13 @@ from reports.audit_link import (
     relative_link,
     scale_shift_notes,
 )
-from reports.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, Finding, RunFacts, diagnose_run
 from reports.html import Page, escape, image_data_uri, thumbnail_figure
 from reports.thumbnails import encode_jpeg
 from reports.training_figures import confusion_figure, loss_figure, map_figure, per_class_ap_figure, pr_figure
 from reports.training_run import TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
+from trainer.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, Finding, RunFacts, diagnose_run
 
 WORST_IMAGES = 12  # val images shown, worst first
 BATCH_MAX_SIDE = 1280  # training batch grids are re-encoded at most this wide/high (the page stays small)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex
 from dataset_doctor.weights import ClassWeights, class_weights_for_index
 
 

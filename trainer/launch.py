@@ -27,8 +27,8 @@ from rich.console import Console
 
 from dataset_doctor.errors import DoctorError
 from trainer import run_dir as files
+from trainer.config import TrainSettings
 from trainer.devices import choose_device
-from trainer.train_config import TrainSettings
 
 # Rank 0 evaluates while the other ranks wait at the next collective: allow for a long evaluation.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)

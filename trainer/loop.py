@@ -17,13 +17,13 @@ from rich.console import Console
 from dataset_doctor.errors import DoctorError
 from trainer import run_dir as files
 from trainer.checkpoint import rng_states, save_checkpoint
+from trainer.config import TrainSettings
+from trainer.data.loader import set_loader_epoch
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult
-from trainer.inference import evaluate_model, write_yolo_predictions
-from trainer.loader import set_loader_epoch
+from trainer.model.inference import evaluate_model, write_yolo_predictions
 from trainer.progress import EpochProgress
 from trainer.setup import Run, start_run, unwrap
-from trainer.train_config import TrainSettings
 
 
 def train(settings: TrainSettings | None, resume: Path | None = None, console: Console | None = None,

@@ -12,7 +12,7 @@ import pandas as pd
 
 from dataset_doctor.audit.finding_table import concat_findings, finding_rows
 from dataset_doctor.audit.options import AuditOptions
-from dataset_doctor.box_rules import box_error_message
+from dataset_doctor.dataset.box_rules import box_error_message
 
 BOX_ERROR_CHECKS = ("class-out-of-range", "degenerate-box", "out-of-bounds")
 

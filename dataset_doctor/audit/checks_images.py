@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.audit.finding_table import concat_findings, finding_rows
+from dataset_doctor.audit.near_duplicates import near_duplicate_pairs
 from dataset_doctor.audit.options import AuditOptions
-from dataset_doctor.duplicates import near_duplicate_pairs
-from dataset_doctor.images import PHASH_BITS
+from dataset_doctor.dataset.images import PHASH_BITS
 
 PAIR_COLUMNS = ["check", "match", "distance", "image_id_a", "split_a", "image_a", "path_a",
                 "image_id_b", "split_b", "image_b", "path_b"]

@@ -39,7 +39,7 @@ def evaluate(
 
     Precision and recall are taken at each class's best-F1 confidence, at IoU 0.5.
     """
-    from dataset_doctor.index import build_index  # pandas / OpenCV load only when a command runs
+    from dataset_doctor.dataset.index import build_index  # pandas / OpenCV load only when a command runs
     from trainer.evaluation.dataset import evaluate_prediction_dir
     from trainer.run_dir import atomic_write_text
 

@@ -29,12 +29,12 @@ def predict(
     """Predict on images and write `class cx cy w h confidence` lines (what `doctor evaluate` reads)."""
     from dataset_doctor.atomic import atomic_write_bytes, staged_directory
     from reports.thumbnails import DrawnBox, class_colour, draw_boxes
-    from trainer.data import YoloDataset
+    from trainer.data.dataset import YoloDataset
+    from trainer.data.loader import make_eval_loader
+    from trainer.data.predict_source import image_set_from_source
     from trainer.devices import choose_device
-    from trainer.inference import predict as run_model
-    from trainer.inference import write_yolo_predictions
-    from trainer.loader import make_eval_loader
-    from trainer.predict_source import image_set_from_source
+    from trainer.model.inference import predict as run_model
+    from trainer.model.inference import write_yolo_predictions
     from trainer.setup import load_model_weights
 
     out = out.expanduser().resolve()

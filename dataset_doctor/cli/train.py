@@ -10,8 +10,8 @@ import typer
 
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
-from trainer.data_config import AugmentConfig, DataConfig
-from trainer.train_config import TrainConfig, TrainSettings
+from trainer.config import TrainConfig, TrainSettings
+from trainer.data.config import AugmentConfig, DataConfig
 
 _T, _D, _A = TrainConfig(), DataConfig(), AugmentConfig()
 

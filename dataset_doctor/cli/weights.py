@@ -35,7 +35,7 @@ def weights(
 ) -> None:
     """Class weights for the classification loss from the usable train boxes (what train --class-weights auto uses).
     """
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.index import build_index
     from dataset_doctor.weights import class_weights_for_index, write_weights_json
 
     if not 0.0 < beta < 1.0:

@@ -28,9 +28,9 @@ import numpy as np
 import yaml
 
 from dataset_doctor.atomic import staged_directory
-from dataset_doctor.datayaml import DatasetConfig, label_path_for, list_split_images
+from dataset_doctor.dataset.datayaml import DatasetConfig, label_path_for, list_split_images
+from dataset_doctor.dataset.file_scan import available_cores
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.file_scan import available_cores
 from dataset_doctor.progress import counting_progress
 from dataset_doctor.rebalance.sources import TrainSources
 

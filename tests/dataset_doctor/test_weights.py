@@ -10,8 +10,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import build_index
 from dataset_doctor.weights import class_weights_for_index, compute_class_weights
 
 COUNTS = np.array([900, 300, 60, 25])
