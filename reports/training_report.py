@@ -2,7 +2,11 @@
 good, which classes fail, and whether the data or the training is to blame.
 
     from reports.training_report import build_training_report
-    build_training_report(run_dir)                      # after `doctor train`, or any time: `doctor report RUN_DIR`
+    build_training_report(run_dir)                      # any time: `doctor report RUN_DIR`
+    write_training_report(run_dir, console)             # after a run: what `doctor train` and `doctor demo` call
+
+The trainer does not build this page (it never imports reports/): whoever starts a run writes its report when
+`trainer.launch.launch_training` (or `trainer.loop.train`) returns, as the CLI does.
 
 Reads the run directory (reports/training_run.py), the dataset through its index (for the val images, box sizes
 and counts; the report is still written, with a note, if the dataset has moved), the audit report of the same
@@ -18,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
 from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
@@ -58,6 +63,25 @@ _EXTRA_STYLE = """<style>
 table.settings th { position: static; width: 190px; cursor: default; vertical-align: top; }
 .class-block { margin: 14px 0 18px; } .class-block h3 { margin-bottom: 4px; }
 </style>"""
+
+
+def write_training_report(run_dir: str | Path, console: Console | None = None) -> Path | None:
+    """The report of a run that has just finished, with the audit report it was trained with (args.yaml).
+
+    A problem with the report must not fail a finished run (`doctor report` can redo it): it is printed as a
+    warning and None returned.
+    """
+    console = console or Console()
+    run_dir = Path(run_dir)
+    try:
+        audit = files.read_args(run_dir).get("train", {}).get("audit_report")
+        path = build_training_report(run_dir, audit_report=Path(audit) if audit else None)
+    except (DoctorError, OSError) as error:
+        console.print(f"[yellow]warning:[/] training report not written ({error}); rebuild it with "
+                      f"doctor report {run_dir}")
+        return None
+    console.print(f"training report: [bold]{path}[/]")
+    return path
 
 
 def build_training_report(run_dir: str | Path, audit_report: Path | None = None,

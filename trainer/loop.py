@@ -32,6 +32,8 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     """Train a detector; returns the run directory. `resume`: continue a run directory from weights/last.pt.
 
     Distributed runs call this once per process (trainer/launch.py), with their rank, device and the run dir.
+    The training report (report.html) is not written here: the trainer never imports reports/. The caller
+    writes it, as `doctor train` does: `reports.training_report.write_training_report(run_dir)`.
     """
     run = start_run(settings, resume, console, rank, world_size, run_dir, device)
     config = run.settings.train
@@ -248,22 +250,7 @@ def finish(run: Run, last_epoch: int) -> None:
     run.print(f"[bold]done[/] {last_epoch + 1} epochs in {minutes:.1f} min; best epoch {run.best_epoch + 1}: "
               f"val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} (train subset {train_subset.map50:.3f} / "
               f"{train_subset.map50_95:.3f})")
-    write_report(run)
     run.print(f"run directory: [bold]{run.dir}[/]")
-
-
-def write_report(run: Run) -> None:
-    """report.html; a problem with the report must not fail a finished run (`doctor report` can redo it)."""
-    from reports.training_report import build_training_report  # plotly loads only now
-
-    audit = run.settings.train.audit_report
-    try:
-        path = build_training_report(run.dir, audit_report=Path(audit) if audit else None)
-    except (DoctorError, OSError) as error:
-        run.print(f"[yellow]warning:[/] training report not written ({error}); rebuild it with "
-                  f"doctor report {run.dir}")
-        return
-    run.print(f"training report: [bold]{path}[/]")
 
 
 def write_confusion_csv(path: Path, result: EvaluationResult) -> None:

@@ -92,4 +92,7 @@ def train(
         )
         run_dir = launch_training(settings, console=console)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process runs this command
+        from reports.training_report import write_training_report  # plotly loads only now
+
+        write_training_report(run_dir, console)
         console.print(f"results in [bold]{run_dir}[/]")

@@ -52,9 +52,9 @@ def short_run(tiny_yaml, tmp_path_factory) -> Path:
 def test_run_directory_holds_everything_design_md_lists(short_run, tiny_yaml):
     run = short_run
     for name in (files.ARGS_FILE, files.LAST_CHECKPOINT, files.BEST_CHECKPOINT, files.RESULTS_FILE,
-                 files.PER_CLASS_FILE, files.CLASS_WEIGHTS_FILE, files.CONFUSION_FILE, files.PR_CURVES_FILE,
-                 files.REPORT_FILE):
+                 files.PER_CLASS_FILE, files.CLASS_WEIGHTS_FILE, files.CONFUSION_FILE, files.PR_CURVES_FILE):
         assert (run / name).is_file(), name
+    assert not (run / files.REPORT_FILE).exists()  # the caller writes the report: the trainer never imports reports
     args = files.read_args(run)
     assert args["train"]["epochs"] == 2 and args["data"]["imgsz"] == 128 and "mosaic" in args["augment"]
     assert args["resolved"]["dataset"] == str(tiny_yaml.resolve())
@@ -129,6 +129,9 @@ def test_resume_after_a_kill_continues_exactly(tiny_yaml, tmp_path, isolated_cac
     assert load_checkpoint(killed / files.LAST_CHECKPOINT)["epoch"] in (0, 1)
     resumed = runner.invoke(app, ["train", "--resume", str(killed)])
     assert resumed.exit_code == 0, resumed.output
+    # `doctor train` writes the report of every finished run, resumed ones included
+    assert (tmp_path / "whole" / files.REPORT_FILE).is_file() and (killed / files.REPORT_FILE).is_file()
+    assert "training report:" in reference.output and "training report:" in resumed.output
 
     whole, again = files.read_results(tmp_path / "whole"), files.read_results(killed)
     assert [row["epoch"] for row in again] == [1, 2, 3]
