@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from dataset_doctor.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from dataset_doctor.atomic import atomic_write_text
 
 ARGS_FILE = "args.yaml"
 WEIGHTS_DIR = "weights"

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dataset_doctor.atomic import atomic_write_bytes
 from trainer.data.collate import Batch
-from trainer.run_dir import atomic_write_bytes
 
 MAX_GRID_SIDE = 1920  # pixels: a grid larger than this is scaled down (a 16 x 640 batch would be 2560)
 

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from dataset_doctor.atomic import atomic_write_text
 from dataset_doctor.dataset.index import DatasetIndex
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult, evaluate_detections
 from trainer.evaluation.dataset import normalized_to_corners
 from trainer.model.nms import non_max_suppression
-from trainer.run_dir import atomic_write_text
 
 
 @dataclass
