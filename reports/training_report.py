@@ -39,7 +39,7 @@ from reports.training_figures import confusion_figure, loss_figure, map_figure, 
 from reports.training_run import TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
-from trainer.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, Finding, RunFacts, diagnose_run
+from trainer.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, RunFacts, RunFinding, diagnose_run
 
 WORST_IMAGES = 12  # val images shown, worst first
 BATCH_MAX_SIDE = 1280  # training batch grids are re-encoded at most this wide/high (the page stays small)
@@ -493,17 +493,17 @@ def _batches_section(page: Page, run: TrainingRun) -> None:
 
 # --- markup helpers ------------------------------------------------------------------------------------------------
 
-def _finding_html(finding: Finding) -> str:
+def _finding_html(finding: RunFinding) -> str:
     return (f'<div class="finding {escape(finding.level)}"><p><span class="level {escape(finding.level)}">'
             f"{escape(finding.level)}</span><b>{escape(finding.title)}</b></p><p>{escape(finding.detail)}</p>"
             f"{_steps_html(finding.next_steps)}</div>")
 
 
-def _like_the_run(finding: Finding) -> bool:
+def _like_the_run(finding: RunFinding) -> bool:
     return finding.rule == "both-low" and finding.level == "info"
 
 
-def _class_block(name: str, findings: list[Finding]) -> str:
+def _class_block(name: str, findings: list[RunFinding]) -> str:
     """One class: each finding as a line (level, title, numbers), then its next steps together, without repeats."""
     worst = max(findings, key=lambda f: f.severity).level
     lines = "".join(f'<p><span class="level {escape(f.level)}">{escape(f.level)}</span><b>{escape(f.title)}</b>: '

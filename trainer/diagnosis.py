@@ -11,7 +11,7 @@ Plus: a class whose val AP cannot be measured, too few instances per class, and 
 length (Darknet: `max_batches = classes * 2000`, but not less than the number of training images and not less
 than 6000).
 
-Everything here is pure: per-class numbers and run facts in, `Finding`s with a level and concrete next steps
+Everything here is pure: per-class numbers and run facts in, `RunFinding`s with a level and concrete next steps
 out. The report (reports/training_report.py) gathers the numbers from the run directory and shows the result.
 
 What "high" and "low" mean. An AP is judged on AP50 (the metric of the Darknet manual; AP50-95 is shown beside
@@ -34,6 +34,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dataset_doctor.findings import NextStep
 
 # --- thresholds (AP values are AP50 in [0, 1]) ---------------------------------------------------------------
 # At or above this a class is found well enough to be useful in most applications; small YOLO models average
@@ -73,19 +75,11 @@ OVERBOOST_WEIGHT_RATIO = 3.0
 LOW_PRECISION_RATIO = 0.5
 
 LEVELS = ("good", "info", "warning", "error")  # increasing severity
-OVERALL = ""  # Finding.scope of run-level findings
+OVERALL = ""  # RunFinding.scope of run-level findings
 
 
 @dataclass(frozen=True)
-class NextStep:
-    """Something to do: a sentence, and where there is one, the exact command."""
-
-    text: str
-    command: str | None = None
-
-
-@dataclass(frozen=True)
-class Finding:
+class RunFinding:
     """One diagnosis: about a class (scope = its name) or the whole run (scope = OVERALL)."""
 
     scope: str
@@ -160,17 +154,17 @@ class RunFacts:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    verdict: Finding  # the one-line answer at the top of the report
-    overall: list[Finding]  # run-level findings, most severe first
+    verdict: RunFinding  # the one-line answer at the top of the report
+    overall: list[RunFinding]  # run-level findings, most severe first
     # per class, in the order the classes were given (names need not be unique): its findings, most severe first
-    per_class: list[list[Finding]] = field(default_factory=list)
+    per_class: list[list[RunFinding]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
 
-    def findings_of(self, key: int | str) -> list[Finding]:
+    def findings_of(self, key: int | str) -> list[RunFinding]:
         """A class's findings by position, or by name (the first class of that name)."""
         return self.per_class[key if isinstance(key, int) else self.names.index(key)]
 
-    def status(self, key: int | str) -> Finding | None:
+    def status(self, key: int | str) -> RunFinding | None:
         """The class's main finding (the one the per-class table shows)."""
         found = [f for f in self.findings_of(key) if f.rule in STATUS_RULES]
         return found[0] if found else None
@@ -219,7 +213,7 @@ def suggested_target(train_instances: Sequence[int]) -> int:
 # --- per class ---------------------------------------------------------------------------------------------------
 
 def diagnose_class(numbers: ClassNumbers, run: RunFacts, reference: float, target: int,
-                   median_weight: float = 1.0) -> list[Finding]:
+                   median_weight: float = 1.0) -> list[RunFinding]:
     """Every finding about one class, most severe first. reference: the run's best train AP50; target: the
     suggested rebalance target; median_weight: the median class weight of the run."""
     findings = [_main_finding(numbers, run, reference)]
@@ -227,7 +221,7 @@ def diagnose_class(numbers: ClassNumbers, run: RunFacts, reference: float, targe
     if few is not None:
         findings.append(few)
     if _known(numbers.val_ap50) and 0 < numbers.val_instances < NOISY_VAL_INSTANCES:
-        findings.append(Finding(numbers.name, "info", "noisy-val", "val AP rests on few boxes",
+        findings.append(RunFinding(numbers.name, "info", "noisy-val", "val AP rests on few boxes",
                                 f"only {numbers.val_instances} val boxes: one box more or less found moves its AP "
                                 f"by several points; treat differences under about {MIN_GAP:.2f} as noise.",
                                 (NextStep(f"add val images with '{numbers.name}' for a steadier measure"),)))
@@ -237,11 +231,11 @@ def diagnose_class(numbers: ClassNumbers, run: RunFacts, reference: float, targe
     return sorted(findings, key=lambda f: -f.severity)
 
 
-def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Finding:
+def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> RunFinding:
     """The section-5 rule that applies: not measurable, fine, train-val gap, or both low."""
     name, train, val = numbers.name, numbers.train_ap50, numbers.val_ap50
     if not _known(val) or numbers.val_instances == 0:
-        return Finding(name, "warning", "not-measurable", "val AP cannot be measured: no val box",
+        return RunFinding(name, "warning", "not-measurable", "val AP cannot be measured: no val box",
                        f"'{name}' has {numbers.train_instances} train boxes and none in val, so nothing tells "
                        "whether the model detects it on new images.",
                        (NextStep(f"add val images that contain '{name}' (a few dozen boxes at least)"),
@@ -249,7 +243,7 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
                                  f"doctor split {_quote(run.dataset)} --out {_quote(_sibling(run.dataset, 'split'))}")))
     if not _known(train):
         level = "warning" if not is_high(val, reference) else "info"
-        return Finding(name, level, "not-in-train-subset", "train AP not measured (no box in the train subset)",
+        return RunFinding(name, level, "not-in-train-subset", "train AP not measured (no box in the train subset)",
                        f"val AP50 {val:.2f}; the fixed train subset the trainer evaluates holds no '{name}' box, so "
                        "train and val cannot be compared for it.",
                        (NextStep("evaluate the whole train split with the best weights",
@@ -259,7 +253,7 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
     learnt = run_has_learnt(reference)
     if is_high(train, reference):
         if not val_drops(train, val):
-            return Finding(name, "good", "fine", "fine: high on train and on val",
+            return RunFinding(name, "good", "fine", "fine: high on train and on val",
                            f"train AP50 {train:.2f}, val AP50 {val:.2f}.",
                            (NextStep("if it still fails on real images, the data is not representative of them: add "
                                      "images from where the model is used (cameras, lighting, backgrounds)"),))
@@ -268,13 +262,13 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
     if is_high(val, reference) and val > train:
         boxes = (f" on {numbers.train_subset_instances} train-subset boxes"
                  if numbers.train_subset_instances is not None else "")
-        return Finding(name, "info", "val-above-train", "higher on val than on train",
+        return RunFinding(name, "info", "val-above-train", "higher on val than on train",
                        f"train AP50 {train:.2f}{boxes}, val AP50 {val:.2f} on {numbers.val_instances} val boxes. Val "
                        "easier than train is rare: usually one of the two rests on few boxes (noise), or the train "
                        "images of this class are harder (smaller, occluded) than the val ones.",
                        (NextStep(f"look at a few train images of '{name}': are its labels as good as in val?"),))
     if not learnt:
-        return Finding(name, "info", "both-low", "low on train and val, like every class of this run",
+        return RunFinding(name, "info", "both-low", "low on train and val, like every class of this run",
                        f"train AP50 {train:.2f}, val AP50 {val:.2f}; the best class reaches only {reference:.2f} on "
                        "train, so the run as a whole is undertrained (see the overall diagnosis), not this class.",
                        (NextStep("train longer first (see the overall diagnosis); judge classes afterwards"),))
@@ -300,10 +294,10 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Fin
     if run.iterations >= run.recommended_iterations:
         steps.append(NextStep("or a larger model may learn a hard class better",
                               _train_command(run, model=_bigger(run))))
-    return Finding(name, level, "both-low", "low on train and val", detail, tuple(steps))
+    return RunFinding(name, level, "both-low", "low on train and val", detail, tuple(steps))
 
 
-def _train_val_gap(numbers: ClassNumbers, run: RunFacts, train: float, val: float) -> Finding:
+def _train_val_gap(numbers: ClassNumbers, run: RunFacts, train: float, val: float) -> RunFinding:
     name = numbers.name
     level = "error" if val < FAILING_AP50 else "warning"
     detail = (f"train AP50 {train:.2f} but val AP50 {val:.2f}: the model fits the train images of '{name}' and "
@@ -326,18 +320,18 @@ def _train_val_gap(numbers: ClassNumbers, run: RunFacts, train: float, val: floa
     if numbers.train_instances < MIN_INSTANCES:
         steps.append(NextStep(f"only {numbers.train_instances} train boxes: the model can memorise them; collect more "
                               "(see too few instances)"))
-    return Finding(name, level, "train-val-gap", "train and val differ: high on train, low on val", detail,
+    return RunFinding(name, level, "train-val-gap", "train and val differ: high on train, low on val", detail,
                    tuple(steps))
 
 
-def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, target: int) -> Finding | None:
+def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, target: int) -> RunFinding | None:
     if numbers.train_instances >= MIN_INSTANCES:
         return None
     struggling = not _known(numbers.train_ap50) or not _known(numbers.val_ap50) \
         or not is_high(numbers.train_ap50, reference) or val_drops(numbers.train_ap50, numbers.val_ap50)
     level = "warning" if struggling else "info"
     if numbers.train_instances == 0:
-        return Finding(numbers.name, "error", "few-instances", "no train box: the model cannot learn it",
+        return RunFinding(numbers.name, "error", "few-instances", "no train box: the model cannot learn it",
                        f"'{numbers.name}' has no usable box in train.",
                        (NextStep(f"label images of '{numbers.name}', or remove it from names"),))
     detail = (f"{numbers.train_instances} train boxes (fewer than {MIN_INSTANCES}; the Darknet manual advises about "
@@ -350,17 +344,17 @@ def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, targe
                           f"copies up to {target} boxes per class",
                           f"doctor rebalance {_quote(run.dataset)} --target {target} "
                           f"--out {_quote(_sibling(run.dataset, 'rebalanced'))}"),)
-    return Finding(numbers.name, level, "few-instances", "too few instances", detail, steps)
+    return RunFinding(numbers.name, level, "few-instances", "too few instances", detail, steps)
 
 
-def _over_boosted(numbers: ClassNumbers, run: RunFacts, median_weight: float) -> Finding | None:
+def _over_boosted(numbers: ClassNumbers, run: RunFacts, median_weight: float) -> RunFinding | None:
     """A heavily weighted class with many false positives: the boost makes the model predict it too often."""
     precision, recall = numbers.val_precision, numbers.val_recall
     if not (_known(precision) and _known(recall)) or recall <= 0 or not run.class_weights_on:
         return None
     if numbers.class_weight < OVERBOOST_WEIGHT_RATIO * median_weight or precision >= LOW_PRECISION_RATIO * recall:
         return None
-    return Finding(numbers.name, "info", "over-boosted", "many false positives for a heavily weighted class",
+    return RunFinding(numbers.name, "info", "over-boosted", "many false positives for a heavily weighted class",
                    f"class weight {numbers.class_weight:.2f} ({numbers.class_weight / median_weight:.1f}x the median "
                    f"class's); val precision {precision:.2f} against recall "
                    f"{recall:.2f}: the model predicts '{numbers.name}' where there is none.",
@@ -382,14 +376,14 @@ def diagnose_run(classes: Sequence[ClassNumbers], run: RunFacts) -> Diagnosis:
                      [c.name for c in classes])
 
 
-def _training_length(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Finding | None:
+def _training_length(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> RunFinding | None:
     needed = run.recommended_iterations
     if run.iterations_per_epoch <= 0 or run.iterations >= needed:
         return None
     epochs = math.ceil(needed / run.iterations_per_epoch)
     good = _mean([c.val_ap50 for c in classes]) >= HIGH_AP50
     level = "info" if good else "warning"
-    return Finding(OVERALL, level, "short-training", "short training for the class count",
+    return RunFinding(OVERALL, level, "short-training", "short training for the class count",
                    f"{run.iterations:,} iterations ({run.epochs_done} epochs x {run.iterations_per_epoch}); the "
                    f"Darknet rule of thumb is at least {needed:,} for {run.num_classes} classes "
                    f"({ITERATIONS_PER_CLASS} per class, at least {MIN_ITERATIONS}, at least one per train image; "
@@ -397,7 +391,7 @@ def _training_length(classes: Sequence[ClassNumbers], run: RunFacts, reference: 
                    (NextStep(f"train for about {epochs} epochs", _train_command(run, epochs=epochs)),))
 
 
-def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Finding | None:
+def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> RunFinding | None:
     """The section-5 rules on the whole run (means over the classes measured in both)."""
     both = [c for c in classes if _known(c.train_ap50) and _known(c.val_ap50)]
     if not both:
@@ -414,23 +408,23 @@ def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Fi
         steps.append(NextStep("audit the labels: wrong or inconsistent labels keep even the train AP low",
                               f"doctor audit {_quote(run.dataset)}"))
         level = "error" if val < FAILING_AP50 else "warning"
-        return Finding(OVERALL, level, "underfit", "the model does not fit its own training images yet",
+        return RunFinding(OVERALL, level, "underfit", "the model does not fit its own training images yet",
                        numbers + " Low on train and val: undertrained, a model too small, or labels wrong or too few.",
                        tuple(steps))
     if val_drops(train, val):
-        return Finding(OVERALL, "warning", "train-val-gap", "train and val differ",
+        return RunFinding(OVERALL, "warning", "train-val-gap", "train and val differ",
                        numbers + " High on train, clearly lower on val: overfitting or a distribution shift between "
                        "the splits.",
                        (NextStep("see the classes flagged 'train high, val low' and compare their train and val "
                                  "images"),
                         NextStep("re-split so train and val come from the same distribution (stratified, leak-free)",
                                  f"doctor split {_quote(run.dataset)} --out {_quote(_sibling(run.dataset, 'split'))}")))
-    return Finding(OVERALL, "good", "fine", "train and val agree", numbers +
+    return RunFinding(OVERALL, "good", "fine", "train and val agree", numbers +
                    " If the model disappoints on real images, the data is not representative of them.",
                    (NextStep("add images from where the model is used (cameras, lighting, backgrounds)"),))
 
 
-def _curve(run: RunFacts) -> Finding | None:
+def _curve(run: RunFacts) -> RunFinding | None:
     """Overfitting or still-improving, read from the val and train mAP50-95 per evaluated epoch."""
     points = [p for p in run.curve if _known(p[1]) and _known(p[2])]
     if len(points) < 3:
@@ -440,7 +434,7 @@ def _curve(run: RunFacts) -> Finding | None:
     last_epoch, last_train, last_val = points[-1]
     if best < len(points) - 1 and best_val > 0 and last_val <= (1 - OVERFIT_DROP) * best_val \
             and last_train >= best_train:
-        return Finding(OVERALL, "warning", "overfitting", "val peaked and fell while train kept rising",
+        return RunFinding(OVERALL, "warning", "overfitting", "val peaked and fell while train kept rising",
                        f"val mAP50-95 was {best_val:.3f} at epoch {best_epoch} and {last_val:.3f} at epoch "
                        f"{last_epoch}, while train went from {best_train:.3f} to {last_train:.3f}: the model started "
                        f"memorising the train images. weights/best.pt keeps epoch {best_epoch}.",
@@ -451,15 +445,15 @@ def _curve(run: RunFacts) -> Finding | None:
         detail = (f"val mAP50-95 rose from {quarter[2]:.3f} (epoch {quarter[0]}) to {last_val:.3f} (epoch "
                   f"{last_epoch}), the best so far.")
         if run.iterations < run.recommended_iterations:  # the training-length finding already says how long
-            return Finding(OVERALL, "info", "still-improving", "val was still improving when training stopped",
+            return RunFinding(OVERALL, "info", "still-improving", "val was still improving when training stopped",
                            detail + " Another sign that the run is too short (see short training).")
         epochs = int(max(run.epochs_planned * 2, run.epochs_done + 10))
-        return Finding(OVERALL, "info", "still-improving", "val was still improving when training stopped", detail,
+        return RunFinding(OVERALL, "info", "still-improving", "val was still improving when training stopped", detail,
                        (NextStep("train longer", _train_command(run, epochs=epochs)),))
     return None
 
 
-def _compounding(run: RunFacts) -> Finding | None:
+def _compounding(run: RunFacts) -> RunFinding | None:
     """Copies, a balanced sampler and loss weights each boost rare classes; together they multiply."""
     on = []
     if run.rebalanced_from:
@@ -473,24 +467,24 @@ def _compounding(run: RunFacts) -> Finding | None:
     steps = [NextStep("keep one: e.g. train without loss weights", _train_command(run, class_weights="none"))]
     if run.sampler == "balanced":
         steps.append(NextStep("or with the uniform sampler", _train_command(run, sampler="uniform")))
-    return Finding(OVERALL, "warning", "compounding", f"{len(on)} rebalancing mechanisms at once",
+    return RunFinding(OVERALL, "warning", "compounding", f"{len(on)} rebalancing mechanisms at once",
                    f"{', '.join(on)}: each already boosts rare classes, together they multiply (a class drawn w times "
                    "more often and weighted w times more counts about w^2 times); watch for false positives of rare "
                    "classes (low precision).", tuple(steps))
 
 
-def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, per_class: list[list[Finding]],
-             overall: list[Finding]) -> Finding:
+def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, per_class: list[list[RunFinding]],
+             overall: list[RunFinding]) -> RunFinding:
     measured = [c.val_ap50 for c in classes if _known(c.val_ap50)]
     # Run-level causes first: training longer or fixing the setup changes every class.
     steps = _top_steps(sorted(overall, key=lambda f: -f.severity)
                        + sorted((f for findings in per_class for f in findings), key=lambda f: -f.severity))
     if not classes:
-        return Finding(OVERALL, "error", "incomplete", "no per-class results: the run has not finished",
+        return RunFinding(OVERALL, "error", "incomplete", "no per-class results: the run has not finished",
                        "per_class.csv is written when training ends.",
                        (NextStep("resume the run", f"doctor train --resume {_quote(run.run_dir)}"),))
     if not measured:
-        return Finding(OVERALL, "error", "not-measurable", "nothing can be measured: val has no box",
+        return RunFinding(OVERALL, "error", "not-measurable", "nothing can be measured: val has no box",
                        "without val boxes, no AP can be computed.", steps)
     val = _mean(measured)
     attention = [c.name for c, findings in zip(classes, per_class)
@@ -498,7 +492,7 @@ def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, p
     fit = next((f for f in overall if f.rule in ("underfit", "train-val-gap")), None)
     if val < FAILING_AP50:
         cause = " The run is undertrained." if not run_has_learnt(reference) else ""
-        return Finding(OVERALL, "error", "verdict", f"Not usable yet: val mAP50 {val:.2f}.{cause}",
+        return RunFinding(OVERALL, "error", "verdict", f"Not usable yet: val mAP50 {val:.2f}.{cause}",
                        f"Mean val AP50 over {len(measured)} measured classes.", steps)
     if fit is not None or attention or val < HIGH_AP50:
         parts = [f"val mAP50 {val:.2f}"]
@@ -506,13 +500,13 @@ def _verdict(classes: Sequence[ClassNumbers], run: RunFacts, reference: float, p
             parts.append(fit.title)
         if attention:
             parts.append(f"{len(attention)} of {len(classes)} classes need attention ({_list(attention)})")
-        return Finding(OVERALL, "warning", "verdict", "Needs work: " + "; ".join(parts) + ".",
+        return RunFinding(OVERALL, "warning", "verdict", "Needs work: " + "; ".join(parts) + ".",
                        f"Mean val AP50 over {len(measured)} measured classes.", steps)
-    return Finding(OVERALL, "good", "verdict", f"Good: val mAP50 {val:.2f}, train and val agree for every class.",
+    return RunFinding(OVERALL, "good", "verdict", f"Good: val mAP50 {val:.2f}, train and val agree for every class.",
                    f"Mean val AP50 over {len(measured)} measured classes.", steps)
 
 
-def _top_steps(findings: Sequence[Finding], limit: int = 3) -> tuple[NextStep, ...]:
+def _top_steps(findings: Sequence[RunFinding], limit: int = 3) -> tuple[NextStep, ...]:
     """The first distinct steps of the most severe non-good findings (commands first seen win)."""
     steps: list[NextStep] = []
     seen: set[str] = set()

@@ -20,7 +20,7 @@ import pandas as pd
 
 from dataset_doctor.audit.checks_classes import TRAIN, VAL
 from dataset_doctor.audit.result import AuditResult
-from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING
+from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING, NextStep
 from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
 
 IMPORTANCE: tuple[str, ...] = (
@@ -57,14 +57,6 @@ class Problem:
     @property
     def check(self) -> str:
         return self.checks[0]
-
-
-@dataclass(frozen=True)
-class NextStep:
-    """Something to do about the audit: why, and the command that does it (None when it is manual work)."""
-
-    text: str
-    command: str | None = None
 
 
 def ranked_problems(result: AuditResult) -> list[Problem]:

@@ -12,8 +12,8 @@ from trainer.diagnosis import (
     RECOMMENDED_INSTANCES,
     ClassNumbers,
     Diagnosis,
-    Finding,
     RunFacts,
+    RunFinding,
     diagnose_run,
     is_high,
     suggested_target,
@@ -36,21 +36,21 @@ def facts(num_classes: int = 3, **changes) -> RunFacts:
     return RunFacts(**values)
 
 
-def rules(findings: list[Finding]) -> list[str]:
+def rules(findings: list[RunFinding]) -> list[str]:
     return [f.rule for f in findings]
 
 
-def find(diagnosis: Diagnosis, name: str, rule: str) -> Finding:
+def find(diagnosis: Diagnosis, name: str, rule: str) -> RunFinding:
     found = [f for f in diagnosis.findings_of(name) if f.rule == rule]
     assert found, f"{name}: no {rule} finding in {rules(diagnosis.findings_of(name))}"
     return found[0]
 
 
-def overall(diagnosis: Diagnosis, rule: str) -> Finding | None:
+def overall(diagnosis: Diagnosis, rule: str) -> RunFinding | None:
     return next((f for f in diagnosis.overall if f.rule == rule), None)
 
 
-def commands(finding: Finding) -> list[str]:
+def commands(finding: RunFinding) -> list[str]:
     return [step.command for step in finding.next_steps if step.command]
 
 
