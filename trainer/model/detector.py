@@ -26,16 +26,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from trainer.config import MODEL_SCALES
 from trainer.model.boxes import anchor_grid, distances_to_boxes, xyxy_to_cxcywh
 
-# scale: (depth_multiple, width_multiple, max_channels), the published YOLOv8 multiples.
-SCALES: dict[str, tuple[float, float, int]] = {
-    "n": (0.33, 0.25, 1024),
-    "s": (0.33, 0.50, 1024),
-    "m": (0.67, 0.75, 768),
-    "l": (1.00, 1.00, 512),
-    "x": (1.00, 1.25, 512),
-}
+# scale: (depth_multiple, width_multiple, max_channels), the published YOLOv8 multiples, for n s m l x.
+SCALES: dict[str, tuple[float, float, int]] = dict(zip(MODEL_SCALES, (
+    (0.33, 0.25, 1024),
+    (0.33, 0.50, 1024),
+    (0.67, 0.75, 768),
+    (1.00, 1.00, 512),
+    (1.00, 1.25, 512),
+), strict=True))
 STRIDES = (8, 16, 32)
 
 
