@@ -19,10 +19,9 @@ from torch.utils.data import DataLoader
 
 from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.weights import ClassWeights, class_weights_for_index
+from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolve_class_weights
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
-from trainer.class_weight_source import resolve_class_weights
 from trainer.config import TrainSettings
 from trainer.data.loader import build_train_loader, make_eval_loader
 from trainer.data.plot_batch import save_batches
