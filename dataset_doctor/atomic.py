@@ -2,16 +2,19 @@
 
 Every command that writes (datasets, reports, checkpoints, JSON, caches) goes through these two helpers, so a
 killed run never leaves a half-written file or folder, and outputs get the permissions the user's umask asks
-for (tempfile's private 0600 / 0700 would make reports and datasets unreadable to anyone else).
+for (tempfile's private 0600 / 0700 would make reports and datasets unreadable to anyone else). CSV outputs
+are formatted by `csv_text` (one quoting rule for every table written) and then written like any text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +63,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def csv_text(header: Iterable[object], rows: Iterable[Iterable[object]]) -> str:
+    """A CSV table as text: a header row, then the rows; `\\n` line ends, fields quoted only where they must be."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 @contextmanager

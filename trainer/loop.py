@@ -244,21 +244,13 @@ def finish(run: Run, last_epoch: int) -> None:
             for row in result.per_class_rows()]
     files.write_per_class(run.dir, rows)
     files.write_json(run.dir, files.PR_CURVES_FILE, val.pr_curves_json())
-    write_confusion_csv(run.dir / files.CONFUSION_FILE, val)
+    files.write_confusion(run.dir, val.confusion_labels, val.confusion)
     write_yolo_predictions(run.dir / files.PREDICTIONS_DIR / "val", val_predictions)
     minutes = (run.elapsed_before + time.perf_counter() - run.started_at) / 60
     run.print(f"[bold]done[/] {last_epoch + 1} epochs in {minutes:.1f} min; best epoch {run.best_epoch + 1}: "
               f"val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} (train subset {train_subset.map50:.3f} / "
               f"{train_subset.map50_95:.3f})")
     run.print(f"run directory: [bold]{run.dir}[/]")
-
-
-def write_confusion_csv(path: Path, result: EvaluationResult) -> None:
-    labels = result.confusion_labels
-    lines = ["predicted \\ true," + ",".join(_csv_cell(label) for label in labels)]
-    for label, row in zip(labels, result.confusion):
-        lines.append(_csv_cell(label) + "," + ",".join(str(int(v)) for v in row))
-    files.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def log_start(run: Run) -> None:
@@ -285,6 +277,3 @@ def log_start(run: Run) -> None:
 def _metric(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
-
-def _csv_cell(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

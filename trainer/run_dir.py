@@ -22,14 +22,14 @@ runs/<name>/
 from __future__ import annotations
 
 import csv
-import io
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dataset_doctor.atomic import atomic_write_text
+from dataset_doctor.atomic import atomic_write_text, csv_text
 
 ARGS_FILE = "args.yaml"
 WEIGHTS_DIR = "weights"
@@ -94,14 +94,17 @@ def read_per_class(run_dir: Path) -> list[dict[str, Any]]:
             for row in _read_csv(run_dir / PER_CLASS_FILE)]
 
 
+def write_confusion(run_dir: Path, labels: Sequence[str], counts: Iterable[Iterable[int]]) -> None:
+    """confusion_matrix.csv: rows predicted, columns true, both in `labels` order (background last)."""
+    atomic_write_text(run_dir / CONFUSION_FILE, csv_text(["predicted \\ true", *labels],
+                                                         ([label, *(int(v) for v in row)]
+                                                          for label, row in zip(labels, counts))))
+
+
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]
-                         for c in columns])
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, csv_text(columns, (
+        ["" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns]
+        for row in rows)))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

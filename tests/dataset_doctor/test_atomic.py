@@ -56,3 +56,11 @@ def test_staged_directory_failure_keeps_the_previous_destination(tmp_path):
         (staging / "partial").write_text("x")
         raise RuntimeError("interrupted")
     assert (out / "keep.txt").read_text() == "mine" and [p.name for p in tmp_path.iterdir()] == ["dataset"]
+
+
+def test_csv_text_quotes_only_where_it_must_and_ends_lines_with_newline():
+    """The one CSV format of every table written (results, per-class, confusion matrix, rebalance manifest)."""
+    from dataset_doctor.atomic import csv_text
+
+    text = csv_text(["name", "n"], [["plain", 1], ['a "b"', 2], ["c,d", 3], ["e\nf", 4], ["", None]])
+    assert text == 'name,n\nplain,1\n"a ""b""",2\n"c,d",3\n"e\nf",4\n,\n'
