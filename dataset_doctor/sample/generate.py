@@ -21,6 +21,7 @@ import yaml
 from sklearn.datasets import load_digits
 
 from dataset_doctor.atomic import staged_directory
+from dataset_doctor.dataset.box_rules import paired_iou
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.sample.spec import CLASS_NAMES, MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
@@ -168,7 +169,7 @@ class _SampleWriter:
             x0 = int(rng.integers(0, width - object_w + 1))
             y0 = int(rng.integers(0, height - object_h + 1))
             box = (x0 + cols.min(), y0 + rows.min(), x0 + cols.max() + 1, y0 + rows.max() + 1)
-            if all(_iou(box, other) < 0.05 for other in placed):
+            if not placed or (paired_iou(np.array(box, dtype=float), np.array(placed, dtype=float)) < 0.05).all():
                 break
         else:
             return None
@@ -304,10 +305,3 @@ def _as_polygon(line: str, rng: np.random.Generator) -> str:
               (x1 + rng.uniform(0, w / 3), (y1 + y2) / 2), (x1, y2)]
     return f"{int(cls)} " + " ".join(f"{x:.6f} {y:.6f}" for x, y in points)
 
-
-def _iou(a: tuple, b: tuple) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

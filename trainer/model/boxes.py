@@ -53,7 +53,8 @@ def boxes_to_distances(points: Tensor, boxes: Tensor) -> Tensor:
     return torch.cat((points - boxes[..., :2], boxes[..., 2:4] - points), dim=-1)
 
 
-def _intersection_and_union(a: Tensor, b: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+def intersection_and_union(a: Tensor, b: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Intersection and union (+ eps) of xyxy boxes, broadcast: what IoU, CIoU and NMS are made of."""
     width_a, height_a = a[..., 2] - a[..., 0], a[..., 3] - a[..., 1]
     width_b, height_b = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
     overlap_w = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
@@ -65,7 +66,7 @@ def _intersection_and_union(a: Tensor, b: Tensor, eps: float) -> tuple[Tensor, T
 
 def iou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
     """Intersection over union of xyxy boxes, broadcast over leading dimensions: shape (...,)."""
-    intersection, union = _intersection_and_union(a, b, eps)
+    intersection, union = intersection_and_union(a, b, eps)
     return intersection / union
 
 
@@ -79,7 +80,7 @@ def complete_iou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
 
     CIoU = IoU - rho^2 / c^2 - alpha * v, in [-1.5, 1]; the loss is 1 - CIoU. It is symmetric in its arguments.
     """
-    intersection, union = _intersection_and_union(a, b, eps)
+    intersection, union = intersection_and_union(a, b, eps)
     overlap = intersection / union
     # Distance term: rho^2 is the squared distance between the two box centres, c^2 the squared diagonal of the
     # smallest box enclosing both. It keeps a gradient when the boxes do not overlap (where IoU is flat at 0)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from trainer.model.boxes import intersection_and_union
+
 PAIR_BUDGET = 1 << 20  # IoU entries per tensor call (4 MB of float32): bounds memory, stays cache-friendly
 _LARGEST_PADDED_GROUP = 1 << 10  # larger groups (one class, one image) are compared in row chunks
 
@@ -84,19 +86,8 @@ def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
 
 def _overlaps(first: torch.Tensor, second: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """IoU > threshold, tested as intersection > threshold * union: no division, same answer up to rounding."""
-    intersection, union = _intersection_union(first, second)
+    intersection, union = intersection_and_union(first[..., :, None, :], second[..., None, :, :], eps=0.0)
     return intersection > union.mul_(iou_threshold)
-
-
-def _intersection_union(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    area_first = (first[..., 2] - first[..., 0]).clamp(min=0) * (first[..., 3] - first[..., 1]).clamp(min=0)
-    area_second = (second[..., 2] - second[..., 0]).clamp(min=0) * (second[..., 3] - second[..., 1]).clamp(min=0)
-    width = (torch.minimum(first[..., :, None, 2], second[..., None, :, 2])
-             - torch.maximum(first[..., :, None, 0], second[..., None, :, 0])).clamp_(min=0)
-    height = (torch.minimum(first[..., :, None, 3], second[..., None, :, 3])
-              - torch.maximum(first[..., :, None, 1], second[..., None, :, 1])).clamp_(min=0)
-    intersection = width.mul_(height)
-    return intersection, area_first[..., :, None] + area_second[..., None, :] - intersection
 
 
 def _sort_by_key_then_score(key: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
