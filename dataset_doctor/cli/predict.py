@@ -42,8 +42,11 @@ def predict(
         raise DoctorError("output directory exists and is not empty", out)
     choice = choose_device(device)
     model, names = load_model_weights(weights, choice.device)
-    images = image_set_from_source(source, split, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
-    loader = make_eval_loader(YoloDataset(images, imgsz), batch, device=choice.device)
+    def warn(message: str) -> None:  # every warning of the command on one channel, imgsz rounding included
+        console.print(f"[yellow]warning:[/] {message}")
+
+    images = image_set_from_source(source, split, warn=warn)
+    loader = make_eval_loader(YoloDataset(images, imgsz, warn=warn), batch, device=choice.device)
     predictions = run_model(model, loader, choice.device, conf, iou, max_det, choice.amp_dtype)
 
     with staged_directory(out) as staging:

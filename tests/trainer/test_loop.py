@@ -223,3 +223,13 @@ def test_val_equals_predict_then_evaluate(short_run, tiny_yaml, tmp_path):
     assert by_val["map50"] == pytest.approx(by_files["map50"], abs=2e-3)
     busy = runner.invoke(app, ["predict", best, str(tiny_yaml), "--out", str(tmp_path / "pred")])
     assert busy.exit_code == 2 and "not empty" in busy.output
+
+
+def test_val_and_predict_say_the_imgsz_rounding_on_the_console(short_run, tiny_yaml, tmp_path):
+    """One warning channel: the rounding of --imgsz is printed like every other warning of the command."""
+    runner = CliRunner()
+    best = str(short_run / files.BEST_CHECKPOINT)
+    for command in (["val", best, str(tiny_yaml)], ["predict", best, str(tiny_yaml), "--out", str(tmp_path / "p")]):
+        result = runner.invoke(app, [*command, "--imgsz", "100", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert "warning: imgsz 100 is not a multiple of 32: using 128" in result.output, command
