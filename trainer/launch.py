@@ -36,7 +36,11 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 def launch_training(settings: TrainSettings | None, resume: Path | None = None,
                     console: Console | None = None) -> Path:
-    """Train and return the run directory (resume: `settings` come from the run's args.yaml)."""
+    """Train and return the run directory (resume: `settings` come from the run's args.yaml).
+
+    report.html is the caller's: `doctor train` calls reports.training_report.write_training_report(run_dir)
+    after this returns (the trainer never imports reports/).
+    """
     from trainer.loop import train
 
     if resume is not None:

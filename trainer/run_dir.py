@@ -15,7 +15,7 @@ runs/<name>/
     pr_curves.json          val, IoU 0.5: {"recall": [101 points], "precision": {class: [101 values]}}
     predictions/val/*.txt   val predictions of the final model, YOLO txt with confidence (doctor evaluate format)
     train_batches/*.jpg     a few augmented training batches with their boxes drawn, saved at the start
-    report.html             the training report
+    report.html             the training report (reports/training_report.py, written by whoever started the run)
     distributed.json        distributed runs only: world size, backend, whether all ranks ended identical
 """
 

@@ -1,7 +1,7 @@
 """duplicate-image and split-leak: the same picture twice in a split, or in train and in val / test.
 
 Exact copies share a content hash; resized, re-encoded or brightened copies share all but a few bits of the
-perceptual hash (`duplicates.near_duplicate_pairs`, the search `doctor split` uses to keep copies together).
+perceptual hash (`near_duplicates.near_duplicate_pairs`, the search `doctor split` uses to keep copies together).
 Image ids follow split order (train first), so of two matching images the later one is in the same or a later
 split: that is the one reported, next to its earliest match.
 """
