@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import yaml
 
-from dataset_doctor.datayaml import label_path_for, list_split_images, load_data_yaml
-from dataset_doctor.images import probe_image_file
+from dataset_doctor.dataset.datayaml import label_path_for, list_split_images, load_data_yaml
+from dataset_doctor.dataset.images import probe_image_file
 
 VARIANTS = 16  # 8 dihedral transforms x (plain, inverted)
 

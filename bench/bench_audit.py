@@ -102,7 +102,7 @@ def main() -> None:
 def run_benchmark(args: argparse.Namespace, work: Path) -> list[dict]:
     from audit_datasets import replicate_dataset, synthetic_boxes_dataset
 
-    from dataset_doctor.sample import write_sample_dataset
+    from dataset_doctor.sample.generate import write_sample_dataset
 
     replica = work / f"replica-{args.images}{'-jpeg' if args.jpeg_only else ''}" / "data.yaml"
     if not replica.exists():
@@ -144,7 +144,7 @@ def measure_once(data_yaml: Path, workers: int | None) -> dict:
     import sklearn.utils.class_weight  # noqa: F401
 
     from dataset_doctor.audit import run_audit
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.index import build_index
 
     started = time.perf_counter()
     index = build_index(data_yaml, workers=workers, progress=False)

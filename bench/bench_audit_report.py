@@ -51,7 +51,7 @@ def main() -> None:
 def datasets(args: argparse.Namespace, work: Path) -> list[tuple[str, Path]]:
     from audit_datasets import replicate_dataset, synthetic_boxes_dataset
 
-    from dataset_doctor.sample import write_sample_dataset
+    from dataset_doctor.sample.generate import write_sample_dataset
 
     sample = work / "sample" / "data.yaml"
     if not sample.exists():
@@ -74,7 +74,7 @@ def datasets(args: argparse.Namespace, work: Path) -> list[tuple[str, Path]]:
 
 def measure(name: str, data_yaml: Path, runs: int, work: Path) -> dict:
     from dataset_doctor.audit import run_audit
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.index import build_index
     from reports.audit_report import build_audit_report
 
     index = build_index(data_yaml, progress=False)

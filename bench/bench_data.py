@@ -22,11 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset_doctor.index import build_index  # noqa: E402
-from dataset_doctor.sample import write_sample_dataset  # noqa: E402
-from dataset_doctor.sample_spec import SampleSpec  # noqa: E402
-from trainer.data_config import AugmentConfig, DataConfig  # noqa: E402
-from trainer.loader import build_eval_loader, build_train_loader, set_loader_epoch  # noqa: E402
+from dataset_doctor.dataset.index import build_index  # noqa: E402
+from dataset_doctor.sample.generate import write_sample_dataset  # noqa: E402
+from dataset_doctor.sample.spec import SampleSpec  # noqa: E402
+from trainer.data.config import AugmentConfig, DataConfig  # noqa: E402
+from trainer.data.loader import build_eval_loader, build_train_loader, set_loader_epoch  # noqa: E402
 
 WARMUP_BATCHES = 2
 

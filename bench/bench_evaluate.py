@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trainer.evaluation import evaluate_detections  # noqa: E402
-from trainer.nms import non_max_suppression  # noqa: E402
+from trainer.model.nms import non_max_suppression  # noqa: E402
 
 IMAGE_SIZE = (640, 480)
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def one_run(data_yaml: str, workers: int | None) -> dict:
     """Runs in the child process: time build_index once and report."""
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.index import build_index
 
     started = time.perf_counter()
     index = build_index(data_yaml, workers=workers, progress=False)
@@ -69,7 +69,7 @@ def main() -> None:
     if not data_yaml.exists():
         generate = ("import sys; from pathlib import Path; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
                     "from audit_datasets import replicate_dataset\n"
-                    "from dataset_doctor.sample import write_sample_dataset\n"
+                    "from dataset_doctor.sample.generate import write_sample_dataset\n"
                     "out, source, images = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])\n"
                     "if source == 'sample':\n"
                     "    source = write_sample_dataset(out.parent / (out.name + '-source'), seed=0)\n"

@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataset_doctor.audit.label_errors import box_iou, find_label_errors  # noqa: E402
-from dataset_doctor.index import build_index  # noqa: E402
+from dataset_doctor.dataset.index import build_index  # noqa: E402
 
 SCORE_TOOL = Path("/work/shared/tools/label_error_score.py")
 KINDS = ("missing", "swapped", "mislocated", "spurious")

@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from trainer.loss import DetectionLoss
-from trainer.model import SCALES, Detector, ModelConfig, count_gflops, count_parameters
+from trainer.model.detector import SCALES, Detector, ModelConfig, count_gflops, count_parameters
+from trainer.model.loss import DetectionLoss
 
 
 def synthetic_targets(batch: int, boxes_per_image: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:

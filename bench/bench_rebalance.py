@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset_doctor.index import build_index  # noqa: E402
+from dataset_doctor.dataset.index import build_index  # noqa: E402
 from dataset_doctor.rebalance.materialize import write_rebalanced_dataset  # noqa: E402
 from dataset_doctor.rebalance.plan import RebalancePlan, make_rebalance_plan  # noqa: E402
 from dataset_doctor.rebalance.sources import collect_train_sources  # noqa: E402
-from dataset_doctor.sample import write_sample_dataset  # noqa: E402
-from dataset_doctor.sample_spec import SampleSpec  # noqa: E402
+from dataset_doctor.sample.generate import write_sample_dataset  # noqa: E402
+from dataset_doctor.sample.spec import SampleSpec  # noqa: E402
 
 
 def throughput(work: Path, train_images: int, copies: int, workers: list[int]) -> list[tuple[int, int, float]]:

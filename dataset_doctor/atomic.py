@@ -11,11 +11,15 @@ Output folders (fix, split, rebalance, sample, predict) are also made safe here,
 - `staged_directory` names the owner process in its staging folder, so the next run can remove what a killed
   run left (`remove_stale_staging`, and `remove_stale_temporaries` for files such as checkpoints);
 - a folder that cannot be created or written (read-only, permission denied) is a one-line DoctorError.
+
+CSV outputs are formatted by `csv_text` (one quoting rule for every table written) and then written like any text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -159,6 +163,15 @@ def _first_file_inside(folder: Path, files: Iterable[str | Path]) -> str | None:
         if real.startswith(prefix):
             return str(path)
     return None
+
+
+def csv_text(header: Iterable[object], rows: Iterable[Iterable[object]]) -> str:
+    """A CSV table as text: a header row, then the rows; `\\n` line ends, fields quoted only where they must be."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 @contextmanager

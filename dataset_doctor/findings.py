@@ -1,4 +1,5 @@
-"""Check ids, their severities, and the finding record every stage reports problems in (design.md section 2)."""
+"""Check ids, their severities, the finding record every stage reports problems in (design.md section 2), and
+the next step every piece of advice is given as (audit priorities and the training diagnosis alike)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,14 @@ class Finding:
         record = asdict(self)
         record["severity"] = self.severity
         return {column: record[column] for column in FINDING_COLUMNS}
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """Something to do: why, in a sentence, and the exact command that does it (None when it is manual work)."""
+
+    text: str
+    command: str | None = None
 
 
 def findings_frame(findings: list[Finding] | list[dict]) -> pd.DataFrame:

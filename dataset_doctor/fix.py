@@ -27,11 +27,11 @@ import pandas as pd
 import yaml
 
 from dataset_doctor.atomic import check_output_folder, staged_directory
-from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
-from dataset_doctor.datayaml import folders_read, label_path_for
+from dataset_doctor.dataset.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
+from dataset_doctor.dataset.datayaml import folders_read, label_path_for
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.fix_suggestions import ADD_BOX, CHANGE_CLASS, Suggestion, suggestions_by_image
-from dataset_doctor.index import DatasetIndex
 
 FIX_LOG_FILE = "fix_log.csv"
 LOG_COLUMNS = ["file", "line", "action", "before", "after", "reason"]

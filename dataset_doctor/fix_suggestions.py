@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex
 
 ACCEPT = frozenset(("yes", "y", "1", "true", "x"))
 REJECT = frozenset(("", "no", "n", "0", "false"))

@@ -1,5 +1,6 @@
 """Per-class loss weights from train instance counts: the one function behind `doctor weights`, the audit's
-suggested weights and `doctor train --class-weights auto`.
+suggested weights and `doctor train --class-weights auto`; and the weights JSON file, written here
+(`doctor weights --json`) and read here (`doctor train --class-weights FILE.json`).
 
 Methods (all rescaled so the instance-weighted mean weight is 1, which keeps the classification loss on the
 same scale as unweighted training; for `inverse` that rescaling is the identity):
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dataset_doctor.atomic import atomic_write_text
+from dataset_doctor.errors import DoctorError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from dataset_doctor.index import DatasetIndex
+    from dataset_doctor.dataset.index import DatasetIndex
 
 METHODS = ("inverse", "sqrt", "effective")
 DEFAULT_METHOD = "inverse"
@@ -95,3 +97,29 @@ def class_weights_for_index(index: DatasetIndex, method: str = DEFAULT_METHOD,
 def write_weights_json(path: str | Path, weights: ClassWeights) -> None:
     """Write the design.md section 3 JSON atomically (temporary file beside it, then rename)."""
     atomic_write_text(Path(path), json.dumps(weights.to_json_dict(), indent=2) + "\n")
+
+
+def resolve_class_weights(source: str, index: DatasetIndex, method: str, max_ratio: float | None) -> ClassWeights:
+    """`auto`: `doctor weights` on the train split; `none`: all 1; else a `doctor weights --json` file."""
+    if source == "auto":
+        return class_weights_for_index(index, method=method, max_ratio=max_ratio)
+    instances = index.instances("train")
+    names = list(index.names)
+    if source == "none":
+        return ClassWeights(names, instances.tolist(), [1.0] * len(names), "none")
+    path = Path(source)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DoctorError("class weights file not found (use auto, none or a JSON file)", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DoctorError(f"not a class weights JSON file: {error}", path) from None
+    weights = payload.get("weights") if isinstance(payload, dict) else None
+    classes = payload.get("classes") if isinstance(payload, dict) else None
+    if not isinstance(weights, list) or not all(isinstance(w, int | float) and w >= 0 for w in weights):
+        raise DoctorError("expected {\"classes\": [...], \"weights\": [non-negative numbers]}", path)
+    if classes is not None and list(classes) != names:
+        raise DoctorError(f"its classes {classes} are not the dataset's {names}", path)
+    if len(weights) != len(names):
+        raise DoctorError(f"{len(weights)} weights for {len(names)} classes", path)
+    return ClassWeights(names, instances.tolist(), [float(w) for w in weights], f"file:{path.name}")

@@ -16,8 +16,8 @@ import pandas as pd
 
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.audit.terminal import location
-from dataset_doctor.images import DEFAULT_MAX_PIXELS
-from dataset_doctor.index import DatasetIndex
+from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS
+from dataset_doctor.dataset.index import DatasetIndex
 from reports.html import escape, thumbnail_figure
 from reports.thumbnails import (
     GROUND_TRUTH,

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from dataset_doctor.audit.priorities import NextStep, Problem, next_steps, top_problems, verdict_level, verdict_sentence
+from dataset_doctor.audit.priorities import Problem, next_steps, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.audit.terminal import location
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.findings import CHECKS, ERROR, INFO, WARNING
-from dataset_doctor.index import DatasetIndex
+from dataset_doctor.findings import CHECKS, ERROR, INFO, WARNING, NextStep
 from reports import audit_figures
 from reports.audit_gallery import (
     ImageLookup,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dataset_doctor.images import read_image_file
+from dataset_doctor.dataset.images import read_image_file
 
 HIGHLIGHT = (0, 0, 255)  # BGR red: the box a finding is about
 GROUND_TRUTH = (60, 180, 75)  # BGR green

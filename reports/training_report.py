@@ -2,11 +2,15 @@
 good, which classes fail, and whether the data or the training is to blame.
 
     from reports.training_report import build_training_report
-    build_training_report(run_dir)                      # after `doctor train`, or any time: `doctor report RUN_DIR`
+    build_training_report(run_dir)                      # any time: `doctor report RUN_DIR`
+    write_training_report(run_dir, console)             # after a run: what `doctor train` and `doctor demo` call
+
+The trainer does not build this page (it never imports reports/): whoever starts a run writes its report when
+`trainer.launch.launch_training` (or `trainer.loop.train`) returns, as the CLI does.
 
 Reads the run directory (reports/training_run.py), the dataset through its index (for the val images, box sizes
 and counts; the report is still written, with a note, if the dataset has moved), the audit report of the same
-dataset when one is found (reports/audit_link.py), and applies the diagnosis rules (reports/diagnosis.py).
+dataset when one is found (reports/audit_link.py), and applies the diagnosis rules (trainer/diagnosis.py).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
+from dataset_doctor.dataset.images import read_image_file
+from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.images import read_image_file
-from dataset_doctor.index import DatasetIndex, build_index
 from reports.audit_link import (
     audit_json_for,
     default_audit_candidates,
@@ -29,13 +34,13 @@ from reports.audit_link import (
     relative_link,
     scale_shift_notes,
 )
-from reports.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, Finding, RunFacts, diagnose_run
 from reports.html import Page, escape, image_data_uri, thumbnail_figure
 from reports.thumbnails import encode_jpeg
 from reports.training_figures import confusion_figure, loss_figure, map_figure, per_class_ap_figure, pr_figure
 from reports.training_run import TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
+from trainer.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, RunFacts, RunFinding, diagnose_run
 
 WORST_IMAGES = 12  # val images shown, worst first
 BATCH_MAX_SIDE = 1280  # training batch grids are re-encoded at most this wide/high (the page stays small)
@@ -59,6 +64,25 @@ _EXTRA_STYLE = """<style>
 table.settings th { position: static; width: 190px; cursor: default; vertical-align: top; }
 .class-block { margin: 14px 0 18px; } .class-block h3 { margin-bottom: 4px; }
 </style>"""
+
+
+def write_training_report(run_dir: str | Path, console: Console | None = None) -> Path | None:
+    """The report of a run that has just finished, with the audit report it was trained with (args.yaml).
+
+    A problem with the report must not fail a finished run (`doctor report` can redo it): it is printed as a
+    warning and None returned.
+    """
+    console = console or Console()
+    run_dir = Path(run_dir)
+    try:
+        audit = files.read_args(run_dir).get("train", {}).get("audit_report")
+        path = build_training_report(run_dir, audit_report=Path(audit) if audit else None)
+    except (DoctorError, OSError) as error:
+        console.print(f"[yellow]warning:[/] training report not written ({error}); rebuild it with "
+                      f"doctor report {run_dir}")
+        return None
+    console.print(f"training report: [bold]{path}[/]")
+    return path
 
 
 def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
@@ -470,17 +494,17 @@ def _batches_section(page: Page, run: TrainingRun) -> None:
 
 # --- markup helpers ------------------------------------------------------------------------------------------------
 
-def _finding_html(finding: Finding) -> str:
+def _finding_html(finding: RunFinding) -> str:
     return (f'<div class="finding {escape(finding.level)}"><p><span class="level {escape(finding.level)}">'
             f"{escape(finding.level)}</span><b>{escape(finding.title)}</b></p><p>{escape(finding.detail)}</p>"
             f"{_steps_html(finding.next_steps)}</div>")
 
 
-def _like_the_run(finding: Finding) -> bool:
+def _like_the_run(finding: RunFinding) -> bool:
     return finding.rule == "both-low" and finding.level == "info"
 
 
-def _class_block(name: str, findings: list[Finding]) -> str:
+def _class_block(name: str, findings: list[RunFinding]) -> str:
     """One class: each finding as a line (level, title, numbers), then its next steps together, without repeats."""
     worst = max(findings, key=lambda f: f.severity).level
     lines = "".join(f'<p><span class="level {escape(f.level)}">{escape(f.level)}</span><b>{escape(f.title)}</b>: '

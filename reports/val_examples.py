@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_doctor.index import DatasetIndex
-from dataset_doctor.predictions import CLS, CONFIDENCE, CX, H, read_prediction_dir
+from dataset_doctor.dataset.index import DatasetIndex
+from dataset_doctor.dataset.predictions import CLS, CONFIDENCE, CX, H, read_prediction_dir
 from reports.thumbnails import GROUND_TRUTH, HIGHLIGHT, PREDICTION, DrawnBox, draw_boxes, load_thumbnail, placeholder
 from trainer.evaluation.boxes import flatten_ground_truth, flatten_predictions
 from trainer.evaluation.confusion import pair_detections

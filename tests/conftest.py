@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dataset_doctor.sample import write_sample_dataset
-from dataset_doctor.sample_spec import SampleSpec
+from dataset_doctor.sample.generate import write_sample_dataset
+from dataset_doctor.sample.spec import SampleSpec
 
 SMALL_SAMPLE = SampleSpec(train_images=120, val_images=40)
 

@@ -10,9 +10,9 @@ import torch
 from tests.conftest import noise_image
 from trainer import run_dir as files
 from trainer.checkpoint import save_checkpoint
-from trainer.data_config import AugmentConfig, DataConfig
-from trainer.model import Detector, ModelConfig
-from trainer.train_config import TrainConfig, TrainSettings
+from trainer.config import TrainConfig, TrainSettings
+from trainer.data.config import AugmentConfig, DataConfig
+from trainer.model.detector import Detector, ModelConfig
 
 
 def write_tiny_dataset(root: Path, labels: dict[str, str], names: tuple[str, ...] = ("a", "b")) -> Path:

@@ -25,11 +25,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from rich.console import Console
 
-from dataset_doctor.datayaml import load_data_yaml
+from dataset_doctor.dataset.datayaml import load_data_yaml
 from dataset_doctor.errors import DoctorError
 from trainer import run_dir as files
+from trainer.config import TrainSettings
 from trainer.devices import choose_device
-from trainer.train_config import TrainSettings
 
 # Rank 0 evaluates while the other ranks wait at the next collective: allow for a long evaluation.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
@@ -37,7 +37,11 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 def launch_training(settings: TrainSettings | None, resume: Path | None = None,
                     console: Console | None = None) -> Path:
-    """Train and return the run directory (resume: `settings` come from the run's args.yaml)."""
+    """Train and return the run directory (resume: `settings` come from the run's args.yaml).
+
+    report.html is the caller's: `doctor train` calls reports.training_report.write_training_report(run_dir)
+    after this returns (the trainer never imports reports/).
+    """
     from trainer.loop import train
 
     if resume is not None:

@@ -17,13 +17,13 @@ from rich.console import Console
 from dataset_doctor.errors import DoctorError
 from trainer import run_dir as files
 from trainer.checkpoint import rng_states, save_checkpoint
+from trainer.config import TrainSettings
+from trainer.data.loader import set_loader_epoch
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult
-from trainer.inference import evaluate_model, write_yolo_predictions
-from trainer.loader import set_loader_epoch
+from trainer.model.inference import evaluate_model, write_yolo_predictions
 from trainer.progress import EpochProgress
 from trainer.setup import Run, start_run, unwrap
-from trainer.train_config import TrainSettings
 
 
 def train(settings: TrainSettings | None, resume: Path | None = None, console: Console | None = None,
@@ -32,6 +32,8 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     """Train a detector; returns the run directory. `resume`: continue a run directory from weights/last.pt.
 
     Distributed runs call this once per process (trainer/launch.py), with their rank, device and the run dir.
+    The training report (report.html) is not written here: the trainer never imports reports/. The caller
+    writes it, as `doctor train` does: `reports.training_report.write_training_report(run_dir)`.
     """
     run = start_run(settings, resume, console, rank, world_size, run_dir, device)
     config = run.settings.train
@@ -256,36 +258,13 @@ def finish(run: Run, last_epoch: int) -> None:
             for row in result.per_class_rows()]
     files.write_per_class(run.dir, rows)
     files.write_json(run.dir, files.PR_CURVES_FILE, val.pr_curves_json())
-    write_confusion_csv(run.dir / files.CONFUSION_FILE, val)
+    files.write_confusion(run.dir, val.confusion_labels, val.confusion)
     write_yolo_predictions(run.dir / files.PREDICTIONS_DIR / "val", val_predictions)
     minutes = (run.elapsed_before + time.perf_counter() - run.started_at) / 60
     run.print(f"[bold]done[/] {last_epoch + 1} epochs in {minutes:.1f} min; best epoch {run.best_epoch + 1}: "
               f"val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} (train subset {train_subset.map50:.3f} / "
               f"{train_subset.map50_95:.3f})")
-    write_report(run)
     run.print(f"run directory: [bold]{run.dir}[/]")
-
-
-def write_report(run: Run) -> None:
-    """report.html; a problem with the report must not fail a finished run (`doctor report` can redo it)."""
-    from reports.training_report import build_training_report  # plotly loads only now
-
-    audit = run.settings.train.audit_report
-    try:
-        path = build_training_report(run.dir, audit_report=Path(audit) if audit else None)
-    except (DoctorError, OSError) as error:
-        run.print(f"[yellow]warning:[/] training report not written ({error}); rebuild it with "
-                  f"doctor report {run.dir}")
-        return
-    run.print(f"training report: [bold]{path}[/]")
-
-
-def write_confusion_csv(path: Path, result: EvaluationResult) -> None:
-    labels = result.confusion_labels
-    lines = ["predicted \\ true," + ",".join(_csv_cell(label) for label in labels)]
-    for label, row in zip(labels, result.confusion):
-        lines.append(_csv_cell(label) + "," + ",".join(str(int(v)) for v in row))
-    files.atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def log_start(run: Run) -> None:
@@ -312,6 +291,3 @@ def log_start(run: Run) -> None:
 def _metric(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
-
-def _csv_cell(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

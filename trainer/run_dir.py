@@ -15,7 +15,7 @@ runs/<name>/
     pr_curves.json          val, IoU 0.5: {"recall": [101 points], "precision": {class: [101 values]}}
     predictions/val/*.txt   val predictions of the final model, YOLO txt with confidence (doctor evaluate format)
     train_batches/*.jpg     a few augmented training batches with their boxes drawn, saved at the start
-    report.html             the training report
+    report.html             the training report (reports/training_report.py, written by whoever started the run)
     distributed.json        distributed runs only: world size, backend, whether all ranks ended identical
     warnings.json           only when there were any: a list of warning messages (e.g. a diverging loss)
 """
@@ -23,9 +23,9 @@ runs/<name>/
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,11 @@ import yaml
 from dataset_doctor.atomic import (  # noqa: F401 (atomic_write_* re-exported)
     atomic_write_bytes,
     atomic_write_text,
+    csv_text,
     remove_stale_temporaries,
     unwritable_output,
 )
-from dataset_doctor.datayaml import DatasetConfig, folders_read
+from dataset_doctor.dataset.datayaml import DatasetConfig, folders_read
 from dataset_doctor.errors import DoctorError
 
 ARGS_FILE = "args.yaml"
@@ -104,14 +105,17 @@ def read_per_class(run_dir: Path) -> list[dict[str, Any]]:
             for row in _read_csv(run_dir / PER_CLASS_FILE)]
 
 
+def write_confusion(run_dir: Path, labels: Sequence[str], counts: Iterable[Iterable[int]]) -> None:
+    """confusion_matrix.csv: rows predicted, columns true, both in `labels` order (background last)."""
+    atomic_write_text(run_dir / CONFUSION_FILE, csv_text(["predicted \\ true", *labels],
+                                                         ([label, *(int(v) for v in row)]
+                                                          for label, row in zip(labels, counts))))
+
+
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]
-                         for c in columns])
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_text(path, csv_text(columns, (
+        ["" if row.get(c) is None else f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns]
+        for row in rows)))
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

@@ -18,23 +18,22 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dataset_doctor.datayaml import load_data_yaml
+from dataset_doctor.dataset.datayaml import load_data_yaml
+from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex, build_index
-from dataset_doctor.weights import ClassWeights, class_weights_for_index
+from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolve_class_weights
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
-from trainer.class_weight_source import resolve_class_weights
+from trainer.config import TrainSettings
+from trainer.data.loader import build_train_loader, make_eval_loader
+from trainer.data.plot_batch import save_batches
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
 from trainer.divergence import DivergenceWatch
 from trainer.ema import ModelEMA
-from trainer.loader import build_train_loader, make_eval_loader
-from trainer.loss import DetectionLoss, LossConfig
-from trainer.model import Detector, ModelConfig, model_summary
+from trainer.model.detector import Detector, ModelConfig, model_summary
+from trainer.model.loss import DetectionLoss, LossConfig
 from trainer.optim import build_optimizer, choose_optimizer
-from trainer.plot_batch import save_batches
 from trainer.schedule import Schedule
-from trainer.train_config import TrainSettings
 
 
 @dataclass
@@ -317,7 +316,7 @@ def _rank_zero_first(build, world_size: int, rank: int):
 
 
 def _eval_dataset(index: DatasetIndex, split: str, data_config, warn):
-    from trainer.data import build_dataset  # the dataset class itself lives with the pipeline
+    from trainer.data.dataset import build_dataset  # the dataset class itself lives with the pipeline
 
     return build_dataset(index, split, data_config.imgsz, None, cache=data_config.cache, workers=data_config.workers,
                          warn=warn, max_pixels=data_config.max_pixels)

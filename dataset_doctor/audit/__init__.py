@@ -1,6 +1,6 @@
 """`doctor audit`: every check of design.md section 2 over a dataset index.
 
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.index import build_index
     from dataset_doctor.audit import AuditOptions, run_audit
     result = run_audit(build_index("data.yaml"), AuditOptions(imgsz=1280))
     result.findings, result.class_counts, result.box_stats, result.to_json_dict()

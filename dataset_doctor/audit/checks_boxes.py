@@ -12,7 +12,7 @@ import pandas as pd
 
 from dataset_doctor.audit.finding_table import concat_findings, finding_rows
 from dataset_doctor.audit.options import AuditOptions
-from dataset_doctor.box_rules import box_error_message
+from dataset_doctor.dataset.box_rules import box_error_message, paired_iou
 
 BOX_ERROR_CHECKS = ("class-out-of-range", "degenerate-box", "out-of-bounds")
 
@@ -67,7 +67,7 @@ def duplicate_box_pairs(boxes: pd.DataFrame, min_iou: float) -> pd.DataFrame:
     group = np.cumsum(new_group) - 1
     group_starts = np.flatnonzero(new_group)
     reach = (1.0 - min_iou) * np.maximum.reduceat(w, group_starts)[group] + 1e-12
-    x1, x2, y1, y2 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
+    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
     area = w * h
 
     firsts, seconds, ious = [], [], []
@@ -80,11 +80,7 @@ def duplicate_box_pairs(boxes: pd.DataFrame, min_iou: float) -> pd.DataFrame:
         close = (group[other] == group[active]) & (cx[other] - cx[active] <= reach[active])
         active, other = active[close], other[close]
         if active.size:
-            overlap_w = np.clip(np.minimum(x2[active], x2[other]) - np.maximum(x1[active], x1[other]), 0, None)
-            overlap_h = np.clip(np.minimum(y2[active], y2[other]) - np.maximum(y1[active], y1[other]), 0, None)
-            intersection = overlap_w * overlap_h
-            union = area[active] + area[other] - intersection
-            iou = np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)
+            iou = paired_iou(corners[active], corners[other], area[active], area[other])
             hit = iou >= min_iou - 1e-9
             firsts.append(order[active[hit]])
             seconds.append(order[other[hit]])

@@ -1,7 +1,7 @@
 """duplicate-image and split-leak: the same picture twice in a split, or in train and in val / test.
 
 Exact copies share a content hash; resized, re-encoded or brightened copies share all but a few bits of the
-perceptual hash (`duplicates.near_duplicate_pairs`, the search `doctor split` uses to keep copies together).
+perceptual hash (`near_duplicates.near_duplicate_pairs`, the search `doctor split` uses to keep copies together).
 Image ids follow split order (train first), so of two matching images the later one is in the same or a later
 split: that is the one reported, next to its earliest match.
 """
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.audit.finding_table import concat_findings, finding_rows
+from dataset_doctor.audit.near_duplicates import near_duplicate_pairs
 from dataset_doctor.audit.options import AuditOptions
-from dataset_doctor.duplicates import near_duplicate_pairs
-from dataset_doctor.images import PHASH_BITS
+from dataset_doctor.dataset.images import PHASH_BITS
 
 PAIR_COLUMNS = ["check", "match", "distance", "image_id_a", "split_a", "image_a", "path_a",
                 "image_id_b", "split_b", "image_b", "path_b"]

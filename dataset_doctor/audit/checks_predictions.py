@@ -1,7 +1,7 @@
 """The label-error checks of `doctor audit --predictions DIR`: a detector's saved predictions read against the
 labels (the engine is `label_errors`), as findings and as rows of the review CSV `doctor fix` applies.
 
-DIR holds one YOLO txt file per image (`class cx cy w h confidence`, read by `dataset_doctor.predictions`),
+DIR holds one YOLO txt file per image (`class cx cy w h confidence`, read by `dataset_doctor.dataset.predictions`),
 either flat (matched by image stem against every split) or as `DIR/<split>/`. Only the images of splits that
 have predictions are audited: a split nobody predicted would otherwise make every one of its labels a
 spurious-box. Within an audited split, an image without a file has no detections (Ultralytics writes none).
@@ -22,9 +22,9 @@ from dataset_doctor.atomic import atomic_write_text
 from dataset_doctor.audit.finding_table import concat_findings, finding_rows
 from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS, LabelErrorOptions, find_label_errors
 from dataset_doctor.audit.options import AuditOptions
+from dataset_doctor.dataset.index import DatasetIndex
+from dataset_doctor.dataset.predictions import read_prediction_dir
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex
-from dataset_doctor.predictions import read_prediction_dir
 
 LOW_CONFIDENCE_ADVICE = 0.1  # predictions whose lowest confidence is above this were filtered too hard
 REVIEW_COLUMNS = ["check", "score", "split", "image", "label", "line", "class", "suggested_class", "box",

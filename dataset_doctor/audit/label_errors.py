@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trainer.evaluation.boxes import paired_iou  # pure numpy: the project's one IoU for xywh arrays
+from dataset_doctor.dataset.box_rules import paired_iou  # the project's one numpy IoU (corners)
 
 LABEL_ERROR_CHECKS = ("missing-box", "wrong-class", "mislocated-box", "spurious-box")
 RESULT_COLUMNS = ["check", "image", "label_row", "prediction_row", "cls", "suggested_class", "score", "cx", "cy",
@@ -306,12 +306,13 @@ def same_image_pairs(first_image: np.ndarray, second_image: np.ndarray) -> tuple
 
 
 def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """IoU of first[i] with second[i], both (P, 4) normalized [cx, cy, w, h] (via the evaluation's IoU)."""
-    def corner(boxes: np.ndarray) -> np.ndarray:
-        return np.column_stack([boxes[:, 0] - boxes[:, 2] / 2, boxes[:, 1] - boxes[:, 3] / 2, boxes[:, 2],
-                                boxes[:, 3]])
+    """IoU of first[i] with second[i], both (P, 4) normalized [cx, cy, w, h] (via box_rules' IoU on corners)."""
+    def corners(boxes: np.ndarray) -> np.ndarray:
+        half = boxes[:, 2:4] / 2
+        return np.concatenate([boxes[:, 0:2] - half, boxes[:, 0:2] + half], axis=1)
 
-    return paired_iou(corner(first.reshape(-1, 4)), corner(second.reshape(-1, 4)))
+    first, second = first.reshape(-1, 4), second.reshape(-1, 4)
+    return paired_iou(corners(first), corners(second), first[:, 2] * first[:, 3], second[:, 2] * second[:, 3])
 
 
 def suppressed_duplicates(image: np.ndarray, predictions: np.ndarray, considered: np.ndarray,

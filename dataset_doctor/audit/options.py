@@ -12,7 +12,7 @@ from dataset_doctor.errors import DoctorError
 
 FAIL_ON = ("error", "warning")
 _OUT_OF_BOUNDS_TOLERANCE = 0.01  # = box_rules.OUT_OF_BOUNDS_TOLERANCE
-_NEAR_DUPLICATE_MAX_BITS = 16  # = duplicates.NEAR_DUPLICATE_MAX_BITS
+_NEAR_DUPLICATE_MAX_BITS = 16  # = near_duplicates.NEAR_DUPLICATE_MAX_BITS
 _MAX_PIXELS = 50_000_000  # = images.DEFAULT_MAX_PIXELS
 
 

@@ -12,6 +12,7 @@ what is learned; the rest cost a few boxes each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pandas as pd
 
 from dataset_doctor.audit.checks_classes import TRAIN, VAL
 from dataset_doctor.audit.result import AuditResult
-from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING
+from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING, NextStep
 from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
 
 IMPORTANCE: tuple[str, ...] = (
@@ -64,14 +65,6 @@ class Problem:
     @property
     def check(self) -> str:
         return self.checks[0]
-
-
-@dataclass(frozen=True)
-class NextStep:
-    """Something to do about the audit: why, and the command that does it (None when it is manual work)."""
-
-    text: str
-    command: str | None = None
 
 
 def ranked_problems(result: AuditResult) -> list[Problem]:
@@ -199,91 +192,132 @@ def next_steps(result: AuditResult) -> list[NextStep]:
     return steps
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """What a check's sentence may use: the audit, the check's findings and count, the train counts per class."""
+
+    result: AuditResult
+    findings: pd.DataFrame
+    count: int
+    train: np.ndarray
+
+    @property
+    def options(self):
+        return self.result.options
+
+    @property
+    def names(self) -> list[str]:
+        return self.result.classes
+
+
 def _summary(result: AuditResult, check: str, count: int) -> str:
-    """One plain sentence per check, counted and with its consequence."""
-    options, names = result.options, result.classes
-    findings = result.findings[result.findings["check"] == check]
-    train = _counts(result, TRAIN)
-    if check == "corrupt-image":
-        return f"{_plural(count, 'image')} cannot be decoded (truncated, empty or not an image): training skips them"
-    if check == "malformed-line":
-        return f"{_plural(count, 'label line')} cannot be read as a box: those objects are missing from training"
-    if check == "class-out-of-range":
-        valid = f"outside 0..{len(names) - 1}" if names else "and no class names in data.yaml to match it"
-        return f"{_plural(count, 'box', 'boxes')} with a class id {valid}: no class to train them as"
-    if check == "out-of-bounds":
-        return f"{_plural(count, 'box', 'boxes')} extending outside the image: unusable as labelled"
-    if check == "degenerate-box":
-        return f"{_plural(count, 'box', 'boxes')} with zero or negative width or height"
-    if check == "names-mismatch":
-        return str(findings["message"].iloc[0])
-    if check == "missing-label":
-        return (f"{_plural(count, 'image')} without a label file, trained as pure background: any object in them "
-                "teaches the model to ignore it")
-    if check == "orphan-label":
-        return f"{_plural(count, 'label file')} without an image, whose boxes are never used"
-    if check == "duplicate-box":
-        return f"{_plural(count, 'box', 'boxes')} labelled twice in the same image (same class, IoU >= " \
-               f"{options.duplicate_box_iou:g})"
-    if check == "tiny-box":
-        return (f"{_plural(count, 'box', 'boxes')} under {options.tiny_box_px:g} px on a side at --imgsz "
-                f"{options.imgsz}: too small to learn at that size")
-    if check == "extreme-aspect":
-        return (f"{_plural(count, 'box', 'boxes')} thinner than 1:{options.max_aspect:g}: usually a labelling "
-                "slip")
-    if check == "mixed-label-types":
-        return f"{_plural(count, 'label file')} mixing boxes and polygons: likely two annotation tools merged"
-    if check == "unused-class":
-        listed = _name_list([f"'{names[k]}'" for k in np.flatnonzero(train == 0)]) if len(train) else ""
-        return f"{listed or _plural(count, 'class', 'classes')} without a usable train instance: the model " \
-               "cannot learn them"
-    if check == "missing-in-val":
-        val = _counts(result, VAL)
-        missing = np.flatnonzero((train > 0) & (val == 0)) if len(val) and len(train) else []
-        listed = _name_list([f"'{names[k]}'" for k in missing])
-        return f"{listed or _plural(count, 'class', 'classes')} without val instances: their accuracy cannot be " \
-               "measured"
-    if check == "class-imbalance":
-        present = np.flatnonzero(train > 0)
-        most, least = present[np.argmax(train[present])], present[np.argmin(train[present])]
-        return (f"classes are imbalanced: '{names[most]}' has {train[most] / train[least]:.0f}x the train "
-                f"instances of '{names[least]}' ({int(train[most])} vs {int(train[least])})")
-    if check == "few-instances":
-        few = sorted(np.flatnonzero((train > 0) & (train < options.min_instances)).tolist(), key=lambda k: train[k])
-        listed = _name_list([f"'{names[k]}' ({int(train[k])})" for k in few])
-        return (f"{_plural(len(few), 'class', 'classes')} with fewer than {options.min_instances} train "
-                f"instances: {listed}; expect a weak, unstable AP for them")
-    if check == "duplicate-image":
-        return f"{_plural(count, 'image')} repeating another picture of the same split: it counts twice"
-    if check == "split-leak":
-        pairs = result.duplicate_pairs[result.duplicate_pairs["check"] == "split-leak"]
-        later = "/".join(dict.fromkeys(pairs["split_b"])) or "val"
-        earlier = "/".join(dict.fromkeys(pairs["split_a"])) or "train"
-        return (f"{_plural(count, f'{later} image')} repeating a {earlier} picture (same or near-identical): "
-                "evaluation scores are inflated")
-    if check == "scale-shift":
-        shifted = result.scale_shift[result.scale_shift["flagged"]]
-        listed = _name_list([f"'{row['class']}' (val median side {row['side_ratio']:.2f}x train's)"
-                             for _, row in shifted.iterrows()])
-        return f"box sizes differ between train and val for {listed or _plural(count, 'class', 'classes')}"
-    if check == "non-utf8-name":
-        return (f"{_plural(count, 'image')} whose file name is not valid UTF-8: other tools may fail to open it "
-                "(shown with backslash escapes)")
-    if check == "symlink-loop":
-        return (f"{_plural(count, 'directory link')} to a directory already scanned, not followed: each image "
-                "counts once")
-    if check == "huge-image":
-        return (f"{_plural(count, 'image')} above {options.max_pixels / 1e6:g} megapixels (--max-pixels): training "
-                "decodes them reduced or skips them")
-    if check in _LABEL_ERROR_SUMMARY:
-        confident = int((findings["score"].astype(float) >= 0.5).sum()) if "score" in findings else 0
-        return (f"{_plural(count, *_LABEL_ERROR_SUMMARY[check])} by the model's predictions ({confident} with "
-                "score >= 0.5): review label_review.csv, then doctor fix --apply-suggestions")
-    if check == "empty-label":
-        return f"{_plural(count, 'image')} with an empty label file (background images)"
-    if check == "segment-label":
-        return f"{_plural(count, 'label file')} with polygons, converted to their bounding boxes"
-    return f"{count} {check} finding(s)"
+    """One plain sentence per check, counted and with its consequence (the table _SUMMARIES below)."""
+    sentence = _SUMMARIES.get(check)
+    if sentence is None:
+        return f"{count} {check} finding(s)"
+    return sentence(_Facts(result, result.findings[result.findings["check"] == check], count,
+                           _counts(result, TRAIN)))
+
+
+def _class_out_of_range(f: _Facts) -> str:
+    valid = f"outside 0..{len(f.names) - 1}" if f.names else "and no class names in data.yaml to match it"
+    return f"{_plural(f.count, 'box', 'boxes')} with a class id {valid}: no class to train them as"
+
+
+def _unused_class(f: _Facts) -> str:
+    listed = _name_list([f"'{f.names[k]}'" for k in np.flatnonzero(f.train == 0)]) if len(f.train) else ""
+    return f"{listed or _plural(f.count, 'class', 'classes')} without a usable train instance: the model " \
+           "cannot learn them"
+
+
+def _missing_in_val(f: _Facts) -> str:
+    val = _counts(f.result, VAL)
+    missing = np.flatnonzero((f.train > 0) & (val == 0)) if len(val) and len(f.train) else []
+    listed = _name_list([f"'{f.names[k]}'" for k in missing])
+    return f"{listed or _plural(f.count, 'class', 'classes')} without val instances: their accuracy cannot be " \
+           "measured"
+
+
+def _class_imbalance(f: _Facts) -> str:
+    train, names = f.train, f.names
+    present = np.flatnonzero(train > 0)
+    most, least = present[np.argmax(train[present])], present[np.argmin(train[present])]
+    return (f"classes are imbalanced: '{names[most]}' has {train[most] / train[least]:.0f}x the train "
+            f"instances of '{names[least]}' ({int(train[most])} vs {int(train[least])})")
+
+
+def _few_instances(f: _Facts) -> str:
+    train, minimum = f.train, f.options.min_instances
+    few = sorted(np.flatnonzero((train > 0) & (train < minimum)).tolist(), key=lambda k: train[k])
+    listed = _name_list([f"'{f.names[k]}' ({int(train[k])})" for k in few])
+    return (f"{_plural(len(few), 'class', 'classes')} with fewer than {minimum} train "
+            f"instances: {listed}; expect a weak, unstable AP for them")
+
+
+def _split_leak(f: _Facts) -> str:
+    pairs = f.result.duplicate_pairs[f.result.duplicate_pairs["check"] == "split-leak"]
+    later = "/".join(dict.fromkeys(pairs["split_b"])) or "val"
+    earlier = "/".join(dict.fromkeys(pairs["split_a"])) or "train"
+    return (f"{_plural(f.count, f'{later} image')} repeating a {earlier} picture (same or near-identical): "
+            "evaluation scores are inflated")
+
+
+def _scale_shift(f: _Facts) -> str:
+    shifted = f.result.scale_shift[f.result.scale_shift["flagged"]]
+    listed = _name_list([f"'{row['class']}' (val median side {row['side_ratio']:.2f}x train's)"
+                         for _, row in shifted.iterrows()])
+    return f"box sizes differ between train and val for {listed or _plural(f.count, 'class', 'classes')}"
+
+
+def _label_error(f: _Facts) -> str:
+    """The four model-assisted checks (audit/label_errors.py): how many suspects, how many of them confident."""
+    check = str(f.findings["check"].iloc[0])
+    confident = int((f.findings["score"].astype(float) >= 0.5).sum()) if "score" in f.findings else 0
+    return (f"{_plural(f.count, *_LABEL_ERROR_SUMMARY[check])} by the model's predictions ({confident} with "
+            "score >= 0.5): review label_review.csv, then doctor fix --apply-suggestions")
+
+
+# check -> its sentence, in the order of findings.CHECKS
+_SUMMARIES: dict[str, Callable[[_Facts], str]] = {
+    "corrupt-image": lambda f: f"{_plural(f.count, 'image')} cannot be decoded (truncated, empty or not an image): "
+                               "training skips them",
+    "malformed-line": lambda f: f"{_plural(f.count, 'label line')} cannot be read as a box: those objects are "
+                                "missing from training",
+    "class-out-of-range": _class_out_of_range,
+    "out-of-bounds": lambda f: f"{_plural(f.count, 'box', 'boxes')} extending outside the image: unusable as "
+                               "labelled",
+    "degenerate-box": lambda f: f"{_plural(f.count, 'box', 'boxes')} with zero or negative width or height",
+    "names-mismatch": lambda f: str(f.findings["message"].iloc[0]),
+    "missing-label": lambda f: f"{_plural(f.count, 'image')} without a label file, trained as pure background: any "
+                               "object in them teaches the model to ignore it",
+    "orphan-label": lambda f: f"{_plural(f.count, 'label file')} without an image, whose boxes are never used",
+    "duplicate-box": lambda f: f"{_plural(f.count, 'box', 'boxes')} labelled twice in the same image (same class, "
+                               f"IoU >= {f.options.duplicate_box_iou:g})",
+    "tiny-box": lambda f: f"{_plural(f.count, 'box', 'boxes')} under {f.options.tiny_box_px:g} px on a side at "
+                          f"--imgsz {f.options.imgsz}: too small to learn at that size",
+    "extreme-aspect": lambda f: f"{_plural(f.count, 'box', 'boxes')} thinner than 1:{f.options.max_aspect:g}: "
+                                "usually a labelling slip",
+    "mixed-label-types": lambda f: f"{_plural(f.count, 'label file')} mixing boxes and polygons: likely two "
+                                   "annotation tools merged",
+    "unused-class": _unused_class,
+    "missing-in-val": _missing_in_val,
+    "class-imbalance": _class_imbalance,
+    "few-instances": _few_instances,
+    "duplicate-image": lambda f: f"{_plural(f.count, 'image')} repeating another picture of the same split: it "
+                                 "counts twice",
+    "split-leak": _split_leak,
+    "scale-shift": _scale_shift,
+    "non-utf8-name": lambda f: f"{_plural(f.count, 'image')} whose file name is not valid UTF-8: other tools may "
+                               "fail to open it (shown with backslash escapes)",
+    "symlink-loop": lambda f: f"{_plural(f.count, 'directory link')} to a directory already scanned, not followed: "
+                              "each image counts once",
+    "huge-image": lambda f: f"{_plural(f.count, 'image')} above {f.options.max_pixels / 1e6:g} megapixels "
+                            "(--max-pixels): training decodes them reduced or skips them",
+    **dict.fromkeys(_LABEL_ERROR_SUMMARY, _label_error),
+    "empty-label": lambda f: f"{_plural(f.count, 'image')} with an empty label file (background images)",
+    "segment-label": lambda f: f"{_plural(f.count, 'label file')} with polygons, converted to their bounding boxes",
+}
+assert set(_SUMMARIES) == set(CHECKS), "every check needs a sentence"
 
 
 def _fixable_summary(problems: list[Problem]) -> str:

@@ -24,9 +24,9 @@ from dataset_doctor.audit.checks_shift import scale_shift_findings, scale_shift_
 from dataset_doctor.audit.finding_table import concat_findings
 from dataset_doctor.audit.options import AuditOptions
 from dataset_doctor.audit.result import AuditResult
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.findings import CHECKS
 from dataset_doctor.gc_pause import gc_paused
-from dataset_doctor.index import DatasetIndex
 from dataset_doctor.weights import compute_class_weights
 
 SPLIT_SUMMARY_COLUMNS = ["split", "images", "readable", "backgrounds", "label_files", "boxes", "instances",

@@ -111,8 +111,8 @@ def audit(
     from dataset_doctor.audit.result import write_json  # pandas / OpenCV load only when a command runs
     from dataset_doctor.audit.runner import run_audit
     from dataset_doctor.audit.terminal import render_audit
+    from dataset_doctor.dataset.index import build_index
     from dataset_doctor.findings import display_name
-    from dataset_doctor.index import build_index
     from reports.audit_report import check_report_path, default_audit_report_path, write_audit_report
 
     if html_file is not None:

@@ -39,9 +39,9 @@ def evaluate(
 
     Precision and recall are taken at each class's best-F1 confidence, at IoU 0.5.
     """
-    from dataset_doctor.index import build_index  # pandas / OpenCV load only when a command runs
+    from dataset_doctor.atomic import atomic_write_text
+    from dataset_doctor.dataset.index import build_index  # pandas / OpenCV load only when a command runs
     from trainer.evaluation.dataset import evaluate_prediction_dir
-    from trainer.run_dir import atomic_write_text
 
     to_stdout = json_file is not None and str(json_file) == "-"
     out = error_console if to_stdout else console

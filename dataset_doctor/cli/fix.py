@@ -34,8 +34,8 @@ def fix(
 
     Bad lines are dropped (not whole images), overhanging boxes clipped, polygons converted, exact duplicate
     lines removed, corrupt images left out; with --apply-suggestions, the label fixes a person accepted."""
+    from dataset_doctor.dataset.index import build_index
     from dataset_doctor.fix import FixOptions, fix_dataset  # pandas / OpenCV load only when a command runs
-    from dataset_doctor.index import build_index
 
     options = FixOptions(clip_max=clip_max, out_of_bounds_tolerance=bounds_tolerance)
     index = build_index(data_yaml, workers=workers, use_cache=not no_cache, progress=console.is_terminal)

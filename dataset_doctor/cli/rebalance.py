@@ -44,8 +44,8 @@ def rebalance(
     The plan accounts for classes appearing together in an image and is compared with naive oversampling and
     LVIS repeat-factor sampling. Val and test are referenced unchanged; the source dataset is never modified.
     """
-    from dataset_doctor.datayaml import load_data_yaml
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.datayaml import load_data_yaml
+    from dataset_doctor.dataset.index import build_index
     from dataset_doctor.rebalance.materialize import check_output_dir, write_rebalanced_dataset
     from dataset_doctor.rebalance.plan import make_rebalance_plan
     from dataset_doctor.rebalance.report import rebalance_json, rebalance_record, summary_notes, summary_table

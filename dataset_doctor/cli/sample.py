@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dataset_doctor.cli.app import app, console
-from dataset_doctor.sample_spec import MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
+from dataset_doctor.sample.spec import MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
 
 @app.command(rich_help_panel="Get started")
@@ -20,7 +20,7 @@ def sample(
     val_images: Annotated[int, typer.Option(min=MIN_VAL_IMAGES, help="Val images.")] = SampleSpec.val_images,
 ) -> None:
     """Write the bundled sample dataset: digits on photos, long-tailed, with known defects in manifest.json."""
-    from dataset_doctor.sample import write_sample_dataset  # scikit-learn and OpenCV load only when needed
+    from dataset_doctor.sample.generate import write_sample_dataset  # scikit-learn and OpenCV load only when needed
 
     started = time.perf_counter()
     spec = SampleSpec(train_images=train_images, val_images=val_images)

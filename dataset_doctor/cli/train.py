@@ -10,8 +10,8 @@ import typer
 
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
-from trainer.data_config import AugmentConfig, DataConfig
-from trainer.train_config import TrainConfig, TrainSettings
+from trainer.config import TrainConfig, TrainSettings
+from trainer.data.config import AugmentConfig, DataConfig
 
 _T, _D, _A = TrainConfig(), DataConfig(), AugmentConfig()
 
@@ -95,4 +95,7 @@ def train(
         )
         run_dir = launch_training(settings, console=console)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process runs this command
+        from reports.training_report import write_training_report  # plotly loads only now
+
+        write_training_report(run_dir, console)
         console.print(f"results in [bold]{run_dir}[/]")

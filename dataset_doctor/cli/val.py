@@ -28,13 +28,13 @@ def val(
     = None,
 ) -> None:
     """Evaluate a trained model on a split: per-class AP50, AP50-95, precision, recall (COCO protocol)."""
+    from dataset_doctor.atomic import atomic_write_text
     from dataset_doctor.cli.evaluate import print_evaluation
-    from dataset_doctor.index import build_index
-    from trainer.data import build_dataset
+    from dataset_doctor.dataset.index import build_index
+    from trainer.data.dataset import build_dataset
+    from trainer.data.loader import make_eval_loader
     from trainer.devices import choose_device
-    from trainer.inference import evaluate_model
-    from trainer.loader import make_eval_loader
-    from trainer.run_dir import atomic_write_text
+    from trainer.model.inference import evaluate_model
     from trainer.setup import load_model_weights
 
     choice = choose_device(device)

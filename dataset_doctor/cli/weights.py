@@ -11,13 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from dataset_doctor.cli.app import app, console
-from dataset_doctor.weights import DEFAULT_BETA, DEFAULT_MAX_RATIO
+from dataset_doctor.weights import DEFAULT_BETA, DEFAULT_MAX_RATIO, DEFAULT_METHOD, METHODS
 
-
-class WeightMethod(str, Enum):
-    inverse = "inverse"
-    sqrt = "sqrt"
-    effective = "effective"
+WeightMethod = Enum("WeightMethod", {method: method for method in METHODS}, type=str)  # the choices Typer lists
 
 
 @app.command(rich_help_panel="Check and fix data")
@@ -25,7 +21,7 @@ def weights(
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml (or the folder holding it).")],
     method: Annotated[WeightMethod, typer.Option(
         help="inverse: n_total / (n_classes * n_c), scikit-learn's 'balanced'; sqrt: its square root (milder); "
-             "effective: effective number of samples (Cui et al. 2019).")] = WeightMethod.inverse,
+             "effective: effective number of samples (Cui et al. 2019).")] = WeightMethod(DEFAULT_METHOD),
     beta: Annotated[float, typer.Option(help="Beta of the effective-number method, in (0, 1).")] = DEFAULT_BETA,
     max_ratio: Annotated[float, typer.Option(min=1.0, help="Cap on the largest / smallest weight ratio.")]
     = DEFAULT_MAX_RATIO,
@@ -35,7 +31,7 @@ def weights(
 ) -> None:
     """Class weights for the classification loss from the usable train boxes (what train --class-weights auto uses).
     """
-    from dataset_doctor.index import build_index
+    from dataset_doctor.dataset.index import build_index
     from dataset_doctor.weights import class_weights_for_index, write_weights_json
 
     if not 0.0 < beta < 1.0:

@@ -13,9 +13,7 @@ leaves no half-written dataset. The source dataset is only ever read.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import multiprocessing
 import os
 import shutil
@@ -27,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dataset_doctor.atomic import check_output_folder, staged_directory
-from dataset_doctor.datayaml import DatasetConfig, files_read, folders_read, label_path_for, list_split_images
+from dataset_doctor.atomic import check_output_folder, csv_text, staged_directory
+from dataset_doctor.dataset.datayaml import DatasetConfig, files_read, folders_read, label_path_for, list_split_images
+from dataset_doctor.dataset.file_scan import available_cores
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.file_scan import available_cores
 from dataset_doctor.progress import counting_progress
 from dataset_doctor.rebalance.sources import TrainSources
 
@@ -241,7 +239,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     """Make every copy of a few source images (runs in a worker process)."""
     import cv2
 
-    from dataset_doctor.images import DEFAULT_MAX_PIXELS, image_header_size, read_image_file
+    from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS, image_header_size, read_image_file
     from dataset_doctor.rebalance.augment import augment_copy, build_pipeline
 
     staging, flip, jobs = task
@@ -279,13 +277,9 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
 
 
 def _manifest_csv(files: list[WrittenFile]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for written in files:
-        writer.writerow([written.file, written.source, written.transform,
-                         "" if written.seed is None else written.seed, len(written.classes)])
-    return buffer.getvalue()
+    return csv_text(MANIFEST_COLUMNS, ([written.file, written.source, written.transform,
+                                        "" if written.seed is None else written.seed, len(written.classes)]
+                                       for written in files))
 
 
 def _data_yaml(config: DatasetConfig, out: Path, staging: Path) -> str:

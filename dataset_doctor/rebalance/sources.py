@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dataset_doctor.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
-from dataset_doctor.datayaml import DatasetConfig
+from dataset_doctor.dataset.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_message
+from dataset_doctor.dataset.datayaml import DatasetConfig
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.findings import CHECKS, ERROR, FINDING_COLUMNS
-from dataset_doctor.index import DatasetIndex
 
 SOURCE_COLUMNS = ["image_id", "image", "label", "path", "label_path", "label_exists", "clean_label"]
 SOURCE_BOX_COLUMNS = ["position", "line", "cls", "cx", "cy", "w", "h"]

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from dataset_doctor.atomic import check_output_folder
-from dataset_doctor.datayaml import DatasetConfig, files_read, folders_read
+from dataset_doctor.dataset.datayaml import DatasetConfig, files_read, folders_read
 from dataset_doctor.errors import DoctorError
 
 LINK_MODES = ("copy", "hardlink", "symlink")

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from dataset_doctor.atomic import staged_directory
+from dataset_doctor.dataset.folder_dataset import load_dataset_source, with_inferred_names
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.folder_dataset import load_dataset_source, with_inferred_names
-from dataset_doctor.index import build_index
 from dataset_doctor.split.output import LINK_MODES, check_destination
 from dataset_doctor.split.plan import SplitPlan, plan_split
 from dataset_doctor.split.ratios import parse_ratios

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from dataset_doctor.duplicates import duplicate_groups
-from dataset_doctor.index import DatasetIndex
+from dataset_doctor.audit.near_duplicates import duplicate_groups
+from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.split.stratify import iterative_stratification
 
 PLAN_COLUMNS = ["image_id", "source_split", "image", "path", "label", "label_path", "label_exists", "readable",

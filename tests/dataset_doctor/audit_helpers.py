@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from dataset_doctor.audit import AuditOptions, AuditResult, run_audit
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.findings import INFO
-from dataset_doctor.index import build_index
 
 NAMES = ["cat", "dog"]
 GRID = [(0.1 + 0.2 * column, 0.25 + 0.5 * row) for row in range(2) for column in range(5)]

@@ -213,3 +213,9 @@ def test_staged_directory_itself_never_replaces_a_folder_it_did_not_write(tmp_pa
     with staged_directory(out / "x") as second:
         (second / "b").write_text("2")
     assert sorted(p.name for p in (out / "x").iterdir()) == [OUTPUT_MARKER, "b"]
+def test_csv_text_quotes_only_where_it_must_and_ends_lines_with_newline():
+    """The one CSV format of every table written (results, per-class, confusion matrix, rebalance manifest)."""
+    from dataset_doctor.atomic import csv_text
+
+    text = csv_text(["name", "n"], [["plain", 1], ['a "b"', 2], ["c,d", 3], ["e\nf", 4], ["", None]])
+    assert text == 'name,n\nplain,1\n"a ""b""",2\n"c,d",3\n"e\nf",4\n,\n'

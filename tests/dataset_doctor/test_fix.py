@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from dataset_doctor.atomic import OUTPUT_MARKER
 from dataset_doctor.audit import run_audit
 from dataset_doctor.cli import app
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.findings import ERROR
 from dataset_doctor.fix import FixOptions, fix_dataset
-from dataset_doctor.index import build_index
 from tests import hostile_outputs as outputs
 from tests.dataset_doctor.audit_helpers import NAMES, audit, base_splits, grid_label
 from tests.hostile import tree_digest

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import hostile_outputs as outputs
-from tests.dataset_doctor.test_datayaml import alias_bomb
+from tests.dataset_doctor.dataset.test_datayaml import alias_bomb
 from tests.hostile import HostileCase, invoke, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png, dataset_with_loops
 from tests.tiny_dataset import write_tiny_dataset

@@ -10,9 +10,14 @@ from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import build_index
-from dataset_doctor.weights import class_weights_for_index, compute_class_weights
+from dataset_doctor.weights import (
+    class_weights_for_index,
+    compute_class_weights,
+    resolve_class_weights,
+    write_weights_json,
+)
 
 COUNTS = np.array([900, 300, 60, 25])
 
@@ -115,3 +120,18 @@ def test_cli_bad_yaml_is_one_line_error(tmp_path) -> None:
     result = CliRunner().invoke(app, ["weights", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2
     assert "missing.yaml" in result.output and "Traceback" not in result.output
+
+
+def test_the_weights_json_it_writes_is_the_one_it_reads(make_dataset, tmp_path):
+    """weights.py owns both ends of the file: `doctor weights --json` writes it, `train --class-weights` reads it."""
+    index = build_index(make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n",
+                                                "b.jpg": "0 0.5 0.5 0.2 0.2\n"},
+                                      "val": {"c.jpg": "1 0.5 0.5 0.2 0.2\n"}}, names=["cat", "dog"]),
+                        progress=False)
+    written = class_weights_for_index(index, method="sqrt")
+    write_weights_json(tmp_path / "weights.json", written)
+    read = resolve_class_weights(str(tmp_path / "weights.json"), index, "inverse", None)
+    assert read.classes == written.classes == ["cat", "dog"] and read.method == "file:weights.json"
+    assert read.weights == pytest.approx(written.weights) and read.weights[1] > read.weights[0]
+    with pytest.raises(DoctorError, match="not found"):
+        resolve_class_weights(str(tmp_path / "missing.json"), index, "inverse", None)

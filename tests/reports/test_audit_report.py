@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from dataset_doctor.audit import run_audit
 from dataset_doctor.cli import app
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.findings import CHECKS, ERROR
-from dataset_doctor.index import build_index
 from reports import audit_figures
 from reports.audit_gallery import ImageLookup, finding_pictures
 from reports.audit_link import default_audit_candidates, find_audit_report

@@ -15,10 +15,10 @@ import yaml
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
+from dataset_doctor.dataset.index import build_index
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import build_index
-from dataset_doctor.sample import write_sample_dataset
-from dataset_doctor.sample_spec import SampleSpec
+from dataset_doctor.sample.generate import write_sample_dataset
+from dataset_doctor.sample.spec import SampleSpec
 from reports.audit_link import (
     dataset_report_name,
     default_audit_candidates,
@@ -31,9 +31,9 @@ from reports.training_run import load_training_run
 from reports.val_examples import score_val_images
 from tests.reports.browser import open_in_chromium, requires_chromium, screenshot
 from trainer import run_dir as files
-from trainer.data_config import AugmentConfig, DataConfig
+from trainer.config import TrainConfig, TrainSettings
+from trainer.data.config import AugmentConfig, DataConfig
 from trainer.loop import train
-from trainer.train_config import TrainConfig, TrainSettings
 
 HOSTILE = "<b id=x>pwn</b>"
 TRICKY = 'two, "quoted" & <i>'  # a comma and quotes: CSV cells and HTML attributes both need care

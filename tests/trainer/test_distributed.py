@@ -16,15 +16,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dataset_doctor.sample import write_sample_dataset
-from dataset_doctor.sample_spec import SampleSpec
+from dataset_doctor.sample.generate import write_sample_dataset
+from dataset_doctor.sample.spec import SampleSpec
 from tests.trainer.killing import kill_after_epochs
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint
-from trainer.data_config import AugmentConfig, DataConfig
-from trainer.loss import DetectionLoss
-from trainer.model import Detector, ModelConfig
-from trainer.train_config import TrainConfig, TrainSettings
+from trainer.config import TrainConfig, TrainSettings
+from trainer.data.config import AugmentConfig, DataConfig
+from trainer.model.detector import Detector, ModelConfig
+from trainer.model.loss import DetectionLoss
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from tests import hostile_outputs as outputs
 from tests.hostile import HostileCase, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png
 from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
-from trainer.model import ModelConfig
+from trainer.model.detector import ModelConfig
 
 
 def _train(make: Callable[[Path], Path]) -> Callable[[Path], tuple[Path, list[str]]]:

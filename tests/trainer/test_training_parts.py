@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from dataset_doctor.datayaml import load_data_yaml
+from dataset_doctor.dataset.datayaml import load_data_yaml
 from dataset_doctor.errors import DoctorError
 from tests import hostile_outputs as outputs
 from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
@@ -19,7 +19,7 @@ from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from trainer.divergence import DivergenceWatch, exceeds_running_median
 from trainer.ema import ModelEMA
-from trainer.model import Detector, ModelConfig
+from trainer.model.detector import Detector, ModelConfig
 from trainer.optim import build_optimizer, choose_optimizer
 from trainer.schedule import Schedule
 from trainer.setup import start_run

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from dataset_doctor.dataset.box_rules import paired_iou as box_iou
+
 
 @dataclass(frozen=True)
 class FlatBoxes:
@@ -70,13 +72,10 @@ def paired_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """IoU of first[i] with second[i] for (P, 4) xywh arrays, as pycocotools' `bbIou` (maskApi.c) computes it.
 
     Pixel boxes are taken as given (no +1 on sides), and boxes that only touch (overlap width or height <= 0)
-    have IoU 0; union = area1 + area2 - intersection with area = w * h.
+    have IoU 0; union = area1 + area2 - intersection with area = w * h (box_rules.paired_iou, on corners).
     """
-    overlap_w = np.minimum(first[:, 0] + first[:, 2], second[:, 0] + second[:, 2]) - np.maximum(first[:, 0],
-                                                                                              second[:, 0])
-    overlap_h = np.minimum(first[:, 1] + first[:, 3], second[:, 1] + second[:, 3]) - np.maximum(first[:, 1],
-                                                                                              second[:, 1])
-    overlaps = (overlap_w > 0) & (overlap_h > 0)
-    intersection = np.where(overlaps, overlap_w * overlap_h, 0.0)
-    union = first[:, 2] * first[:, 3] + second[:, 2] * second[:, 3] - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=overlaps)
+    return box_iou(_corners(first), _corners(second), first[:, 2] * first[:, 3], second[:, 2] * second[:, 3])
+
+
+def _corners(xywh: np.ndarray) -> np.ndarray:
+    return np.stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3]], axis=-1)

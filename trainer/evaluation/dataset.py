@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.dataset.index import DatasetIndex
+from dataset_doctor.dataset.predictions import CLS, CONFIDENCE, CX, H, read_prediction_dir
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.index import DatasetIndex
-from dataset_doctor.predictions import CLS, CONFIDENCE, CX, H, read_prediction_dir
 from trainer.evaluation.evaluate import evaluate_detections
 from trainer.evaluation.result import EvaluationResult
 

@@ -22,7 +22,7 @@ def evaluate_detections(ground_truth: Sequence[Any], predictions: Sequence[Any],
 
     ground_truth: one (m, 5) array or tensor per image, [x1, y1, x2, y2, class] in pixels.
     predictions: one (n, 6) array or tensor per image, [x1, y1, x2, y2, score, class] in pixels: what
-        `trainer.nms.non_max_suppression` returns. Same image order as ground_truth; the order decides ties in
+        `trainer.model.nms.non_max_suppression` returns. Same image order as ground_truth; the order decides ties in
         score between images, as image ids do in COCO.
     max_detections: per image and class, only the highest-scoring this many count (COCO: 100).
     confusion_conf, confusion_iou: thresholds of the confusion matrix only.
