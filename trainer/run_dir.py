@@ -31,14 +31,13 @@ from typing import Any
 
 import yaml
 
-from dataset_doctor.atomic import (  # noqa: F401 (atomic_write_* re-exported)
-    atomic_write_bytes,
+from dataset_doctor.atomic import (
     atomic_write_text,
     csv_text,
     remove_stale_temporaries,
     unwritable_output,
 )
-from dataset_doctor.dataset.datayaml import DatasetConfig, folders_read
+from dataset_doctor.dataset.datayaml import DatasetConfig, folders_read, safe_load_bounded
 from dataset_doctor.errors import DoctorError
 
 ARGS_FILE = "args.yaml"
@@ -73,7 +72,20 @@ def write_args(run_dir: Path, args: dict[str, Any]) -> None:
 
 
 def read_args(run_dir: Path) -> dict[str, Any]:
-    return yaml.safe_load((run_dir / ARGS_FILE).read_text(encoding="utf-8")) or {}
+    """The run's settings; a run folder without a readable args.yaml is a one-line error (not a traceback)."""
+    path = Path(run_dir) / ARGS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DoctorError(f"not a run directory of doctor train: {ARGS_FILE} is missing", path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DoctorError(f"cannot read {ARGS_FILE} ({error.__class__.__name__})", path) from None
+    args = safe_load_bounded(text, path)
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise DoctorError(f"{ARGS_FILE} is not a mapping of settings", path)
+    return args
 
 
 def append_results_row(run_dir: Path, row: dict[str, Any]) -> None:

@@ -69,6 +69,21 @@ def _project_in_a_read_only_folder(tmp_path: Path) -> tuple[Path, list]:
 
 _INSIDE = "--project is inside a folder the dataset reads"
 
+def _resume_a_folder_without_args_yaml(tmp_path: Path) -> tuple[Path, list[str]]:
+    """--resume pointed at a folder that is not a run (no args.yaml): was a FileNotFoundError traceback."""
+    folder = tmp_path / "not-a-run"
+    (folder / "weights").mkdir(parents=True)
+    (folder / "weights" / "last.pt").write_bytes(b"x")
+    return folder, ["train", "--resume", folder]
+
+
+def _resume_with_args_yaml_not_a_mapping(tmp_path: Path) -> tuple[Path, list[str]]:
+    folder = tmp_path / "odd-run"
+    folder.mkdir()
+    (folder / "args.yaml").write_text("- just\n- a list\n")
+    return folder, ["train", "--resume", folder]
+
+
 CASES: list[HostileCase] = [
     # names, links and huge images (issue 16 items 3, 5, 9)
     # the 1 MB PNG of 32000x32000 took 6.5 GB to train on at imgsz 64: now skipped with one warning
@@ -93,6 +108,10 @@ CASES: list[HostileCase] = [
                 ("cannot write the output here", "a-file/out")),
     HostileCase("train-project-in-a-read-only-folder", _project_in_a_read_only_folder, 2,
                 ("cannot write the output here", "read-only")),
+    HostileCase("resume-a-folder-without-args-yaml", _resume_a_folder_without_args_yaml, 2,
+                ("not-a-run/args.yaml", "not a run directory of doctor train")),
+    HostileCase("resume-args-yaml-not-a-mapping", _resume_with_args_yaml_not_a_mapping, 2,
+                ("odd-run/args.yaml", "not a mapping of settings")),
 ]
 
 
