@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
-import yaml
 
 from dataset_doctor.sample.generate import write_sample_dataset
 from dataset_doctor.sample.spec import SampleSpec
+from tests.tiny_dataset import write_dataset
 
 SMALL_SAMPLE = SampleSpec(train_images=120, val_images=40)
 
@@ -39,15 +36,6 @@ def sample_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_sample_dataset(tmp_path_factory.mktemp("sample") / "digits", seed=0, spec=SMALL_SAMPLE)
 
 
-def noise_image(name: str, size: tuple[int, int] = (96, 64)) -> np.ndarray:
-    """A distinct random image per name (so unrelated test images never look like duplicates)."""
-    seed = int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "little")
-    rng = np.random.default_rng(seed)
-    width, height = size
-    small = rng.integers(0, 256, size=(max(height // 8, 2), max(width // 8, 2), 3), dtype=np.uint8)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
 DatasetFactory = Callable[..., Path]
 
 
@@ -62,25 +50,6 @@ def make_dataset(tmp_path: Path) -> DatasetFactory:
 
     def build(splits: dict[str, dict[str, object]], names: list[str] | dict | None = ("a", "b"),
               size: tuple[int, int] = (96, 64), root_name: str = "data", extra_yaml: dict | None = None) -> Path:
-        root = tmp_path / root_name
-        for split, files in splits.items():
-            for file_name, spec in files.items():
-                label, image_size = spec if isinstance(spec, tuple) else (spec, size)
-                image_path = root / "images" / split / file_name
-                image_path.parent.mkdir(parents=True, exist_ok=True)
-                extension = image_path.suffix.lower()
-                ok, encoded = cv2.imencode(extension if extension in (".jpg", ".png", ".bmp") else ".png",
-                                           noise_image(f"{split}/{file_name}", image_size))
-                image_path.write_bytes(encoded.tobytes())
-                if label is not None:
-                    label_path = root / "labels" / split / (image_path.stem + ".txt")
-                    label_path.parent.mkdir(parents=True, exist_ok=True)
-                    label_path.write_bytes(label if isinstance(label, bytes) else label.encode())
-        config: dict[str, object] = {split: f"images/{split}" for split in splits}
-        if names is not None:
-            config["names"] = list(names) if not isinstance(names, dict) else names
-        config.update(extra_yaml or {})
-        (root / "data.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        return root / "data.yaml"
+        return write_dataset(tmp_path / root_name, splits, names=names, size=size, extra_yaml=extra_yaml)
 
     return build

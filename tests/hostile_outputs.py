@@ -13,10 +13,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-import yaml
 
 from dataset_doctor.atomic import staged_directory
-from tests.conftest import noise_image
+from tests.tiny_dataset import noise_image, write_dataset
 
 
 def chmod_denies_writing() -> bool:
@@ -49,21 +48,17 @@ def write_image(path: Path, label: str | None) -> None:
 def tiny_dataset(root: Path, val_list_folder: Path | None = None) -> Path:
     """Three train images of two classes and one val image; with `val_list_folder`, val is a val.txt listing
     absolute paths of two images kept in that folder (outside the dataset). Returns the data.yaml."""
-    for name, label in (("a", "0 0.5 0.5 0.3 0.3\n"), ("b", "1 0.4 0.4 0.2 0.2\n"),
-                        ("c", "0 0.3 0.3 0.2 0.2\n1 0.7 0.7 0.2 0.2\n")):
-        write_image(root / "images" / "train" / f"{name}.jpg", label)
-    config: dict[str, object] = {"train": "images/train", "names": ["cat", "dog"]}
+    train = {"a.jpg": "0 0.5 0.5 0.3 0.3\n", "b.jpg": "1 0.4 0.4 0.2 0.2\n",
+             "c.jpg": "0 0.3 0.3 0.2 0.2\n1 0.7 0.7 0.2 0.2\n"}
     if val_list_folder is None:
-        write_image(root / "images" / "val" / "v.jpg", "0 0.5 0.5 0.4 0.4\n")
-        config["val"] = "images/val"
-    else:
-        listed = [val_list_folder / "images" / f"e{i}.jpg" for i in (1, 2)]
-        for position, image in enumerate(listed):
-            write_image(image, f"{position} 0.5 0.5 0.3 0.3\n")
-        (root / "val.txt").write_text("".join(f"{image}\n" for image in listed))
-        config["val"] = "val.txt"
-    (root / "data.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return root / "data.yaml"
+        return write_dataset(root, {"train": train, "val": {"v.jpg": "0 0.5 0.5 0.4 0.4\n"}}, names=["cat", "dog"],
+                             size=(64, 48))
+    listed = [val_list_folder / "images" / f"e{i}.jpg" for i in (1, 2)]
+    for position, image in enumerate(listed):
+        write_image(image, f"{position} 0.5 0.5 0.3 0.3\n")
+    (root / "val.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "val.txt").write_text("".join(f"{image}\n" for image in listed))
+    return write_dataset(root, {"train": train}, names=["cat", "dog"], size=(64, 48), extra_yaml={"val": "val.txt"})
 
 
 def listed_elsewhere(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -11,9 +11,8 @@ import zlib
 from pathlib import Path
 
 import cv2
-import yaml
 
-from tests.conftest import noise_image
+from tests.tiny_dataset import noise_image, write_dataset
 
 BAD_NAME = b"bad\xff\xfe"  # not UTF-8: os.fsdecode gives 'bad\udcff\udcfe'
 BAD_SHOWN = "bad\\udcff\\udcfe"  # its display form in the terminal, HTML and CSV
@@ -66,17 +65,11 @@ def interlaced_png(width: int, height: int, missing_bytes: int = 0) -> bytes:
 
 
 def small_dataset(root: Path, images: int = 3) -> Path:
-    """train and val with `images` labelled JPEGs each (class 0 in both, so nothing but the hostile part is an
-    error); returns data.yaml."""
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for number in range(images):
-            (root / "images" / split / f"im{number}.jpg").write_bytes(jpeg_bytes(f"{root.name}/{split}/{number}"))
-            (root / "labels" / split / f"im{number}.txt").write_text("0 0.5 0.5 0.3 0.3\n1 0.3 0.3 0.2 0.2\n")
-    (root / "data.yaml").write_text(yaml.safe_dump({"train": "images/train", "val": "images/val",
-                                                    "names": ["a", "b"]}))
-    return root / "data.yaml"
+    """train and val with `images` labelled JPEGs each (classes a and b in both, so nothing but the hostile part
+    is a finding); returns data.yaml."""
+    label = "0 0.5 0.5 0.3 0.3\n1 0.3 0.3 0.2 0.2\n"
+    return write_dataset(root, {split: {f"im{number}.jpg": label for number in range(images)}
+                                for split in ("train", "val")})
 
 
 def dataset_with_bad_name(root: Path, label: bytes = b"0 0.5 0.5 0.2 0.2\n") -> Path:

@@ -1,45 +1,58 @@
-"""A tiny YOLO dataset written without fixtures, for table rows whose `build(tmp_path)` makes its own input."""
+"""Tiny YOLO datasets written by plain functions: for fixtures (conftest's make_dataset) and for table rows
+whose `build(tmp_path)` makes its own input."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
-import torch
-
-from tests.conftest import noise_image
-from trainer import run_dir as files
-from trainer.checkpoint import save_checkpoint
-from trainer.config import TrainConfig, TrainSettings
-from trainer.data.config import AugmentConfig, DataConfig
-from trainer.model.detector import Detector, ModelConfig
+import numpy as np
+import yaml
 
 
-def write_tiny_dataset(root: Path, labels: dict[str, str], names: tuple[str, ...] = ("a", "b")) -> Path:
-    """images/SPLIT/NAME.png (distinct noise) with labels/SPLIT/NAME.txt for {"SPLIT/NAME": label text}."""
-    for key, text in labels.items():
-        split, stem = key.split("/")
-        image = root / "images" / split / f"{stem}.png"
-        image.parent.mkdir(parents=True, exist_ok=True)
-        image.write_bytes(cv2.imencode(".png", noise_image(key))[1].tobytes())
-        label = root / "labels" / split / f"{stem}.txt"
-        label.parent.mkdir(parents=True, exist_ok=True)
-        label.write_bytes(text.encode())
-    (root / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames: {list(names)}\n")
+def noise_image(name: str, size: tuple[int, int] = (96, 64)) -> np.ndarray:
+    """A distinct random image per name (so unrelated test images never look like duplicates)."""
+    seed = int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "little")
+    rng = np.random.default_rng(seed)
+    width, height = size
+    small = rng.integers(0, 256, size=(max(height // 8, 2), max(width // 8, 2), 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def write_dataset(root: Path, splits: dict[str, dict[str, object]], names: list[str] | dict | None = ("a", "b"),
+                  size: tuple[int, int] = (96, 64), extra_yaml: dict | None = None) -> Path:
+    """Write {"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\\n", "b.jpg": None}, "val": {...}} under `root`; return data.yaml.
+
+    A label of None writes no label file; bytes are written as they are. Images are distinct noise images of
+    `size` (or a per-image size given as {"a.jpg": ("label text", (w, h))}).
+    """
+    for split, files in splits.items():
+        for file_name, spec in files.items():
+            label, image_size = spec if isinstance(spec, tuple) else (spec, size)
+            image_path = root / "images" / split / file_name
+            image_path.parent.mkdir(parents=True, exist_ok=True)
+            extension = image_path.suffix.lower()
+            ok, encoded = cv2.imencode(extension if extension in (".jpg", ".png", ".bmp") else ".png",
+                                       noise_image(f"{split}/{file_name}", image_size))
+            image_path.write_bytes(encoded.tobytes())
+            if label is not None:
+                label_path = root / "labels" / split / (image_path.stem + ".txt")
+                label_path.parent.mkdir(parents=True, exist_ok=True)
+                label_path.write_bytes(label if isinstance(label, bytes) else label.encode())
+    config: dict[str, object] = {split: f"images/{split}" for split in splits}
+    if names is not None:
+        config["names"] = list(names) if not isinstance(names, dict) else names
+    config.update(extra_yaml or {})
+    (root / "data.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return root / "data.yaml"
 
 
-def write_run_with_checkpoint(run: Path, data_yaml: Path, model_config: ModelConfig,
-                              model_state: dict[str, torch.Tensor] | None = None, drop: tuple[str, ...] = ()) -> Path:
-    """A run directory as a killed `doctor train` leaves it (args.yaml, weights/last.pt after epoch 0), with a
-    checkpoint of `model_config` (or the given state); `drop` names checkpoint keys to leave out."""
-    settings = TrainSettings(TrainConfig(data=str(data_yaml), epochs=3, batch=2, device="cpu", save_batches=0,
-                                         model="n"), DataConfig(imgsz=64, workers=0), AugmentConfig())
-    files.write_args(run, settings.to_dict())
-    state = {"model": model_state if model_state is not None else Detector(model_config).state_dict(),
-             "ema": None, "optimizer": {}, "scaler": {}, "epoch": 0, "best_fitness": 0.0, "best_epoch": 0,
-             "stale_evaluations": 0, "elapsed": 1.0, "model_config": vars(model_config).copy(),
-             "names": [str(i) for i in range(model_config.num_classes)], "settings": settings.to_dict(),
-             "rng": {}, "results_row": {}}
-    save_checkpoint(run / files.LAST_CHECKPOINT, {key: value for key, value in state.items() if key not in drop})
-    return run
+
+def write_tiny_dataset(root: Path, labels: dict[str, str], names: tuple[str, ...] = ("a", "b")) -> Path:
+    """images/SPLIT/NAME.png with labels/SPLIT/NAME.txt for {"SPLIT/NAME": label text}; returns data.yaml."""
+    splits: dict[str, dict[str, object]] = {}
+    for key, text in labels.items():
+        split, stem = key.split("/")
+        splits.setdefault(split, {})[f"{stem}.png"] = text
+    return write_dataset(root, splits, names=list(names))

@@ -226,19 +226,10 @@ def test_a_bad_accept_value_is_refused(planted, tmp_path: Path) -> None:
 
 def _planted_case(tmp_path: Path, predictions: dict[str, bytes | str]) -> tuple[Path, list[str]]:
     """The planted dataset with some prediction files replaced; the source is the dataset and the predictions."""
-    import cv2
-
-    from tests.conftest import noise_image  # the make_dataset fixture is per test; build the same files here
+    from tests.tiny_dataset import write_dataset
 
     root = tmp_path / "case"
-    for split, files in {"train": {"t0.jpg": "0 0.5 0.5 0.2 0.2\n"}, "val": VAL}.items():
-        for name, label in files.items():
-            image = root / "data/images" / split / name
-            image.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(image), noise_image(f"{split}/{name}"))
-            if label is not None:
-                write_files(root / "data/labels" / split, {Path(name).stem + ".txt": label})
-    (root / "data/data.yaml").write_text("train: images/train\nval: images/val\nnames: [cat, dog]\n")
+    write_dataset(root / "data", {"train": {"t0.jpg": "0 0.5 0.5 0.2 0.2\n"}, "val": VAL}, names=["cat", "dog"])
     folder = write_files(root / "predictions", PREDICTIONS)
     for name, content in predictions.items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())

@@ -13,7 +13,8 @@ import pytest
 from tests import hostile_outputs as outputs
 from tests.hostile import HostileCase, run_case
 from tests.odd_files import BAD_SHOWN, dataset_with_bad_name, dataset_with_huge_png
-from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
+from tests.tiny_dataset import write_tiny_dataset
+from tests.trainer.runs import write_run_with_checkpoint
 from trainer.model.detector import ModelConfig
 
 

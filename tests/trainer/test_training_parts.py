@@ -14,7 +14,8 @@ from torch import nn
 from dataset_doctor.dataset.datayaml import load_data_yaml
 from dataset_doctor.errors import DoctorError
 from tests import hostile_outputs as outputs
-from tests.tiny_dataset import write_run_with_checkpoint, write_tiny_dataset
+from tests.tiny_dataset import write_tiny_dataset
+from tests.trainer.runs import write_run_with_checkpoint
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from trainer.divergence import DivergenceWatch, exceeds_running_median

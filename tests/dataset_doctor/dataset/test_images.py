@@ -11,7 +11,7 @@ import pytest
 
 from dataset_doctor.audit.near_duplicates import NEAR_DUPLICATE_MAX_BITS
 from dataset_doctor.dataset.images import hamming_distance, phash_words, probe_image_bytes, probe_image_file
-from tests.conftest import noise_image
+from tests.tiny_dataset import noise_image
 
 
 def encode(image: np.ndarray, extension: str = ".jpg", **params) -> bytes:
