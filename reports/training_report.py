@@ -109,6 +109,7 @@ class ReportSource:
     predictions_by: str = "weights/best.pt"  # who made the predictions, in captions
     notes: list[str] = field(default_factory=list)  # said under the verdict (skipped curves, ignored files)
     key_numbers: list[tuple[str, str]] = field(default_factory=list)  # extra numbers beside the mAPs
+    overview_rows: list[tuple[str, str]] = field(default_factory=list)  # predictions only: what was read
 
     def best_epoch(self) -> int | None:
         rows = [row for row in self.results if _value(row.get("val_map50_95")) is not None]
@@ -606,7 +607,7 @@ def _predictions_overview_section(page: Page, source: ReportSource) -> None:
         for split in index.splits:
             rows.append((f"{split} images", f"{int(index.images_in(split)['readable'].sum()):,} "
                                             f"({int(index.instances(split).sum()):,} boxes)"))
-    rows += [(label, value) for label, value in source.key_numbers if label.endswith("predictions")]
+    rows += source.overview_rows
     rows.append(("evaluation", "COCO's protocol (pycocotools' numbers), the same for train and val; an image "
                                "without a prediction file has no detection"))
     page.html('<table class="data settings"><tbody>' + "".join(
