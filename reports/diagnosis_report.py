@@ -83,7 +83,7 @@ def diagnose_predictions(data_yaml: str | Path, train_predictions: str | Path, v
     audit, notes = resolve_audit(audit, index.names)
     train_total = int(index.images_in("train")["readable"].sum())
     label = name or dataset.parent.name
-    by = predictions_by or f"{label}'s predictions"
+    by = predictions_by or name or "the model"
     result = val.result
     source = ReportSource(
         title=f"Diagnosis: {label}",
