@@ -51,7 +51,8 @@ def diagnose_predictions(data_yaml: str | Path, train_predictions: str | Path, v
                          results: str | Path | None = None, target: str | Path | None = None,
                          name: str | None = None, audit_report: str | Path | None = None,
                          search_dirs: Sequence[Path] | None = None, predictions_by: str | None = None,
-                         index: DatasetIndex | None = None) -> DiagnosisOutcome:
+                         index: DatasetIndex | None = None,
+                         save_predictions_command: str | None = None) -> DiagnosisOutcome:
     """Evaluate both prediction directories and build the page and the JSON document (nothing written)."""
     index = index if index is not None else build_index(data_yaml, progress=False)
     for split in ("train", "val"):
@@ -84,6 +85,9 @@ def diagnose_predictions(data_yaml: str | Path, train_predictions: str | Path, v
     train_total = int(index.images_in("train")["readable"].sum())
     label = name or dataset.parent.name
     by = predictions_by or name or "the model"
+    temporary = save_predictions_command is not None  # the folders are gone once the page is built: not named
+    train_from = f"predicted by {by}" if temporary else str(train_predictions)
+    val_from = f"predicted by {by}" if temporary else str(val_predictions)
     result = val.result
     source = ReportSource(
         title=f"Diagnosis: {label}",
@@ -96,11 +100,11 @@ def diagnose_predictions(data_yaml: str | Path, train_predictions: str | Path, v
         results=curve_rows,
         confusion=Confusion(list(result.confusion_labels), result.confusion.astype(int).tolist()),
         pr_curves=result.pr_curves_json(), val_predictions=Path(val_predictions), audit=audit, audit_notes=notes,
-        predictions_by=by, notes=warnings,
+        predictions_by=by, notes=warnings, save_predictions_command=save_predictions_command,
         key_numbers=[("train images evaluated", f"{train.result.images:,} of {train_total:,}")],
-        overview_rows=[("train predictions", f"{train_predictions} ({train.files_read:,} files; the "
+        overview_rows=[("train predictions", f"{train_from} ({train.files_read:,} files; the "
                                              f"{train.result.images:,} train images with a file are evaluated)"),
-                       ("val predictions", f"{val_predictions} ({val.files_read:,} files for {result.images:,} "
+                       ("val predictions", f"{val_from} ({val.files_read:,} files for {result.images:,} "
                                            "val images)")]
         + ([("results", f"{results} ({curves.layout or 'layout not recognised'})")] if curves is not None else []))
     page, classes, diagnosis = build_report_page(source)

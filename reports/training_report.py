@@ -101,6 +101,9 @@ class ReportSource:
     confusion: Confusion | None = None  # val
     pr_curves: dict[str, Any] | None = None  # val, pr_curves.json's shape
     val_predictions: Path | None = None  # YOLO txt with confidence, for the worst images and the label suspects
+    # a command that saves the val predictions for good, when val_predictions is a temporary folder
+    # (`doctor diagnose --model`): the review command then points there
+    save_predictions_command: str | None = None
     audit: Path | None = None  # the dataset's audit report (HTML when there is one)
     audit_notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     train_instances: list[int] | None = None  # boxes per class in the whole train split (default: the index's)
@@ -655,8 +658,12 @@ def _label_suspects_section(page: Page, source: ReportSource) -> None:
         "class": [class_name(v) for v in shown["class"]],
         "suggested": [class_name(v) for v in shown["suggested_class"]],
         "message": shown["message"].to_numpy()}), filterable=True)
+    kept = predictions
+    if source.save_predictions_command:
+        kept = Path("preds") / "labels"
+        page.html(f"<p>Save the val predictions first: <code>{escape(source.save_predictions_command)}</code>.</p>")
     page.html(f"<p>Review them all and apply the accepted fixes: <code>doctor audit {escape(dataset)} "
-              f"--predictions {escape(predictions)} --review-csv label_review.csv</code>, mark the rows to apply "
+              f"--predictions {escape(kept)} --review-csv label_review.csv</code>, mark the rows to apply "
               f"with yes, then <code>doctor fix {escape(dataset)} --out FIXED_DIR --apply-suggestions "
               "label_review.csv</code>.</p>")
 

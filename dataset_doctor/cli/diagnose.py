@@ -5,6 +5,7 @@ for one of our checkpoints, which then predicts both splits itself."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -85,7 +86,11 @@ def diagnose(
             by = str(model)
         outcome = diagnose_predictions(index.config.yaml_path, train_predictions, val_predictions, results=results,
                                        target=out, name=name or (model.stem if model is not None else None),
-                                       audit_report=audit_report, predictions_by=by, index=index)
+                                       audit_report=audit_report, predictions_by=by, index=index,
+                                       save_predictions_command=None if model is None else
+                                       f"doctor predict {shlex.quote(str(model))} "
+                                       f"{shlex.quote(str(index.config.yaml_path))} --split val --conf 0.001 "
+                                       f"--imgsz {imgsz} --out preds")
         if out is None:  # the default doctor_reports/ is made, as doctor audit does
             outcome.target.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -101,7 +101,10 @@ def test_our_checkpoint_predicts_both_splits_itself(predicted, tmp_path):
     payload = json.loads(document.read_text(encoding="utf-8"))
     assert payload["train"]["images"] == 10 and payload["val"]["images"] == IMAGES  # a seeded train subset
     assert len(payload["per_class"]) == len(NAMES)
-    assert "best.pt" in page.read_text(encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    assert "best.pt" in text
+    assert "doctor-diagnose-" not in text  # the predictions' temporary folder is gone: the page never points there
+    assert "--split val --conf 0.001 --imgsz 64 --out preds" in text
 
     wrong = tmp_path / "other.pt"
     other = ModelConfig(scale="n", num_classes=2)
