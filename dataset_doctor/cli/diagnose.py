@@ -76,6 +76,9 @@ def diagnose(
     if json_file is not None and not to_stdout:
         _check_writable(json_file, "JSON file")
     index = build_index(data_yaml, progress=out_console.is_terminal)
+    for path, what in ((out, "HTML page"), (None if to_stdout else json_file, "JSON file")):
+        if path is not None:
+            _refuse_inside_dataset(path, index.config, what)
 
     with tempfile.TemporaryDirectory(prefix="doctor-diagnose-") as scratch:
         by = None
@@ -120,6 +123,21 @@ def _check_writable(path: Path, what: str) -> None:
         raise DoctorError(f"cannot write the {what}: this is a directory; give a file name", path)
     if not path.parent.is_dir():
         raise DoctorError(f"cannot write the {what}: the directory does not exist", path)
+
+
+def _refuse_inside_dataset(path: Path, config, what: str) -> None:
+    """User datasets are read-only: no output in an image or label folder, none over the data.yaml."""
+    import os
+
+    from dataset_doctor.dataset.datayaml import folders_read
+
+    resolved = Path(os.path.realpath(path.expanduser()))
+    if resolved == Path(os.path.realpath(config.yaml_path)):
+        raise DoctorError(f"the {what} would overwrite the dataset's data.yaml", path)
+    for folder in folders_read(config, with_root=False):
+        if resolved.is_relative_to(folder):
+            raise DoctorError(f"the {what} would be written inside the dataset ({folder}): datasets are only read",
+                              path)
 
 
 def _predict_with(weights: Path, index, scratch: Path, *, imgsz: int, batch: int, device: str, train_images: int,

@@ -80,6 +80,13 @@ def test_missing_or_mismatched_predictions_are_one_line_errors(predicted, tmp_pa
                     "either --model or")
     _one_line_error(_diagnose(str(data), "--train-predictions", str(train), "--val-predictions", str(val), "--out",
                               str(tmp_path / "no" / "dir" / "p.html")), "the directory does not exist")
+    labels = data.parent / "labels" / "val"
+    before = sorted(path.name for path in labels.iterdir())
+    _one_line_error(_diagnose(str(data), "--train-predictions", str(train), "--val-predictions", str(val), "--json",
+                              str(labels / "val0.txt")), "would be written inside the dataset")
+    _one_line_error(_diagnose(str(data), "--train-predictions", str(train), "--val-predictions", str(val), "--out",
+                              str(data)), "would overwrite the dataset's data.yaml")
+    assert sorted(path.name for path in labels.iterdir()) == before and data.read_text().startswith("train")
 
 
 def test_our_checkpoint_predicts_both_splits_itself(predicted, tmp_path):
