@@ -1,6 +1,11 @@
 """The training report: run_dir/report.html, one self-contained page that says in a minute whether the model is
 good, which classes fail, and whether the data or the training is to blame.
 
+One page builder for every source of predictions (`build_report_page(ReportSource)`): a run directory of
+`doctor train` is one source (`run_source`), any detector's saved train and val predictions another
+(reports/diagnosis_report.py, `doctor diagnose`). Sections that need a run directory (overview of the settings,
+training batches) appear only for a run.
+
     from reports.training_report import build_training_report
     build_training_report(run_dir)                      # any time: `doctor report RUN_DIR`
     write_training_report(run_dir, console)             # after a run: what `doctor train` and `doctor demo` call
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,16 +44,25 @@ from reports.audit_link import (
 from reports.html import Page, escape, image_data_uri, thumbnail_figure
 from reports.thumbnails import encode_jpeg
 from reports.training_figures import confusion_figure, loss_figure, map_figure, per_class_ap_figure, pr_figure
-from reports.training_run import TrainingRun, load_training_run
+from reports.training_run import Confusion, TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
-from trainer.diagnosis import STATUS_LABELS, ClassNumbers, Diagnosis, RunFacts, RunFinding, diagnose_run
+from trainer.diagnosis import (
+    STATUS_LABELS,
+    ClassNumbers,
+    Diagnosis,
+    RunFacts,
+    RunFinding,
+    diagnose_run,
+    diagnosis_id,
+)
 
 WORST_IMAGES = 12  # val images shown, worst first
 BATCH_MAX_SIDE = 1280  # training batch grids are re-encoded at most this wide/high (the page stays small)
 MIN_BOXES_FOR_SIZE = 5  # boxes a class needs in train and in val before their median sizes are compared
 CONFUSED_SHARE = 0.2  # a class "is predicted as" another when at least this share of its val boxes are
 CONFUSED_MIN_BOXES = 2  # ... and at least this many (one box is an accident)
+SUSPECTS_SHOWN = 30  # label-error suspects listed on the page, best score first
 
 _EXTRA_STYLE = """<style>
 .finding { border-left: 4px solid var(--line); padding: 4px 12px; margin: 10px 0; }
@@ -64,6 +80,43 @@ _EXTRA_STYLE = """<style>
 table.settings th { position: static; width: 190px; cursor: default; vertical-align: top; }
 .class-block { margin: 14px 0 18px; } .class-block h3 { margin-bottom: 4px; }
 </style>"""
+
+
+@dataclass
+class ReportSource:
+    """Everything the page is built from, whoever made the predictions (a run directory, or any detector's
+    saved predictions for `doctor diagnose`)."""
+
+    title: str
+    subtitle: str
+    target: Path  # where the page is written (links are relative to it)
+    dataset: Path | None  # the data.yaml
+    classes: list[str]
+    train_rows: dict[int, dict[str, Any]]  # per-class metrics on the train images evaluated, by class id
+    val_rows: dict[int, dict[str, Any]]  # (EvaluationResult.per_class_rows' keys: images, instances, ap50, ...)
+    facts: RunFacts
+    index: DatasetIndex | None
+    index_problem: str | None  # why index is None
+    results: list[dict[str, Any]] = field(default_factory=list)  # curve rows in results.csv's columns (ours)
+    confusion: Confusion | None = None  # val
+    pr_curves: dict[str, Any] | None = None  # val, pr_curves.json's shape
+    val_predictions: Path | None = None  # YOLO txt with confidence, for the worst images and the label suspects
+    # a command that saves the val predictions for good, when val_predictions is a temporary folder
+    # (`doctor diagnose --model`): the review command then points there
+    save_predictions_command: str | None = None
+    audit: Path | None = None  # the dataset's audit report (HTML when there is one)
+    audit_notes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    train_instances: list[int] | None = None  # boxes per class in the whole train split (default: the index's)
+    class_weights: list[float] | None = None  # in the loss (default: 1 each)
+    run: TrainingRun | None = None  # only for a run directory: its settings and batches
+    predictions_by: str = "weights/best.pt"  # who made the predictions, in captions
+    notes: list[str] = field(default_factory=list)  # said under the verdict (skipped curves, ignored files)
+    key_numbers: list[tuple[str, str]] = field(default_factory=list)  # extra numbers beside the mAPs
+    overview_rows: list[tuple[str, str]] = field(default_factory=list)  # predictions only: what was read
+
+    def best_epoch(self) -> int | None:
+        rows = [row for row in self.results if _value(row.get("val_map50_95")) is not None]
+        return int(max(rows, key=lambda row: row["val_map50_95"])["epoch"]) if rows else None
 
 
 def write_training_report(run_dir: str | Path, console: Console | None = None) -> Path | None:
@@ -98,26 +151,84 @@ def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
         raise DoctorError("audit report not found", audit_report)
     index, index_problem = _load_index(run)
     audit = Path(audit_report) if audit_report is not None else _find_audit(run, search_dirs)
-    notes = scale_shift_notes(audit_json_for(audit) if audit else None, run.classes)
+    source = run_source(run, index, index_problem, audit)
+    page, _, _ = build_report_page(source)
+    return page.write(source.target)
+
+
+def run_source(run: TrainingRun, index: DatasetIndex | None, index_problem: str | None,
+               audit: Path | None) -> ReportSource:
+    """A run directory as a source of the page."""
+    audit, notes = resolve_audit(audit, run.classes)
+    weights = run.class_weights or {}
+    predictions = run.dir / files.PREDICTIONS_DIR / "val"
+    best = run.best
+    return ReportSource(
+        title=f"Training report: {run.dir.name}", subtitle=_subtitle(run), target=run.dir / files.REPORT_FILE,
+        dataset=run.dataset, classes=run.classes, train_rows=run.per_class_rows("train"),
+        val_rows=run.per_class_rows("val"), facts=run_facts(run, index, audit), index=index,
+        index_problem=index_problem, results=run.results, confusion=run.confusion, pr_curves=run.pr_curves,
+        val_predictions=predictions if predictions.is_dir() else None, audit=audit, audit_notes=notes,
+        train_instances=weights.get("instances"), class_weights=weights.get("weights"), run=run,
+        key_numbers=[("best epoch", f"{best['epoch']} of {run.epochs_done}" if best else "-"),
+                     ("training time", _duration(run.seconds))])
+
+
+def resolve_audit(audit: Path | None, classes: Sequence[str]) -> tuple[Path | None, dict[str, tuple[str, ...]]]:
+    """The audit report to link (its HTML when the JSON was given) and its scale-shift notes per class."""
+    notes = scale_shift_notes(audit_json_for(audit) if audit else None, classes)
     if audit is not None and audit.suffix.lower() == ".json" and audit.with_suffix(".html").is_file():
         audit = audit.with_suffix(".html")  # link the page a person reads, not its JSON
-    classes = class_numbers(run, index, notes)
-    facts = run_facts(run, index, audit)
-    diagnosis = diagnose_run(classes, facts)
-    target = run.dir / files.REPORT_FILE
+    return audit, notes
 
-    page = Page(f"Training report: {run.dir.name}", subtitle=_subtitle(run))
+
+def build_report_page(source: ReportSource) -> tuple[Page, list[ClassNumbers], Diagnosis]:
+    """The page (not yet written), the per-class numbers and their diagnosis: one builder for every source."""
+    classes = source_class_numbers(source)
+    diagnosis = diagnose_run(classes, source.facts)
+    page = Page(source.title, subtitle=source.subtitle)
     page.html(_EXTRA_STYLE)
-    _verdict_section(page, run, diagnosis, audit, target)
-    _overview_section(page, run, facts, index, audit, target)
-    _curves_section(page, run)
-    _per_class_section(page, run, classes, diagnosis)
+    _verdict_section(page, source, diagnosis)
+    if source.run is not None:
+        _overview_section(page, source.run, source.facts, source.index, source.audit, source.target)
+    else:
+        _predictions_overview_section(page, source)
+    _curves_section(page, source)
+    _per_class_section(page, source, classes, diagnosis)
     _class_diagnosis_section(page, classes, diagnosis)
-    _confusion_section(page, run)
-    _pr_section(page, run)
-    _val_images_section(page, run, index, index_problem)
-    _batches_section(page, run)
-    return page.write(target)
+    _confusion_section(page, source)
+    _pr_section(page, source)
+    _val_images_section(page, source)
+    _label_suspects_section(page, source)
+    if source.run is not None:
+        _batches_section(page, source.run)
+    return page, classes, diagnosis
+
+
+def diagnosis_json(source: ReportSource, classes: list[ClassNumbers], diagnosis: Diagnosis) -> dict[str, Any]:
+    """Per-class numbers and diagnosis for CI pipelines (`doctor diagnose --json`): verdict, train and val
+    means, per class its metrics, a short diagnosis id (fine, overfitting, labels-or-capacity, unmeasurable, ...)
+    and the finding's sentence."""
+    def split(rows: dict[int, dict[str, Any]], images: int | None) -> dict[str, Any]:
+        return {"map50": _mean_value(rows, "ap50"), "map50_95": _mean_value(rows, "ap50_95"), "images": images}
+
+    def metrics(row: dict[str, Any]) -> dict[str, Any]:
+        return {"instances": int(row.get("instances") or 0),
+                **{key: _value(row.get(key)) for key in ("precision", "recall", "ap50", "ap50_95")}}
+
+    per_class = []
+    for position, numbers in enumerate(classes):
+        status = diagnosis.status(position)
+        per_class.append({"class": numbers.name, "train": metrics(source.train_rows.get(position, {})),
+                          "val": metrics(source.val_rows.get(position, {})), "diagnosis": diagnosis_id(status),
+                          "message": f"{status.title}: {status.detail}" if status is not None else ""})
+    val_images = (int(source.index.images_in("val")["readable"].sum())
+                  if source.index is not None and "val" in source.index.splits else None)
+    return {"verdict": diagnosis.verdict.title, "verdict_level": diagnosis.verdict.level,
+            "train": split(source.train_rows, source.facts.train_images if source.run is None else None),
+            "val": split(source.val_rows, val_images), "per_class": per_class,
+            "overall": [{"rule": f.rule, "level": f.level, "title": f.title, "detail": f.detail}
+                        for f in diagnosis.overall]}
 
 
 # --- gathering the numbers ---------------------------------------------------------------------------------------
@@ -143,15 +254,23 @@ def _find_audit(run: TrainingRun, search_dirs: Sequence[Path] | None) -> Path | 
 def class_numbers(run: TrainingRun, index: DatasetIndex | None,
                   audit_notes: dict[str, tuple[str, ...]] | None = None) -> list[ClassNumbers]:
     """Per class: the run's train-subset and val metrics with the dataset facts that explain them."""
-    if not run.per_class:
+    source = run_source(run, index, None, None)
+    source.audit_notes = audit_notes or {}
+    return source_class_numbers(source)
+
+
+def source_class_numbers(source: ReportSource) -> list[ClassNumbers]:
+    """Per class: the train and val metrics of the source with the dataset facts that explain them."""
+    if not source.val_rows and not source.train_rows:
         return []
-    names = run.classes
-    train_rows, val_rows = run.per_class_rows("train"), run.per_class_rows("val")
-    weights = run.class_weights or {}
-    train_instances = weights.get("instances") or (index.instances("train").tolist() if index else [0] * len(names))
-    class_weights = weights.get("weights") or [1.0] * len(names)
+    names, index, audit_notes = source.classes, source.index, source.audit_notes
+    train_rows, val_rows = source.train_rows, source.val_rows
+    train_instances = source.train_instances or (index.instances("train").tolist()
+                                                 if index is not None and "train" in index.splits
+                                                 else [0] * len(names))
+    class_weights = source.class_weights or [1.0] * len(names)
     sizes = _size_ratios(index) if index is not None else {}
-    confused = _confused_with(run)
+    confused = _confused_with(source.confusion)
     result = []
     for class_id, name in enumerate(names):
         train, val = train_rows.get(class_id, {}), val_rows.get(class_id, {})
@@ -185,11 +304,11 @@ def _size_ratios(index: DatasetIndex) -> dict[int, float]:
     return ratios
 
 
-def _confused_with(run: TrainingRun) -> dict[int, tuple[str, float]]:
+def _confused_with(confusion: Confusion | None) -> dict[int, tuple[str, float]]:
     """Per true class: the other class its val boxes are most often predicted as, when that is frequent."""
-    if run.confusion is None:
+    if confusion is None:
         return {}
-    counts, labels = np.array(run.confusion.counts), run.confusion.labels
+    counts, labels = np.array(confusion.counts), confusion.labels
     classes = len(labels) - 1  # the last row and column are background
     found = {}
     for true in range(classes):
@@ -236,14 +355,17 @@ def _subtitle(run: TrainingRun) -> str:
     return f"{dataset} - {len(run.classes)} classes - run directory {run.dir}"
 
 
-def _verdict_section(page: Page, run: TrainingRun, diagnosis: Diagnosis, audit: Path | None, target: Path) -> None:
+def _verdict_section(page: Page, source: ReportSource, diagnosis: Diagnosis) -> None:
+    audit, target = source.audit, source.target
     page.section("Verdict", "verdict")
     verdict = diagnosis.verdict
     css = {"good": "good", "info": "good", "warning": "warning", "error": "error"}[verdict.level]
     page.html(f'<div class="verdict {css}">{escape(verdict.title)}</div>')
-    page.html(_key_numbers(run))
+    page.html(_key_numbers(source))
     if verdict.next_steps:
         page.html("<h3>What to do first</h3>" + _steps_html(verdict.next_steps))
+    for note in source.notes:
+        page.paragraph(note, note=True)
     if audit is not None:
         page.html(f'<p>Audit report of this dataset: <a href="{escape(relative_link(audit, target))}">'
                   f"{escape(audit.name)}</a></p>")
@@ -254,13 +376,10 @@ def _verdict_section(page: Page, run: TrainingRun, diagnosis: Diagnosis, audit: 
         page.html(_finding_html(finding))
 
 
-def _key_numbers(run: TrainingRun) -> str:
-    val, train = run.per_class_rows("val"), run.per_class_rows("train")
-    best = run.best
+def _key_numbers(source: ReportSource) -> str:
+    val, train = source.val_rows, source.train_rows
     items = [("val mAP50", _mean_metric(val, "ap50")), ("val mAP50-95", _mean_metric(val, "ap50_95")),
-             ("train mAP50", _mean_metric(train, "ap50")),
-             ("best epoch", f"{best['epoch']} of {run.epochs_done}" if best else "-"),
-             ("training time", _duration(run.seconds))]
+             ("train mAP50", _mean_metric(train, "ap50")), *source.key_numbers]
     return '<div class="numbers">' + "".join(f"<span>{escape(label)} <b>{escape(value)}</b></span>"
                                              for label, value in items) + "</div>"
 
@@ -353,19 +472,24 @@ def _weights_text(weights: dict, train: dict) -> str:
     return text
 
 
-def _curves_section(page: Page, run: TrainingRun) -> None:
+def _curves_section(page: Page, source: ReportSource) -> None:
     page.section("Curves", "curves")
-    if not run.results:
-        page.paragraph("results.csv has no epoch yet.", note=True)
+    if not source.results:
+        page.paragraph("results.csv has no epoch yet." if source.run is not None else
+                       "No results.csv given (--results): no loss or mAP curves.", note=True)
         return
-    page.figure(loss_figure(run.results))
-    best = run.best
-    page.figure(map_figure(run.results, best["epoch"] if best else None),
-                caption="Dashed: the fixed train subset; solid: val; both evaluated the same way. Train pulling "
-                        "away from val is overfitting; both low is underfitting.")
+    if any(_value(row.get(name)) is not None for row in source.results for name in ("box_loss", "cls_loss")):
+        page.figure(loss_figure(source.results))
+    if any(_value(row.get("val_map50")) is not None for row in source.results):
+        with_train = any(_value(row.get("train_map50")) is not None for row in source.results)
+        page.figure(map_figure(source.results, source.best_epoch()),
+                    caption="Dashed: the fixed train subset; solid: val; both evaluated the same way. Train pulling "
+                            "away from val is overfitting; both low is underfitting." if with_train else
+                            "Val mAP per epoch as the trainer logged it (it logs no train mAP: the per-class train "
+                            "vs val comparison below is measured here from your predictions).")
 
 
-def _per_class_section(page: Page, run: TrainingRun, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:
+def _per_class_section(page: Page, source: ReportSource, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:
     page.section("Per class", "per-class")
     if not classes:
         page.paragraph("per_class.csv is missing: the run has not finished (it is written by the final "
@@ -374,7 +498,7 @@ def _per_class_section(page: Page, run: TrainingRun, classes: list[ClassNumbers]
     page.figure(per_class_ap_figure([c.name for c in classes], [c.train_ap50 for c in classes],
                                     [c.val_ap50 for c in classes], [c.train_ap50_95 for c in classes],
                                     [c.val_ap50_95 for c in classes]))
-    train_rows, val_rows = run.per_class_rows("train"), run.per_class_rows("val")
+    train_rows, val_rows = source.train_rows, source.val_rows
     frame = pd.DataFrame({
         "class": [c.name for c in classes],
         "diagnosis": [STATUS_LABELS.get(status.rule, status.rule) if (status := diagnosis.status(i)) else ""
@@ -389,9 +513,14 @@ def _per_class_section(page: Page, run: TrainingRun, classes: list[ClassNumbers]
         "class weight": [c.class_weight for c in classes],
     }).astype({"train AP50": float, "val AP50": float, "train AP50-95": float, "val AP50-95": float,
                "val P": float, "val R": float})
+    if source.run is None:
+        frame = frame.drop(columns=["class weight"]).rename(columns={"train subset instances":
+                                                                     "train instances evaluated"})
     page.table(frame, filterable=True)
-    page.paragraph("Train AP is measured on a fixed subset of the train images, exactly like val (no augmentation, "
-                   "same thresholds), by the final weights/best.pt; P and R are at each class's best-F1 confidence. "
+    subset = ("a fixed subset of the train images" if source.run is not None else
+              f"the {source.facts.train_images:,} train images with a prediction file")
+    page.paragraph(f"Train AP is measured on {subset}, exactly like val (same thresholds, COCO's protocol), from "
+                   f"the predictions of {source.predictions_by}; P and R are at each class's best-F1 confidence. "
                    "Empty cells: the class has no box there, so its AP cannot be measured. Click a header to sort.",
                    note=True)
 
@@ -421,36 +550,36 @@ def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis:
                   "data is not representative of them.</p></div>")
 
 
-def _confusion_section(page: Page, run: TrainingRun) -> None:
+def _confusion_section(page: Page, source: ReportSource) -> None:
     page.section("Confusion matrix", "confusion")
-    if run.confusion is None:
+    if source.confusion is None:
         page.paragraph("confusion_matrix.csv is missing: the run has not finished.", note=True)
         return
-    page.figure(confusion_figure(run.confusion),
-                caption=f"Val, weights/best.pt, detections with confidence > {CONFIDENCE_THRESHOLD} paired one to "
-                        f"one with boxes at IoU >= {IOU_THRESHOLD}. Columns: true class; rows: predicted. The "
+    page.figure(confusion_figure(source.confusion),
+                caption=f"Val, {source.predictions_by}, detections with confidence > {CONFIDENCE_THRESHOLD} paired "
+                        f"one to one with boxes at IoU >= {IOU_THRESHOLD}. Columns: true class; rows: predicted. The "
                         "background row holds missed boxes, the background column false alarms. Colour: share of "
                         "the column.")
 
 
-def _pr_section(page: Page, run: TrainingRun) -> None:
+def _pr_section(page: Page, source: ReportSource) -> None:
     page.section("Precision-recall curves", "pr-curves")
-    if not run.pr_curves or not run.pr_curves.get("precision"):
+    if not source.pr_curves or not source.pr_curves.get("precision"):
         page.paragraph("pr_curves.json is missing or holds no measurable class.", note=True)
         return
-    ap50 = {str(row["class"]): _value(row.get("ap50")) for row in run.per_class_rows("val").values()}
-    page.figure(pr_figure(run.pr_curves, ap50),
+    ap50 = {str(row["class"]): _value(row.get("ap50")) for row in source.val_rows.values()}
+    page.figure(pr_figure(source.pr_curves, ap50),
                 caption="Interpolated precision at each recall (COCO's 101-point envelope); the area under a curve "
                         "is the class's AP50. Click a legend entry to hide a class.")
 
 
-def _val_images_section(page: Page, run: TrainingRun, index: DatasetIndex | None, problem: str | None) -> None:
+def _val_images_section(page: Page, source: ReportSource) -> None:
     page.section("Worst val images", "val-images")
-    predictions = run.dir / files.PREDICTIONS_DIR / "val"
+    predictions, index = source.val_predictions, source.index
     if index is None:
-        page.paragraph(f"Val images cannot be shown: {problem}.", note=True)
+        page.paragraph(f"Val images cannot be shown: {source.index_problem}.", note=True)
         return
-    if not predictions.is_dir():
+    if predictions is None:
         page.paragraph("predictions/val is missing: the run has not finished.", note=True)
         return
     try:
@@ -467,9 +596,76 @@ def _val_images_section(page: Page, run: TrainingRun, index: DatasetIndex | None
     if not wrong:
         page.paragraph("Every val box is found, with no false alarm, at these thresholds.")
         return
-    names = run.classes
+    names = source.classes
     page.html('<div class="gallery worst">' + "".join(thumbnail_figure(encode_jpeg(draw_image_errors(e, names)),
                                                                  e.caption()) for e in wrong) + "</div>")
+
+
+def _predictions_overview_section(page: Page, source: ReportSource) -> None:
+    """What was evaluated, for predictions made by another trainer (a run has its settings table instead)."""
+    page.section("Overview", "overview")
+    rows = [("dataset", str(source.dataset or "-")), ("classes", str(len(source.classes)))]
+    index = source.index
+    if index is not None:
+        for split in index.splits:
+            rows.append((f"{split} images", f"{int(index.images_in(split)['readable'].sum()):,} "
+                                            f"({int(index.instances(split).sum()):,} boxes)"))
+    rows += source.overview_rows
+    rows.append(("evaluation", "COCO's protocol (pycocotools' numbers), the same for train and val; an image "
+                               "without a prediction file has no detection"))
+    page.html('<table class="data settings"><tbody>' + "".join(
+        f"<tr><th>{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in rows) + "</tbody></table>")
+    if source.audit is not None:
+        page.html(f'<p>Audit report: <a href="{escape(relative_link(source.audit, source.target))}">'
+                  f"{escape(source.audit)}</a></p>")
+    else:
+        page.html("<p>No audit report of this dataset was found (looked in doctor_reports/). Run "
+                  f"<code>doctor audit {escape(source.dataset or 'data.yaml')}</code> to write one; this page then "
+                  "links it.</p>")
+
+
+def _label_suspects_section(page: Page, source: ReportSource) -> None:
+    """The model-assisted label audit (dataset_doctor/audit/label_errors.py) on the val predictions."""
+    page.section("Label-error suspects", "label-suspects")
+    index, predictions = source.index, source.val_predictions
+    if index is None or predictions is None:
+        page.paragraph("No val images or predictions to read the labels against.", note=True)
+        return
+    from dataset_doctor.audit.checks_predictions import label_suspects, split_audit_predictions
+
+    try:
+        read = split_audit_predictions(index, predictions, "val")
+        suspects = label_suspects(index, index.usable_boxes(), read)
+    except DoctorError as error:
+        page.paragraph(f"Label suspects cannot be listed: {error}", note=True)
+        return
+    dataset = str(source.dataset or "data.yaml")
+    page.paragraph(f"The val labels read against the predictions (the model-assisted audit of doctor audit "
+                   f"--predictions): {len(suspects):,} suspect(s), best score first; the first "
+                   f"{min(len(suspects), SUSPECTS_SHOWN)} are listed. A class that is low on train and val with "
+                   "many suspects more likely has label problems than too little capacity.", note=True)
+    if suspects.empty:
+        return
+    shown = suspects.head(SUSPECTS_SHOWN)
+    names = source.classes
+
+    def class_name(value: object) -> str:
+        return names[int(value)] if not pd.isna(value) and 0 <= int(value) < len(names) else ""
+
+    page.table(pd.DataFrame({
+        "check": shown["check"].to_numpy(), "score": shown["score"].astype(float).to_numpy(),
+        "image": shown["image"].to_numpy(), "line": [None if pd.isna(v) else int(v) for v in shown["line"]],
+        "class": [class_name(v) for v in shown["class"]],
+        "suggested": [class_name(v) for v in shown["suggested_class"]],
+        "message": shown["message"].to_numpy()}), filterable=True)
+    kept = predictions
+    if source.save_predictions_command:
+        kept = Path("preds") / "labels"
+        page.html(f"<p>Save the val predictions first: <code>{escape(source.save_predictions_command)}</code>.</p>")
+    page.html(f"<p>Review them all and apply the accepted fixes: <code>doctor audit {escape(dataset)} "
+              f"--predictions {escape(kept)} --review-csv label_review.csv</code>, mark the rows to apply "
+              f"with yes, then <code>doctor fix {escape(dataset)} --out FIXED_DIR --apply-suggestions "
+              "label_review.csv</code>.</p>")
 
 
 def _batches_section(page: Page, run: TrainingRun) -> None:
@@ -530,6 +726,11 @@ def _steps_html(steps) -> str:
 def _mean_metric(rows: dict[str, dict], key: str) -> str:
     values = [row[key] for row in rows.values() if _value(row.get(key)) is not None]
     return f"{sum(values) / len(values):.3f}" if values else "-"
+
+
+def _mean_value(rows: dict[int, dict], key: str) -> float | None:
+    values = [v for row in rows.values() if (v := _value(row.get(key))) is not None]
+    return sum(values) / len(values) if values else None
 
 
 def _value(value: object) -> float | None:

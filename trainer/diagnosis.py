@@ -137,6 +137,9 @@ class RunFacts:
     zoom: float = 0.5  # the run's scale augmentation (random zoom +/- this)
     # evaluated epochs: (epoch, train mAP50-95, val mAP50-95), in order; epochs without evaluation left out
     curve: tuple[tuple[int, float, float], ...] = ()
+    # False for another trainer's predictions (`doctor diagnose`): suggested `doctor train` / `doctor val`
+    # commands would not apply, so steps keep their text and drop the command
+    own_trainer: bool = True
 
     @property
     def iterations(self) -> int:
@@ -146,6 +149,12 @@ class RunFacts:
     def recommended_iterations(self) -> int:
         """Darknet's max_batches: classes * 2000, but at least 6000 and at least the number of train images."""
         return max(ITERATIONS_PER_CLASS * self.num_classes, MIN_ITERATIONS, self.train_images)
+
+    @property
+    def is_short(self) -> bool:
+        """Fewer iterations than the rule of thumb; False when the training length is unknown (another trainer's
+        predictions: iterations_per_epoch 0)."""
+        return self.iterations_per_epoch > 0 and self.iterations < self.recommended_iterations
 
     @property
     def class_weights_on(self) -> bool:
@@ -168,6 +177,17 @@ class Diagnosis:
         """The class's main finding (the one the per-class table shows)."""
         found = [f for f in self.findings_of(key) if f.rule in STATUS_RULES]
         return found[0] if found else None
+
+
+# The short ids `doctor diagnose --json` gives each class's main finding (CI pipelines gate on these).
+DIAGNOSIS_IDS = {"fine": "fine", "train-val-gap": "overfitting", "both-low": "labels-or-capacity",
+                 "not-measurable": "unmeasurable", "not-in-train-subset": "train-unmeasured",
+                 "val-above-train": "val-above-train"}
+
+
+def diagnosis_id(status: RunFinding | None) -> str:
+    """The short id of a class's main finding (Diagnosis.status): fine, overfitting, labels-or-capacity, ..."""
+    return DIAGNOSIS_IDS.get(status.rule, status.rule) if status is not None else "unmeasurable"
 
 
 STATUS_RULES = ("not-measurable", "train-val-gap", "both-low", "fine", "not-in-train-subset", "val-above-train")
@@ -249,7 +269,8 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Run
                        (NextStep("evaluate the whole train split with the best weights",
                                  f"doctor val {_quote(str(Path(run.run_dir) / 'weights' / 'best.pt'))} "
                                  f"{_quote(run.dataset)} --split train"
-                                 + "".join(f" --imgsz {_quote(v)}" for k, v in run.train_options if k == "imgsz")),))
+                                 + "".join(f" --imgsz {_quote(v)}" for k, v in run.train_options if k == "imgsz")
+                                 if run.own_trainer else None),))
     learnt = run_has_learnt(reference)
     if is_high(train, reference):
         if not val_drops(train, val):
@@ -272,7 +293,7 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Run
                        f"train AP50 {train:.2f}, val AP50 {val:.2f}; the best class reaches only {reference:.2f} on "
                        "train, so the run as a whole is undertrained (see the overall diagnosis), not this class.",
                        (NextStep("train longer first (see the overall diagnosis); judge classes afterwards"),))
-    short = run.iterations < run.recommended_iterations
+    short = run.is_short
     level = "error" if val < FAILING_AP50 and not short else "warning"
     lagging = train < LAGGING_FRACTION * reference
     detail = (f"train AP50 {train:.2f}, val AP50 {val:.2f}, while the run's best class reaches {reference:.2f} on "
@@ -291,7 +312,7 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Run
         detail += f" Its val boxes also differ in size from its train boxes (median side x{numbers.size_ratio:.2f})."
     if short:
         detail += " The run is also short for its class count (see the overall diagnosis)."
-    if run.iterations >= run.recommended_iterations:
+    if not run.is_short:
         steps.append(NextStep("or a larger model may learn a hard class better",
                               _train_command(run, model=_bigger(run))))
     return RunFinding(name, level, "both-low", "low on train and val", detail, tuple(steps))
@@ -399,7 +420,7 @@ def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Ru
     train, val = _mean([c.train_ap50 for c in both]), _mean([c.val_ap50 for c in both])
     numbers = f"mean train AP50 {train:.2f}, mean val AP50 {val:.2f} over {len(both)} classes."
     if train < HIGH_AP50:
-        if run.iterations < run.recommended_iterations:  # too short: a bigger model would only need longer still
+        if run.is_short:  # too short: a bigger model would only need longer still
             epochs = math.ceil(run.recommended_iterations / max(run.iterations_per_epoch, 1))
             steps = [NextStep("train longer first: the run is shorter than the rule of thumb",
                               _train_command(run, epochs=epochs))]
@@ -444,7 +465,7 @@ def _curve(run: RunFacts) -> RunFinding | None:
     if best == len(points) - 1 and best_val > 0 and best_val >= (1 + STILL_RISING_GAIN) * quarter[2]:
         detail = (f"val mAP50-95 rose from {quarter[2]:.3f} (epoch {quarter[0]}) to {last_val:.3f} (epoch "
                   f"{last_epoch}), the best so far.")
-        if run.iterations < run.recommended_iterations:  # the training-length finding already says how long
+        if run.is_short:  # the training-length finding already says how long
             return RunFinding(OVERALL, "info", "still-improving", "val was still improving when training stopped",
                            detail + " Another sign that the run is too short (see short training).")
         epochs = int(max(run.epochs_planned * 2, run.epochs_done + 10))
@@ -553,8 +574,11 @@ def _bigger(run: RunFacts) -> str:
     return scales[min(position + 1, len(scales) - 1)] if position >= 0 else "s"
 
 
-def _train_command(run: RunFacts, **changes: object) -> str:
-    """`doctor train` on the same dataset with the run's own main options, some changed."""
+def _train_command(run: RunFacts, **changes: object) -> str | None:
+    """`doctor train` on the same dataset with the run's own main options, some changed (None for another
+    trainer's predictions: the step's text says what to change)."""
+    if not run.own_trainer:
+        return None
     options = dict(run.train_options)
     options.update({key.replace("_", "-"): str(value) for key, value in changes.items()})
     flags = " ".join(f"--{key} {_quote(value)}" for key, value in options.items())

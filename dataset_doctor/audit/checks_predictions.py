@@ -100,6 +100,26 @@ def read_audit_predictions(index: DatasetIndex, directory: str | Path,
         files_read=files_read, options=options or LabelErrorOptions())
 
 
+def split_audit_predictions(index: DatasetIndex, directory: str | Path, split: str,
+                            options: LabelErrorOptions | None = None) -> AuditPredictions:
+    """The predictions of one split's images from a flat DIR (as `doctor diagnose --val-predictions` takes
+    them): only that split is audited, whatever other images share a stem with its files."""
+    directory = Path(directory).expanduser()
+    group = index.images[(index.images["split"] == split).to_numpy() & index.images["readable"].to_numpy()]
+    stems = [PurePosixPath(image).stem for image in group["image"]]
+    _refuse_shared_stems(directory, group, stems)
+    unique = list(dict.fromkeys(stems))
+    found = read_prediction_dir(directory, unique, index.nc)
+    by_stem = dict(zip(unique, found.per_image))
+    pieces = [(int(image_id), by_stem[stem]) for image_id, stem in zip(group["image_id"].to_numpy(), stems)]
+    counts = np.array([len(array) for _, array in pieces], dtype=np.int64)
+    return AuditPredictions(
+        directory=str(directory), splits=[split], image_ids=np.array([i for i, _ in pieces], dtype=np.int64),
+        prediction_image=np.repeat(np.array([i for i, _ in pieces], dtype=np.int64), counts),
+        predictions=np.concatenate([array for _, array in pieces]) if pieces else np.zeros((0, 6)),
+        files_read=found.files_read, options=options or LabelErrorOptions())
+
+
 def _refuse_shared_stems(folder: Path, group: pd.DataFrame, stems: list[str]) -> None:
     """Two different images with one stem cannot both be `<stem>.txt`: say which, once a file has that name."""
     paths = group["path"].to_numpy()

@@ -29,25 +29,18 @@ def predict(
     """Predict on images and write `class cx cy w h confidence` lines (what `doctor evaluate` reads)."""
     from dataset_doctor.atomic import atomic_write_bytes, staged_directory
     from reports.thumbnails import DrawnBox, class_colour, draw_boxes
-    from trainer.data.dataset import YoloDataset
-    from trainer.data.loader import make_eval_loader
-    from trainer.data.predict_source import image_set_from_source
-    from trainer.devices import choose_device
-    from trainer.model.inference import predict as run_model
     from trainer.model.inference import write_yolo_predictions
-    from trainer.setup import load_model_weights
+    from trainer.predict import predict_images
 
     out = out.expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DoctorError("output directory exists and is not empty", out)
-    choice = choose_device(device)
-    model, names = load_model_weights(weights, choice.device)
+
     def warn(message: str) -> None:  # every warning of the command on one channel, imgsz rounding included
         console.print(f"[yellow]warning:[/] {message}")
 
-    images = image_set_from_source(source, split, warn=warn)
-    loader = make_eval_loader(YoloDataset(images, imgsz, warn=warn), batch, device=choice.device)
-    predictions = run_model(model, loader, choice.device, conf, iou, max_det, choice.amp_dtype)
+    predictions, names = predict_images(weights, source, split=split, imgsz=imgsz, conf=conf, iou=iou,
+                                        max_det=max_det, batch=batch, device=device, warn=warn)
 
     with staged_directory(out, "predict") as staging:
         write_yolo_predictions(staging / "labels", predictions)

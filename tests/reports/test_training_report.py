@@ -119,7 +119,7 @@ def test_report_is_written_atomically_self_contained_and_small(report, tiny_run)
     assert len(text.encode()) < 10_000_000
     assert not re.search(r"<(script|img|link)[^>]+(src|href)=\"https?:", text)  # nothing fetched from the network
     for anchor in ("verdict", "overview", "curves", "per-class", "class-diagnosis", "confusion", "pr-curves",
-                   "val-images", "batches"):
+                   "val-images", "label-suspects", "batches"):
         assert f'<section id="{anchor}">' in text, anchor
     assert text.count("Plotly.newPlot") == 5  # losses, mAP, per-class bars, confusion, PR curves
     assert '<div class="verdict error">Not usable yet' in text  # two epochs at 64 px detect nothing yet

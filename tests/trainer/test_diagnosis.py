@@ -15,6 +15,7 @@ from trainer.diagnosis import (
     RunFacts,
     RunFinding,
     diagnose_run,
+    diagnosis_id,
     is_high,
     suggested_target,
     val_drops,
@@ -324,3 +325,27 @@ def test_classes_sharing_a_name_keep_their_own_findings():
 def test_no_per_class_results_means_an_unfinished_run():
     diagnosis = diagnose_run([], facts())
     assert diagnosis.verdict.level == "error" and "doctor train --resume /runs/exp" in commands(diagnosis.verdict)
+
+
+# --- another trainer's predictions (doctor diagnose) ---------------------------------------------------------------
+
+def test_another_trainers_predictions_get_no_length_rule_and_no_doctor_train_commands():
+    """Unknown training length (iterations_per_epoch 0) is not "too short", and steps keep their text but drop
+    commands of our trainer: an Ultralytics user cannot run them."""
+    classes = [numbers("good", 0.9, 0.88), numbers("gap", 0.9, 0.3), numbers("low", 0.2, 0.15)]
+    external = facts(epochs_done=0, epochs_planned=0, iterations_per_epoch=0, train_options=(), own_trainer=False)
+    diagnosis = diagnose_run(classes, external)
+    assert overall(diagnosis, "short-training") is None
+    low = find(diagnosis, "low", "both-low")
+    assert "short for its class count" not in low.detail
+    assert any("larger model" in step.text for step in low.next_steps)  # said, since the length is not known short
+    every = [*diagnosis.overall, diagnosis.verdict, *(f for found in diagnosis.per_class for f in found)]
+    assert not any(command.startswith(("doctor train", "doctor val")) for f in every for command in commands(f))
+    assert any(commands(f) for f in every)  # doctor audit / split / rebalance still apply to any trainer
+    assert [diagnosis_id(diagnosis.status(i)) for i in range(3)] == ["fine", "overfitting", "labels-or-capacity"]
+
+
+def test_short_ids_of_the_main_findings():
+    diagnosis = diagnose_run([numbers("none", 0.8, None, val_instances=0), numbers("ok", 0.9, 0.9)], facts())
+    assert diagnosis_id(diagnosis.status("none")) == "unmeasurable"
+    assert diagnosis_id(diagnosis.status("ok")) == "fine"

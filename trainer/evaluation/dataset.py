@@ -74,9 +74,20 @@ def split_ground_truth(index: DatasetIndex, split: str) -> SplitGroundTruth:
                             unreadable=int((~listed["readable"]).sum()))
 
 
-def evaluate_prediction_dir(index: DatasetIndex, split: str, directory: str | Path) -> PredictionEvaluation:
-    """Evaluate YOLO txt predictions (one `<image stem>.txt` per image) against a split's ground truth."""
+def evaluate_prediction_dir(index: DatasetIndex, split: str, directory: str | Path,
+                            only_predicted: bool = False) -> PredictionEvaluation:
+    """Evaluate YOLO txt predictions (one `<image stem>.txt` per image) against a split's ground truth.
+
+    only_predicted: evaluate only the images that have a prediction file (a subset of the split was predicted,
+    as `doctor diagnose --train-predictions` allows); otherwise an image without a file has no detections.
+    """
     truth = split_ground_truth(index, split)
+    if only_predicted:
+        present = {path.stem for path in Path(directory).glob("*.txt") if path.is_file()}
+        keep = truth.images["stem"].isin(present).to_numpy()
+        if present and keep.any():
+            truth = SplitGroundTruth(split=split, images=truth.images[keep].reset_index(drop=True),
+                                     boxes=[b for b, k in zip(truth.boxes, keep) if k], unreadable=truth.unreadable)
     files = read_prediction_dir(directory, truth.images["stem"].tolist(), index.nc)
     widths, heights = truth.images["width"].to_numpy(), truth.images["height"].to_numpy()
     predictions = [
