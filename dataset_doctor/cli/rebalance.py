@@ -13,6 +13,7 @@ from rich.markup import escape
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
+from dataset_doctor.rebalance.paste_plan import MAX_PASTES_PER_HOST
 
 
 class Method(str, Enum):
@@ -53,6 +54,8 @@ def rebalance(
         help="images: augmented copies of whole images; paste: rare-class instances pasted into other train "
              "images (no neighbours copied with them); auto: the plan picks per class, whichever adds less "
              "surplus.")] = Method.auto,
+    max_pastes: Annotated[int, typer.Option(min=1, help="At most this many instances pasted into one train "
+                                                        "image.")] = MAX_PASTES_PER_HOST,
     blend: Annotated[Blend, typer.Option(help="Edges of pasted instances: feathered alpha, or OpenCV's "
                                               "seamlessClone.")] = Blend.feather,
 ) -> None:
@@ -89,7 +92,8 @@ def rebalance(
     started = time.perf_counter()
     counts = sources.count_matrix()
     plan = make_rebalance_plan(counts, target, max_copies)
-    comparison = compare_methods(counts, paste_effects(sources.boxes, len(sources.names)), plan, method.value)
+    comparison = compare_methods(counts, paste_effects(sources.boxes, len(sources.names)), plan, method.value,
+                                 max_pastes)
     chosen = comparison.outcomes[method.value]
     planning_seconds = time.perf_counter() - started
 
@@ -109,7 +113,7 @@ def rebalance(
         return rebalance_json(entry)
 
     started = time.perf_counter()
-    jobs = assign_pastes(sources.boxes, len(sources.images), chosen.pastes, seed)
+    jobs = assign_pastes(sources.boxes, len(sources.images), chosen.pastes, seed, max_pastes)
     result = write_rebalanced_dataset(
         sources, chosen.copies, out, seed=seed, link=link.value, flip=flip, force=force, workers=workers,
         extra_files={"rebalance.json": record}, pastes=jobs,

@@ -9,7 +9,7 @@ without twenty common ones, which no choice of image copies can do.
     minimise   sum_g y_g * cost_g + sum_r z_r * (E_r,sufficient . w + PASTE_COST) + sum_r over_r
     subject to the reach and overshoot rows of plan.py with E^T z added, sum_g y_g <= naive images,
                z_r <= max_copies * n_r (each source instance pasted at most max_copies times),
-               sum_r z_r <= MAX_PASTES_PER_HOST * train images.
+               sum_r z_r <= max_per_host (--max-pastes) * train images.
 
 `images` fixes z = 0 (plan.py's plan); `paste` fixes y = 0; `auto` solves both. PASTE_COST makes a real
 picture win a tie: a paste is chosen only where it saves surplus.
@@ -37,7 +37,7 @@ from dataset_doctor.rebalance.plan import (
 
 METHODS = ("images", "paste", "auto")
 PASTE_COST = 0.5  # cost of one paste in surplus instances: a whole real picture wins unless a paste saves more
-MAX_PASTES_PER_HOST = 3  # instances pasted into one train image at most: it should still look like the data
+MAX_PASTES_PER_HOST = 5  # instances pasted into one train image at most (--max-pastes): it should still look real
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def paste_effects(boxes: pd.DataFrame, num_classes: int) -> np.ndarray:
 
 
 def compare_methods(counts: np.ndarray, effects: np.ndarray, image_plan: RebalancePlan,
-                    method: str = "auto") -> MethodComparison:
+                    method: str = "auto", max_per_host: int = MAX_PASTES_PER_HOST) -> MethodComparison:
     """images (plan.py's plan), paste and auto side by side; `method` names the one to write."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
@@ -112,14 +112,14 @@ def compare_methods(counts: np.ndarray, effects: np.ndarray, image_plan: Rebalan
     outcomes = {
         "images": ObjectOutcome("images", images.copies, np.zeros(counts.shape[1], dtype=np.int64),
                                 images.instances.astype(np.float64), images.note),
-        "paste": object_outcome(counts, effects, target, max_copies, "paste", budget),
-        "auto": object_outcome(counts, effects, target, max_copies, "auto", budget),
+        "paste": object_outcome(counts, effects, target, max_copies, "paste", budget, max_per_host),
+        "auto": object_outcome(counts, effects, target, max_copies, "auto", budget, max_per_host),
     }
     return MethodComparison(target, counts.sum(axis=0), outcomes, method)
 
 
 def object_outcome(counts: np.ndarray, effects: np.ndarray, target: int, max_copies: int, method: str,
-                   image_budget: int) -> ObjectOutcome:
+                   image_budget: int, max_per_host: int = MAX_PASTES_PER_HOST) -> ObjectOutcome:
     """The integer program of the module docstring for `paste` (no image copies) or `auto` (both)."""
     counts = np.asarray(counts, dtype=np.int64)
     before = counts.sum(axis=0)
@@ -152,7 +152,7 @@ def object_outcome(counts: np.ndarray, effects: np.ndarray, target: int, max_cop
     image_row = np.concatenate([np.ones(num_groups), np.zeros(num_rare + num_rare)])
     paste_row = np.concatenate([np.zeros(num_groups), np.ones(num_rare), np.zeros(num_rare)])
     limits = LinearConstraint(vstack([csr_matrix(image_row), csr_matrix(paste_row)]), lb=-np.inf,
-                              ub=[image_budget, MAX_PASTES_PER_HOST * len(counts)])
+                              ub=[image_budget, max_per_host * len(counts)])
     upper = np.concatenate([max_copies * group_sizes, max_copies * before[rare], np.full(num_rare, np.inf)])
     result = milp(c=np.concatenate([cost, np.ones(num_rare)]), constraints=[reach, overshoot, limits],
                   integrality=np.concatenate([np.ones(num_actions), np.zeros(num_rare)]),
@@ -184,13 +184,14 @@ class PasteJob:
     seed: int
 
 
-def assign_pastes(boxes: pd.DataFrame, num_images: int, pastes: np.ndarray, seed: int) -> list[PasteJob]:
+def assign_pastes(boxes: pd.DataFrame, num_images: int, pastes: np.ndarray, seed: int,
+                  max_per_host: int = MAX_PASTES_PER_HOST) -> list[PasteJob]:
     """Which instances are pasted where, spread and deterministic for `seed`.
 
     Per class, its instances in a seeded random order, used round-robin: each is pasted at most
     ceil(z_r / n_r) times, and many distinct sources come before a second copy of one. Hosts: every train image
     in order of fewest boxes first (backgrounds first; ties in seeded random order), dealt one paste at a time
-    round-robin with at most MAX_PASTES_PER_HOST each, never the paste's own source image.
+    round-robin with at most `max_per_host` each, never the paste's own source image.
     """
     rng = np.random.default_rng([seed, 20])
     box_positions = boxes["position"].to_numpy()
@@ -209,7 +210,7 @@ def assign_pastes(boxes: pd.DataFrame, num_images: int, pastes: np.ndarray, seed
         source = int(box_positions[row])
         for step in range(num_images):
             host = int(hosts[(cursor + step) % num_images])
-            if host != source and load[host] < MAX_PASTES_PER_HOST:
+            if host != source and load[host] < max_per_host:
                 cursor = (cursor + step + 1) % num_images
                 break
         else:
