@@ -131,3 +131,16 @@ def test_same_seed_writes_the_same_dataset(blood: Path, tmp_path: Path) -> None:
 
     assert contents(first) == contents(second)
     assert contents(first) != contents(other)
+
+
+def test_dry_run_shows_the_methods_side_by_side_and_images_pastes_nothing(blood: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["rebalance", str(blood), "--target", "40", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "images vs paste vs auto" in result.output
+    pasted_row = next(line for line in result.output.splitlines() if "pasted instances" in line)
+    images_cell, paste_cell = pasted_row.replace("│", " ").split()[2:4]
+    assert images_cell == "0" and int(paste_cell) > 0
+    out = tmp_path / "images"
+    _rebalance(blood, out, "--method", "images")
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert not any(row["source_line"] for row in rows) and any("_rb" in row["file"] for row in rows)
