@@ -79,3 +79,18 @@ def test_rare_classes_are_drawn_by_class_weight() -> None:
 def test_copy_paste_is_a_probability() -> None:
     with pytest.raises(DoctorError, match="copy_paste"):
         replace(AugmentConfig(), copy_paste=1.5).checked()
+
+
+def test_train_loader_draws_pastes_with_the_sampling_weights(make_dataset) -> None:
+    from trainer.data.config import DataConfig
+    from trainer.data.loader import build_train_loader
+
+    index = _dataset(make_dataset)
+    augment = replace(AugmentConfig.off(), copy_paste=1.0)
+    loader = build_train_loader(index, DataConfig(imgsz=SIZE, workers=0), augment, batch_size=4, epochs=1,
+                                class_weights=[3.0, 1.0])
+    table = loader.dataset.paste_table
+    host = [Path(n).name for n in loader.dataset.images.names].index("host.png")
+    assert table.probabilities[table.image_of == host].item() == pytest.approx(0.5)  # 3 / (3 + 1 + 1 + 1)
+    batch = next(iter(loader))
+    assert len(batch.targets) > 4  # every image got a paste on top of its own box
