@@ -34,7 +34,7 @@ class PasteRecord:
     host_file: str  # relative to DIR
     source: str  # absolute path of the source image
     source_line: int  # the instance's line in the source label file
-    line: int  # its line in the host's new label file
+    line: int | None  # its line in the host's new label file (None: a later paste hid it)
     transform: str
     seed: int
     carried: int  # boxes the patch brought (the instance included)
@@ -107,6 +107,7 @@ def write_pastes(sources: TrainSources, originals: Sequence[str], staging: Path,
         boxes = pixel_boxes(normalised, width, height)
         host_count = len(boxes)
         origin = np.full(host_count, -1)  # which paste record a box came from (-1: the host's own)
+        is_instance = np.zeros(host_count, dtype=bool)  # the pasted instance itself (not a carried neighbour)
         pending: list[tuple[PasteJob, str, int]] = []
         for job in sorted(by_host[host], key=lambda j: j.number):
             source_image = image_at(job.source)
@@ -119,6 +120,7 @@ def write_pastes(sources: TrainSources, originals: Sequence[str], staging: Path,
                                     np.random.default_rng(job.seed), options)
             image, boxes, classes = result.image, result.boxes, result.classes
             origin = np.concatenate([origin[result.host_kept], np.full(len(result.pasted), len(pending))])
+            is_instance = np.concatenate([is_instance[result.host_kept], np.arange(len(result.pasted)) == 0])
             pending.append((job, result.describe, len(result.pasted)))
         file = originals[host]
         _write_image(staging / file, image, sources.images.at[host, "path"])
@@ -127,14 +129,12 @@ def write_pastes(sources: TrainSources, originals: Sequence[str], staging: Path,
         if label_path.is_symlink() or label_path.exists():
             label_path.unlink()  # never write through a link into the source
         label_path.write_text(yolo_lines(boxes, classes, width, height))
-        first_line = {}
-        for line_number, record_index in enumerate(origin, start=1):
-            if record_index >= 0 and record_index not in first_line:
-                first_line[int(record_index)] = line_number
+        # a later paste in a dense scene may hide an earlier instance: its row then has no line
+        first_line = {int(origin[i]): i + 1 for i in np.flatnonzero(is_instance)}
         for record_index, (job, transform, carried) in enumerate(pending):
             row = sources.boxes.iloc[job.box]
             records.append(PasteRecord(file, sources.images.at[job.source, "path"], int(row["line"]),
-                                       first_line.get(record_index, 0), transform, job.seed, carried))
+                                       first_line.get(record_index), transform, job.seed, carried))
         kept_host = int((origin == -1).sum())
         hosts.append(PastedHost(host, file, classes.copy(), host_count - kept_host))
     return hosts, records
