@@ -263,7 +263,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     """Make every copy of a few source images (runs in a worker process)."""
     import cv2
 
-    from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS, image_header_size, read_image_file
+    from dataset_doctor.dataset.images import read_image_file
     from dataset_doctor.rebalance.augment import augment_copy, build_pipeline
 
     staging, flip, jobs = task
@@ -276,13 +276,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     for job in jobs:
         pixels = read_image_file(job.source)
         if pixels is None:
-            size = image_header_size(job.source)
-            if size is not None and size[0] * size[1] > DEFAULT_MAX_PIXELS:  # a PNG cannot be decoded reduced
-                raise DoctorError(f"{size[0]}x{size[1]} pixels is above the budget of {DEFAULT_MAX_PIXELS / 1e6:g} "
-                                  "megapixels and cannot be decoded at a reduced size, so it cannot be augmented: "
-                                  "shrink it or leave it out of train (doctor audit: huge-image)", job.source)
-            # it decoded when the index was built: it changed since
-            raise DoctorError("image can no longer be decoded (did it change during the run?)", job.source)
+            raise undecodable(job.source)
         for relative, seed in job.outputs:
             copy = augment_copy(pipeline, pixels, job.boxes, job.classes, seed)
             image_path = Path(staging) / relative
@@ -298,6 +292,19 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
             written.append(WrittenFile(relative, job.source, copy.transform, seed, copy.classes))
             lost += len(job.classes) - len(copy.classes)
     return written, lost
+
+
+def undecodable(source: str) -> DoctorError:
+    """Why a train image that the index could read cannot be decoded now: too large to decode whole, or changed."""
+    from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS, image_header_size
+
+    size = image_header_size(source)
+    if size is not None and size[0] * size[1] > DEFAULT_MAX_PIXELS:  # a PNG cannot be decoded reduced
+        return DoctorError(f"{size[0]}x{size[1]} pixels is above the budget of {DEFAULT_MAX_PIXELS / 1e6:g} "
+                           "megapixels and cannot be decoded at a reduced size, so it cannot be augmented: "
+                           "shrink it or leave it out of train (doctor audit: huge-image)", source)
+    # it decoded when the index was built: it changed since
+    return DoctorError("image can no longer be decoded (did it change during the run?)", source)
 
 
 def _manifest_csv(files: list[WrittenFile]) -> str:

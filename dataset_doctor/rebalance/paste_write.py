@@ -89,7 +89,9 @@ def write_pastes(sources: TrainSources, originals: Sequence[str], staging: Path,
             path = sources.images.at[position, "path"]
             pixels = read_image_file(path)
             if pixels is None:
-                raise DoctorError("image can no longer be decoded (did it change during the run?)", path)
+                from dataset_doctor.rebalance.materialize import undecodable  # materialize imports this module
+
+                raise undecodable(path)
             cache[position] = pixels
         return cache[position]
 
