@@ -98,7 +98,8 @@ def spread(values: np.ndarray) -> str:
 
 def rare_ap50(run: dict, names: list[str]) -> float:
     """Mean val AP50 over these classes (a class without val instances is left out, as in the means)."""
-    values = [entry["ap50"] for entry in run["per_class"] if entry["class"] in names and entry["ap50"] is not None]
+    values = [entry["ap50"] for entry in run["per_class"]
+              if entry["class"] in names and entry["ap50"] is not None and np.isfinite(entry["ap50"])]
     return float(np.mean(values)) if values else float("nan")
 
 
