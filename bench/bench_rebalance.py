@@ -12,6 +12,12 @@ Three parts, each printed as markdown:
 2. Per class, before and after, on the sample dataset (default 800 train / 200 val, seed 0) at the first
    target: plan, plan as written (after augmentation), naive and repeat-factor (expected counts).
 3. Summary over all `--targets`: added images, surplus instances and the max/min instance ratio per method.
+4. `--objects` (issue 20): images / paste / auto written on three datasets: a blood-cell-shaped one (the
+   frequent class in every image, generated here), the sample, and `--aquarium` (read in place, never
+   written). Per method: written max/min ratio, surplus instances, added images (naive oversampling's
+   beside), pasted instances, the frequent class's growth, and whether the output's audit shows a
+   scale-shift finding the source does not.
+       PYTHONPATH=. nice -n 10 python bench/bench_rebalance.py --objects-only
 Run on a quiet machine: other processes on the cores make the throughput meaningless.
 """
 
@@ -87,6 +93,81 @@ def summary_table(plans: list[tuple[RebalancePlan, float]]) -> str:
     return "\n".join(lines)
 
 
+def blood_like_dataset(root: Path, train: int = 250, val: int = 60, seed: int = 0) -> Path:
+    """Every image full of the frequent class (30 'red' cells), 'white' in half of them, 'platelet' in a third:
+    the case where copying an image to add one rare box adds thirty common ones. Smooth noise backgrounds,
+    cells as filled ellipses, 320x240 PNG."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    colours = {0: (90, 90, 220), 1: (200, 120, 160), 2: (80, 160, 80)}
+    for split, count in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image = cv2.resize(rng.integers(150, 255, (6, 8, 3), dtype=np.uint8), (320, 240),
+                               interpolation=cv2.INTER_CUBIC)
+            cells = [(0, rng.uniform(0.09, 0.13)) for _ in range(30)]
+            if rng.random() < 0.5:
+                cells.append((1, rng.uniform(0.16, 0.22)))
+            if rng.random() < 0.33:
+                cells.append((2, rng.uniform(0.04, 0.06)))
+            lines = []
+            for cls, side in cells:
+                w, h = side * rng.uniform(0.9, 1.1), side * 4 / 3 * rng.uniform(0.9, 1.1)
+                cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
+                cv2.ellipse(image, (int(cx * 320), int(cy * 240)), (int(w * 160), int(h * 120)), 0, 0, 360,
+                            colours[cls], -1)
+                lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
+            cv2.imwrite(str(root / "images" / split / f"{split}_{i:04d}.png"), image)
+            (root / "labels" / split / f"{split}_{i:04d}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [red, white, platelet]\n")
+    return root / "data.yaml"
+
+
+def _shifted_classes(data_yaml: Path) -> set[str]:
+    from dataset_doctor.audit import AuditOptions, run_audit
+
+    table = run_audit(build_index(data_yaml, progress=False), AuditOptions()).scale_shift
+    return set(table.loc[table["flagged"], "class"])
+
+
+def object_methods(work: Path, name: str, data_yaml: Path, target: int, workers: int, max_copies: int,
+                   max_pastes: int) -> list[str]:
+    """Markdown rows: images / paste / auto written at `target`, with the naive baseline's image count."""
+    from dataset_doctor.rebalance.paste_plan import assign_pastes, compare_methods, paste_effects
+
+    sources = collect_train_sources(build_index(data_yaml, progress=False))
+    counts = sources.count_matrix()
+    before = counts.sum(axis=0)
+    frequent = int(np.argmax(before))
+    plan = make_rebalance_plan(counts, target, max_copies)
+    comparison = compare_methods(counts, paste_effects(sources.boxes, counts.shape[1]), plan,
+                                 max_per_host=max_pastes)
+    source_shift = _shifted_classes(data_yaml)
+    rows = []
+    for method, outcome in comparison.outcomes.items():
+        out = work / f"{name}-{method}"
+        started = time.perf_counter()
+        written = write_rebalanced_dataset(sources, outcome.copies, out, workers=workers, progress=False,
+                                           pastes=assign_pastes(sources.boxes, len(sources.images),
+                                                                outcome.pastes, 0, max_pastes))
+        seconds = time.perf_counter() - started
+        new_shift = sorted(_shifted_classes(out / "data.yaml") - source_shift)
+        rows.append(f"| {name} | {target} | {comparison.ratio(before):.2f} | {method} | "
+                    f"{comparison.ratio(written.instances):.2f} | {_count(comparison.surplus(written.instances))} | "
+                    f"{written.added_images} | {_count(plan.naive.added_images)} | {written.pasted} | "
+                    f"{written.instances[frequent] / before[frequent]:.2f}x | "
+                    f"{', '.join(new_shift) if new_shift else 'none'} | {seconds:.0f}s |")
+        shutil.rmtree(out)
+    return rows
+
+
+OBJECT_HEADER = ("| dataset | target | before max/min | method | written max/min | surplus instances | added images "
+                 "| naive added images | pasted instances | frequent class growth | new scale-shift | write time |\n"
+                 "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="data.yaml for parts 2-3 (default: generate the sample dataset)")
@@ -98,10 +179,33 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="copies of each of them")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed at the end)")
+    parser.add_argument("--objects-only", action="store_true", help="only part 4 (images / paste / auto)")
+    parser.add_argument("--aquarium", type=Path, default=Path("/work/shared/datasets/aquarium/data.yaml"))
+    parser.add_argument("--blood-target", type=int, default=600, help="below the frequent class's count")
+    parser.add_argument("--sample-target", type=int, default=1200, help="every class can reach it")
+    parser.add_argument("--aquarium-target", type=int, default=500, help="every class can reach it")
+    parser.add_argument("--object-max-copies", type=int, default=100,
+                        help="part 4: copies of one image / pastes of one instance at most (the sample's and "
+                             "aquarium's rarest classes need ~20 and ~80 to reach their targets)")
+    parser.add_argument("--max-pastes", type=int, default=16, help="part 4: pastes into one image at most")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-rebalance-", dir=args.work))
     try:
+        if args.objects_only:
+            print(f"# doctor rebalance: images / paste / auto ({os.cpu_count()} CPUs visible, max "
+                  f"{args.object_max_copies} copies or pastes per source, {args.max_pastes} pastes per image)\n")
+            print(OBJECT_HEADER)
+            cases = [("blood-like", blood_like_dataset(work / "blood"), args.blood_target),
+                     ("sample", write_sample_dataset(work / "sample", seed=0, spec=SampleSpec(
+                         train_images=args.train_images, val_images=args.val_images)), args.sample_target)]
+            if args.aquarium.is_file():
+                cases.append(("aquarium", args.aquarium, args.aquarium_target))
+            for name, data_yaml, target in cases:
+                for row in object_methods(work, name, data_yaml, target, args.workers, args.object_max_copies,
+                                          args.max_pastes):
+                    print(row, flush=True)
+            return
         print(f"# doctor rebalance benchmark ({os.cpu_count()} CPUs visible)\n")
         rows = throughput(work, args.throughput_images, args.copies, sorted({1, args.workers}))
         print("## New 640x640 images per second (decode, augment, JPEG encode, labels, manifest)\n")

@@ -13,6 +13,18 @@ from rich.markup import escape
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
+from dataset_doctor.rebalance.paste_plan import MAX_PASTES_PER_HOST
+
+
+class Method(str, Enum):
+    images = "images"
+    paste = "paste"
+    auto = "auto"
+
+
+class Blend(str, Enum):
+    feather = "feather"
+    seamless = "seamless"
 
 
 class LinkMode(str, Enum):
@@ -38,6 +50,14 @@ def rebalance(
     force: Annotated[bool, typer.Option("--force", help="Replace an earlier output of dataset-doctor at DIR "
                                                         "(never a folder it did not write).")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all cores).")] = None,
+    method: Annotated[Method, typer.Option(
+        help="images: augmented copies of whole images; paste: rare-class instances pasted into other train "
+             "images (no neighbours copied with them); auto: the plan picks per class, whichever adds less "
+             "surplus.")] = Method.auto,
+    max_pastes: Annotated[int, typer.Option(min=1, help="At most this many instances pasted into one train "
+                                                        "image.")] = MAX_PASTES_PER_HOST,
+    blend: Annotated[Blend, typer.Option(help="Edges of pasted instances: feathered alpha, or OpenCV's "
+                                              "seamlessClone.")] = Blend.feather,
 ) -> None:
     """Plan extra copies of train images so every class reaches --target, and write them as augmented images.
 
@@ -47,8 +67,17 @@ def rebalance(
     from dataset_doctor.dataset.datayaml import load_data_yaml
     from dataset_doctor.dataset.index import build_index
     from dataset_doctor.rebalance.materialize import check_output_dir, write_rebalanced_dataset
+    from dataset_doctor.rebalance.paste import PasteOptions
+    from dataset_doctor.rebalance.paste_plan import assign_pastes, compare_methods, paste_effects
     from dataset_doctor.rebalance.plan import make_rebalance_plan
-    from dataset_doctor.rebalance.report import rebalance_json, rebalance_record, summary_notes, summary_table
+    from dataset_doctor.rebalance.report import (
+        methods_record,
+        methods_table,
+        rebalance_json,
+        rebalance_record,
+        summary_notes,
+        summary_table,
+    )
     from dataset_doctor.rebalance.sources import collect_train_sources
 
     config = load_data_yaml(data_yaml)
@@ -61,24 +90,38 @@ def rebalance(
     if sources.boxes.empty:
         raise DoctorError("no usable train box: there is no class to rebalance", config.yaml_path)
     started = time.perf_counter()
-    plan = make_rebalance_plan(sources.count_matrix(), target, max_copies)
+    counts = sources.count_matrix()
+    plan = make_rebalance_plan(counts, target, max_copies)
+    comparison = compare_methods(counts, paste_effects(sources.boxes, len(sources.names)), plan, method.value,
+                                 max_pastes)
+    chosen = comparison.outcomes[method.value]
     planning_seconds = time.perf_counter() - started
 
     if dry_run:
         console.print(summary_table(sources.names, plan))
+        console.print(methods_table(sources.names, comparison))
         for note in summary_notes(sources, plan):
             console.print(note, highlight=False)
         console.print(f"dry run: planned in {planning_seconds:.2f}s, nothing written.")
         return
 
+    def record(written):
+        entry = rebalance_record(sources, plan, seed=seed, link=link.value, flip=flip,
+                                 result=written if method is Method.images else None)
+        entry["method"] = method.value
+        entry["object_methods"] = methods_record(comparison, sources.names, written)
+        return rebalance_json(entry)
+
     started = time.perf_counter()
+    jobs = assign_pastes(sources.boxes, len(sources.images), chosen.pastes, seed, max_pastes)
     result = write_rebalanced_dataset(
-        sources, plan.plan.copies, out, seed=seed, link=link.value, flip=flip, force=force, workers=workers,
-        extra_files={"rebalance.json": lambda written: rebalance_json(
-            rebalance_record(sources, plan, seed=seed, link=link.value, flip=flip, result=written))},
+        sources, chosen.copies, out, seed=seed, link=link.value, flip=flip, force=force, workers=workers,
+        extra_files={"rebalance.json": record}, pastes=jobs,
+        paste_options=PasteOptions(blend=blend.value, flip=flip),
     )
     seconds = time.perf_counter() - started
-    console.print(summary_table(sources.names, plan, written=result.instances))
+    console.print(summary_table(sources.names, plan, written=result.instances if method is Method.images else None))
+    console.print(methods_table(sources.names, comparison, written=result.instances))
     for note in summary_notes(sources, plan, result):
         console.print(note, highlight=False)
     rate = result.added_images / seconds if seconds > 0 else 0.0

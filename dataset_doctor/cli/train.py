@@ -53,6 +53,9 @@ def train(
     mosaic: Annotated[float, typer.Option(help="Mosaic probability.")] = _A.mosaic,
     fliplr: Annotated[float, typer.Option(help="Horizontal flip probability.")] = _A.fliplr,
     scale: Annotated[float, typer.Option(help="Random zoom +/- this.")] = _A.scale,
+    copy_paste: Annotated[float, typer.Option(help="Probability per image of pasting one train instance into it "
+                                                   "(rare classes favoured by class weight); 0: off.")]
+    = _A.copy_paste,
     multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Random input size per batch, "
                                                                     "imgsz +/- 50%.")] = False,
     cache: Annotated[str, typer.Option(help="none, or ram: keep decoded images in memory.")] = _D.cache,
@@ -91,7 +94,8 @@ def train(
                         audit_report=str(audit_report) if audit_report else None),
             DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler,
                        max_pixels=max_pixels),
-            AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale),
+            AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale,
+                          copy_paste=copy_paste),
         )
         run_dir = launch_training(settings, console=console)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process runs this command

@@ -5,7 +5,9 @@ Output layout (DIR):
     labels/train/...   their labels: originals linked as they are, or rewritten without their error lines
     data.yaml          path: DIR, absolute (Ultralytics resolves a relative `path` against its own datasets
                        folder); train: images/train; val (and test) point at the original data, unchanged
-    manifest.csv       one row per train image: file, source, transform, seed, instances
+    manifest.csv       one row per train image: file, source, transform, seed, instances; then one row per
+                       pasted instance (--method paste|auto): host file, source image, source_line (its line
+                       there), line (its line in the host's new label file)
     rebalance.json     before / after counts of the plan (as written) and of both baselines
 Everything is written into a temporary sibling of DIR and renamed into place at the end, so an interrupted run
 leaves no half-written dataset. The source dataset is only ever read.
@@ -17,7 +19,7 @@ import hashlib
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,13 @@ from dataset_doctor.dataset.datayaml import DatasetConfig, files_read, folders_r
 from dataset_doctor.dataset.file_scan import available_cores
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.progress import counting_progress
+from dataset_doctor.rebalance.paste import PasteOptions
+from dataset_doctor.rebalance.paste_plan import PasteJob
 from dataset_doctor.rebalance.sources import TrainSources
 
 LINK_MODES = ("symlink", "hardlink", "copy")
 JPEG_QUALITY = 95
-MANIFEST_COLUMNS = ["file", "source", "transform", "seed", "instances"]
+MANIFEST_COLUMNS = ["file", "source", "transform", "seed", "instances", "source_line", "line"]
 _JOBS_PER_TASK = 4  # source images handed to a worker at a time (each with all its copies)
 
 
@@ -57,6 +61,8 @@ class WrittenFile:
     transform: str
     seed: int | None
     classes: np.ndarray  # the classes of the boxes written with it
+    source_line: int | None = None  # pasted instances: the instance's line in the source label file
+    line: int | None = None  # pasted instances: its line in the host's new label file
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class WriteResult:
     instances: np.ndarray  # per class, counted from what was written
     added_images: int
     lost_boxes: int  # boxes of copied images that augmentation cut off (below min visibility)
+    pasted: int = 0  # instances pasted (rows of manifest.csv with a source_line)
+    hidden_boxes: int = 0  # host boxes that pastes hid beyond the visibility threshold and dropped
 
 
 def check_output_dir(out_dir: str | Path, config: DatasetConfig, force: bool = False) -> Path:
@@ -111,12 +119,15 @@ def output_names(sources: TrainSources, copies: np.ndarray) -> tuple[list[str], 
 def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir: str | Path, *, seed: int = 0,
                              link: str = "symlink", flip: bool = True, force: bool = False,
                              workers: int | None = None, progress: bool = True,
-                             extra_files: dict[str, Callable[[WriteResult], bytes]] | None = None) -> WriteResult:
+                             extra_files: dict[str, Callable[[WriteResult], bytes]] | None = None,
+                             pastes: Sequence[PasteJob] = (), paste_options: PasteOptions | None = None,
+                             ) -> WriteResult:
     """Write the rebalanced dataset to `out_dir` and return what was written.
 
     `copies[i]` is the number of new images made from `sources.images` row i; `flip` allows horizontal flips in
     their augmentation. `extra_files` maps a file name in DIR to a function of the result giving its bytes
-    (rebalance.json is written that way by the caller).
+    (rebalance.json is written that way by the caller). `pastes` (paste_plan.assign_pastes) are applied to
+    the output's originals after the copies are made (copies always show the unpasted original).
     """
     if link not in LINK_MODES:
         raise DoctorError(f"unknown link mode {link!r}: choose one of {', '.join(LINK_MODES)}")
@@ -129,6 +140,19 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         files = _write_originals(sources, originals, staging, link)
         jobs = _copy_jobs(sources, copy_names, seed)
         new_files, lost = _write_copies(jobs, staging, flip, workers, progress)
+        paste_rows: list[WrittenFile] = []
+        hidden = 0
+        if pastes:
+            from dataset_doctor.rebalance.paste_write import write_pastes
+
+            hosts, records = write_pastes(sources, originals, staging, pastes,
+                                          paste_options or PasteOptions(flip=flip))
+            host_of = {host.file: host for host in hosts}
+            files = [WrittenFile(f.file, f.source, f"{f.transform} + pasted", None, host_of[f.file].classes)
+                     if f.file in host_of else f for f in files]
+            hidden = sum(host.dropped for host in hosts)
+            paste_rows = [WrittenFile(r.host_file, r.source, r.transform, r.seed, np.zeros(r.carried, np.int64),
+                                      r.source_line, r.line) for r in records]
         # Each original followed by its copies, whatever order the workers finished in.
         rank = {name: (position, 0) for position, name in enumerate(originals)}
         rank.update({name: (position, number) for position, names in enumerate(copy_names)
@@ -137,8 +161,8 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         instances = np.zeros(len(sources.names), dtype=np.int64)
         for written in files:
             instances += np.bincount(written.classes, minlength=len(sources.names))
-        result = WriteResult(out, files, instances, len(new_files), lost)
-        _write_text(staging / "manifest.csv", _manifest_csv(files))
+        result = WriteResult(out, files, instances, len(new_files), lost, len(paste_rows), hidden)
+        _write_text(staging / "manifest.csv", _manifest_csv(files + paste_rows))
         _write_text(staging / "data.yaml", _data_yaml(sources.config, out, staging))
         for name, make in (extra_files or {}).items():
             (staging / name).write_bytes(make(result))
@@ -239,7 +263,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     """Make every copy of a few source images (runs in a worker process)."""
     import cv2
 
-    from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS, image_header_size, read_image_file
+    from dataset_doctor.dataset.images import read_image_file
     from dataset_doctor.rebalance.augment import augment_copy, build_pipeline
 
     staging, flip, jobs = task
@@ -252,13 +276,7 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     for job in jobs:
         pixels = read_image_file(job.source)
         if pixels is None:
-            size = image_header_size(job.source)
-            if size is not None and size[0] * size[1] > DEFAULT_MAX_PIXELS:  # a PNG cannot be decoded reduced
-                raise DoctorError(f"{size[0]}x{size[1]} pixels is above the budget of {DEFAULT_MAX_PIXELS / 1e6:g} "
-                                  "megapixels and cannot be decoded at a reduced size, so it cannot be augmented: "
-                                  "shrink it or leave it out of train (doctor audit: huge-image)", job.source)
-            # it decoded when the index was built: it changed since
-            raise DoctorError("image can no longer be decoded (did it change during the run?)", job.source)
+            raise undecodable(job.source)
         for relative, seed in job.outputs:
             copy = augment_copy(pipeline, pixels, job.boxes, job.classes, seed)
             image_path = Path(staging) / relative
@@ -276,9 +294,24 @@ def _run_task(task: tuple[str, bool, list[CopyJob]]) -> tuple[list[WrittenFile],
     return written, lost
 
 
+def undecodable(source: str) -> DoctorError:
+    """Why a train image that the index could read cannot be decoded now: too large to decode whole, or changed."""
+    from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS, image_header_size
+
+    size = image_header_size(source)
+    if size is not None and size[0] * size[1] > DEFAULT_MAX_PIXELS:  # a PNG cannot be decoded reduced
+        return DoctorError(f"{size[0]}x{size[1]} pixels is above the budget of {DEFAULT_MAX_PIXELS / 1e6:g} "
+                           "megapixels and cannot be decoded at a reduced size, so it cannot be augmented: "
+                           "shrink it or leave it out of train (doctor audit: huge-image)", source)
+    # it decoded when the index was built: it changed since
+    return DoctorError("image can no longer be decoded (did it change during the run?)", source)
+
+
 def _manifest_csv(files: list[WrittenFile]) -> str:
     return csv_text(MANIFEST_COLUMNS, ([written.file, written.source, written.transform,
-                                        "" if written.seed is None else written.seed, len(written.classes)]
+                                        "" if written.seed is None else written.seed, len(written.classes),
+                                        "" if written.source_line is None else written.source_line,
+                                        "" if written.line is None else written.line]
                                        for written in files))
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dataset_doctor.findings import display_name
 from dataset_doctor.rebalance.materialize import WriteResult
+from dataset_doctor.rebalance.paste_plan import MethodComparison
 from dataset_doctor.rebalance.plan import Outcome, RebalancePlan
 from dataset_doctor.rebalance.sources import TrainSources
 
@@ -162,3 +163,51 @@ def _count(value: float) -> str:
 
 def _finite(value: float) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
+
+
+def methods_record(comparison: MethodComparison, names: tuple[str, ...], result: WriteResult | None = None) -> dict:
+    """rebalance.json's `object_methods`: images, paste and auto side by side, and which one was written."""
+    record: dict = {"chosen": comparison.chosen, "methods": {}}
+    for method, outcome in comparison.outcomes.items():
+        record["methods"][method] = {
+            "added_images": outcome.added_images,
+            "pasted_instances": {names[k]: int(n) for k, n in enumerate(outcome.pastes) if n},
+            "instances": np.round(outcome.instances, 1).tolist(),
+            "max_min_ratio": _finite(comparison.ratio(outcome.instances)),
+            "surplus_instances": round(comparison.surplus(outcome.instances), 1),
+            "note": outcome.note,
+        }
+    if result is not None:
+        record["written"] = {"instances": result.instances.tolist(),
+                             "max_min_ratio": _finite(comparison.ratio(result.instances)),
+                             "surplus_instances": round(comparison.surplus(result.instances), 1),
+                             "pasted_instances": result.pasted, "hidden_host_boxes_dropped": result.hidden_boxes}
+    return record
+
+
+def methods_table(names: tuple[str, ...], comparison: MethodComparison, written: np.ndarray | None = None) -> Table:
+    """Per class before and after image copies, pasted instances and both (auto), side by side."""
+    table = Table(title=f"images vs paste vs auto, target {comparison.target} (expected counts; "
+                        f"written: --method {comparison.chosen})", title_justify="left")
+    table.add_column("class")
+    table.add_column("before", justify="right")
+    for method in comparison.outcomes:
+        table.add_column(method, justify="right", style="bold" if method == comparison.chosen else None)
+    if written is not None:
+        table.add_column("written", justify="right")
+    outcomes = list(comparison.outcomes.values())
+    for k, name in enumerate(names):
+        cells = [escape(name), str(comparison.before[k])] + [_count(o.instances[k]) for o in outcomes]
+        if written is not None:
+            cells.append(str(written[k]))
+        table.add_row(*cells)
+    table.add_section()
+    extra = [""] if written is not None else []
+    table.add_row("added images", "", *[str(o.added_images) for o in outcomes], *extra)
+    table.add_row("pasted instances", "", *[str(int(o.pastes.sum())) for o in outcomes], *extra)
+    table.add_row("surplus instances", "", *[_count(comparison.surplus(o.instances)) for o in outcomes],
+                  *([_count(comparison.surplus(written))] if written is not None else []))
+    table.add_row("max/min ratio", f"{comparison.ratio(comparison.before):.2f}",
+                  *[f"{comparison.ratio(o.instances):.2f}" for o in outcomes],
+                  *([f"{comparison.ratio(written):.2f}"] if written is not None else []))
+    return table

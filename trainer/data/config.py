@@ -36,10 +36,11 @@ class AugmentConfig:
     hsv_s: float = 0.7  # saturation gain drawn from 1 +/- hsv_s
     hsv_v: float = 0.4  # value (brightness) gain drawn from 1 +/- hsv_v
     pixel_ops: float = 0.01  # probability of each albumentations pixel op: Blur, MedianBlur, ToGray, CLAHE
+    copy_paste: float = 0.0  # probability per image of pasting one train instance into it (rare classes favoured)
 
     def checked(self) -> AugmentConfig:
         """Raise a DoctorError for values that make no sense; return self."""
-        for name in ("mosaic", "fliplr", "flipud", "pixel_ops"):
+        for name in ("mosaic", "fliplr", "flipud", "pixel_ops", "copy_paste"):
             _require(0.0 <= getattr(self, name) <= 1.0, f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         for name in ("degrees", "translate", "shear", "perspective", "hsv_h", "hsv_s", "hsv_v"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")

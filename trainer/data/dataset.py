@@ -32,6 +32,7 @@ from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS, budget_reduction
 from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.findings import ERROR, display_name
+from dataset_doctor.rebalance.paste import PasteOptions, PasteSource, paste_instance
 from trainer.data.augment import (
     PixelOps,
     augment_sample,
@@ -267,6 +268,9 @@ class YoloDataset(Dataset):
         self.max_pixels = max_pixels  # larger images decode reduced (select_images skipped those that cannot)
         self.pixel_ops = PixelOps(self.augment.pixel_ops if self.augment else 0.0)
         self.partner_probabilities: np.ndarray | None = None
+        self.paste_table: PasteTable | None = None
+        if self.augment is not None and self.augment.copy_paste > 0:
+            self.set_paste_weights(None)
         self.cache: list[tuple[np.ndarray, tuple[int, int]]] | None = None
         if cache == "ram":
             self.cache = _fill_ram_cache(self, workers, _or_default(log, logger.info),
@@ -299,6 +303,32 @@ class YoloDataset(Dataset):
             return
         weights = np.asarray(weights, dtype=np.float64)
         self.partner_probabilities = weights / weights.sum()
+
+    def set_paste_weights(self, class_weights: Sequence[float] | None) -> None:
+        """Draw `--copy-paste` instances with probability proportional to their class weight (1: uniform).
+
+        With the loss's inverse-frequency weights every class is drawn about equally often, so the rare ones
+        are pasted far more often than they occur.
+        """
+        self.paste_table = PasteTable.from_labels(self.images.labels, class_weights)
+
+    def pasted_tile(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """tile(index), with probability `copy_paste` with one train instance pasted into it
+        (dataset_doctor.rebalance.paste: the same paste `doctor rebalance --method paste` writes)."""
+        tile = self.tile(index)
+        table = self.paste_table
+        if self.augment is None or self.augment.copy_paste <= 0 or table is None or not table.ready:
+            return tile
+        if rng.random() >= self.augment.copy_paste:
+            return tile
+        image_index, box_index = table.draw(rng, exclude=index)
+        if image_index < 0:
+            return tile
+        source_image, source_boxes, source_classes = self.tile(image_index)
+        source = PasteSource(source_image, source_boxes, source_classes, box_index)
+        pasted = paste_instance(tile[0], tile[1], tile[2], source, table.pools[int(source_classes[box_index])],
+                                rng, PasteOptions(flip=False, jitter=True))  # the pipeline flips on its own
+        return pasted.image, pasted.boxes.astype(np.float32), pasted.classes
 
     def view(self, positions: Sequence[int] | None = None, evaluation: bool = True) -> YoloDataset:
         """A dataset over some of these images (all by default) sharing the RAM cache; evaluation=True drops
@@ -349,12 +379,50 @@ class YoloDataset(Dataset):
             if self.mosaic_active(epoch) and rng.random() < self.augment.mosaic:
                 partners = rng.choice(len(self), size=3, p=self.partner_probabilities)
                 indices += [int(i) for i in partners]
-            output, boxes, classes = augment_sample([self.tile(i) for i in indices], self.imgsz, rng, self.augment,
-                                                    self.pixel_ops)
+            output, boxes, classes = augment_sample([self.pasted_tile(i, rng) for i in indices], self.imgsz, rng,
+                                                    self.augment, self.pixel_ops)
         normalized = boxes_to_normalized_cxcywh(boxes, self.imgsz, self.imgsz)
         labels = np.concatenate([classes[:, None], normalized], axis=1).astype(np.float32)
         return Sample(np.ascontiguousarray(output), labels, index, int(self.images.image_ids[index]), epoch, draw,
                       (int(original_size[0]), int(original_size[1])), ratio, pad)
+
+
+@dataclass(frozen=True)
+class PasteTable:
+    """Every train instance as (image, box) with its draw probability, and each class's normalised box areas."""
+
+    image_of: np.ndarray  # (n,) image position of each instance
+    box_of: np.ndarray  # (n,) row in that image's labels
+    probabilities: np.ndarray  # (n,)
+    pools: dict[int, np.ndarray]  # class -> normalised areas w * h of its train boxes
+
+    @property
+    def ready(self) -> bool:
+        return len(self.image_of) > 0 and len(np.unique(self.image_of)) > 1
+
+    @staticmethod
+    def from_labels(labels: Sequence[np.ndarray], class_weights: Sequence[float] | None) -> PasteTable:
+        image_of = np.concatenate([np.full(len(rows), i) for i, rows in enumerate(labels)] or [np.zeros(0)])
+        box_of = np.concatenate([np.arange(len(rows)) for rows in labels] or [np.zeros(0)])
+        stacked = np.concatenate([rows for rows in labels if len(rows)] or [np.zeros((0, 5), np.float32)])
+        classes = stacked[:, 0].astype(np.int64)
+        if class_weights is None:
+            weights = np.ones(len(classes))
+        else:
+            table = np.asarray(class_weights, dtype=np.float64)
+            weights = table[np.clip(classes, 0, len(table) - 1)] if len(table) else np.ones(len(classes))
+        probabilities = weights / weights.sum() if weights.sum() > 0 else weights
+        areas = (stacked[:, 3] * stacked[:, 4]).astype(np.float64)
+        pools = {int(k): areas[classes == k] for k in np.unique(classes)}
+        return PasteTable(image_of.astype(np.int64), box_of.astype(np.int64), probabilities, pools)
+
+    def draw(self, rng: np.random.Generator, exclude: int) -> tuple[int, int]:
+        """(image, box) of an instance from another image than `exclude`; (-1, -1) after a few misses."""
+        for _ in range(8):
+            pick = int(rng.choice(len(self.image_of), p=self.probabilities))
+            if self.image_of[pick] != exclude:
+                return int(self.image_of[pick]), int(self.box_of[pick])
+        return -1, -1
 
 
 def build_dataset(index: DatasetIndex, split: str, imgsz: int = 640, augment: AugmentConfig | None = None, *,

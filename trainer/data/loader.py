@@ -80,6 +80,8 @@ def build_train_loader(index: DatasetIndex, data: DataConfig, augment: AugmentCo
                             world_size=world_size, reduce=data.image_weight)
     if isinstance(sampler, BalancedSampler):
         dataset.set_partner_weights(sampler.weights.numpy())
+    if augment.copy_paste > 0:
+        dataset.set_paste_weights(class_weights)
     pin_memory = wants_pinned_memory(device)
     collate = Collate(data.imgsz, data.multi_scale, seed=seed, batch_stride=batch_size * world_size,
                       uint8_images=pin_memory)

@@ -140,7 +140,7 @@ def test_manifest_and_rebalance_json(sample_run: SampleRun) -> None:
     out, plan = sample_run.out, sample_run.plan
     with open(out / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["file", "source", "transform", "seed", "instances"]
+    assert list(rows[0]) == ["file", "source", "transform", "seed", "instances", "source_line", "line"]
     assert len(rows) == len(sample_run.result.files)
     new_rows = [row for row in rows if row["seed"]]
     assert len(new_rows) == plan.plan.added_images
