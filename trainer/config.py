@@ -26,6 +26,7 @@ class TrainConfig:
     weights: str | None = None  # initialise from one of our checkpoints (best.pt / last.pt)
     epochs: int = 100  # passes over the (sampled) train split
     batch: int = 16  # total batch size, across all devices
+    nbs: int = 0  # nominal batch: accumulate gradients over batches until this many images (0: off)
     optimizer: str = "auto"  # SGD, AdamW, or auto (AdamW for short runs, SGD above 10k iterations)
     lr0: float | None = None  # initial learning rate; None: 0.01 for SGD, 0.001 for AdamW
     lrf: float = 0.01  # final learning rate as a fraction of lr0
@@ -65,6 +66,7 @@ class TrainConfig:
         _require(self.model in MODEL_SCALES, f"--model must be one of {', '.join(MODEL_SCALES)}, got {self.model!r}")
         _require(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         _require(self.batch >= 1, f"--batch must be >= 1, got {self.batch}")
+        _require(self.nbs >= 0, f"--nbs must be >= 0 (0: off), got {self.nbs}")
         _require(self.lr0 is None or self.lr0 > 0, f"--lr0 must be > 0, got {self.lr0}")
         _require(0 < self.lrf <= 1, f"--lrf must be in (0, 1], got {self.lrf}")
         _require(self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}")

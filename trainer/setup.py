@@ -23,6 +23,7 @@ from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolve_class_weights
 from trainer import run_dir as files
+from trainer.accumulate import Accumulation
 from trainer.checkpoint import load_checkpoint, restore_rng_states
 from trainer.config import TrainSettings
 from trainer.data.loader import build_train_loader, make_eval_loader
@@ -77,6 +78,11 @@ class Run:
     @property
     def iterations_per_epoch(self) -> int:
         return len(self.train_loader)
+
+    @property
+    def accumulation(self) -> Accumulation:
+        """Batches per optimizer step (--nbs); trainer/accumulate.py."""
+        return Accumulation(self.settings.train.batch, self.settings.train.nbs)
 
     def evaluation_model(self) -> nn.Module:
         """The weights that are evaluated and saved as the result: the EMA when it is on."""
@@ -165,7 +171,9 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
 
     iterations = len(train_loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, iterations * config.epochs, config.lr0)
-    optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum, config.weight_decay)
+    accumulation = Accumulation(config.batch, config.nbs)
+    optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum,
+                                accumulation.weight_decay(config.weight_decay))
     schedule = Schedule(lr0=lr0, lrf=config.lrf, epochs=config.epochs, iterations_per_epoch=iterations,
                         warmup_epochs=config.warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
                         warmup_momentum=config.warmup_momentum, momentum=config.momentum, cosine=config.cos_lr)
@@ -187,6 +195,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
             "world_size": world_size, "amp": str(device.amp_dtype).replace("torch.", "") if device.amp_dtype else None,
             "sampler_weights_method": sampling_weights.method,
             "iterations_per_epoch": iterations, "train_images": len(train_dataset),
+            "accumulate": accumulation.steps, "effective_batch": accumulation.effective_batch,
+            "weight_decay": accumulation.weight_decay(config.weight_decay),
             "train_eval_images": len(positions),
         }})
         files.write_json(run.dir, files.CLASS_WEIGHTS_FILE, class_weights.to_json_dict())
