@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.audit.backgrounds import background_step
 from dataset_doctor.audit.checks_classes import TRAIN, VAL
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING, NextStep
@@ -189,6 +190,9 @@ def next_steps(result: AuditResult) -> list[NextStep]:
                               "object in them is trained as background."))
     if not steps and not result.summary[ERROR] and not result.summary[WARNING]:
         steps.append(NextStep("Nothing stands in the way: train.", f"doctor train {result.dataset}"))
+    backgrounds = background_step(result.split_summary)  # advice, not a blocker: after "train"
+    if backgrounds is not None:
+        steps.append(backgrounds)
     return steps
 
 

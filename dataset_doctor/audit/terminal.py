@@ -55,7 +55,8 @@ def class_table(result: AuditResult, split: str) -> Table:
     counts = result.class_counts[result.class_counts["split"] == split]
     with_weights = split == TRAIN
     title = Text(split, style="bold")
-    title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds, "
+    share = f" ({100 * summary['backgrounds'] / summary['readable']:.1f}%)" if summary["readable"] else ""
+    title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds{share}, "
                  f"{int(summary['instances'])} boxes"
                  + (f" (+{int(summary['unusable_boxes'])} unusable)" if summary["unusable_boxes"] else ""))
     table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
