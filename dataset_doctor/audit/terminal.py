@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dataset_doctor.audit.checks_classes import TRAIN
+from dataset_doctor.audit.input_size import advice_sentence, input_size_table, suggest_imgsz
 from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.priorities import fix_command, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
@@ -27,6 +28,9 @@ def render_audit(result: AuditResult, examples: int = 3) -> list[RenderableType]
     """Everything `doctor audit` prints, top to bottom."""
     parts: list[RenderableType] = [_header(result)]
     parts.extend(class_table(result, split) for split in result.splits)
+    small = input_size_note(result)
+    if small is not None:
+        parts.append(small)
     parts.append(findings_table(result, examples))
     parts.append(verdict(result))
     return parts
@@ -76,6 +80,17 @@ def class_table(result: AuditResult, split: str) -> Table:
             cells.append(f"{result.class_weights.weights[row.class_id]:.2f}")
         table.add_row(*cells)
     return table
+
+
+def input_size_note(result: AuditResult) -> Text | None:
+    """The small-object advice (audit/input_size.py) when some class's median train box is under 16 px."""
+    table = input_size_table(result.box_geometry, result.classes)
+    advice = suggest_imgsz(table, result.options.imgsz)
+    if advice is None:
+        return None
+    text = Text("input size: ", style="bold yellow")
+    text.append(advice_sentence(advice, table))
+    return text
 
 
 def findings_table(result: AuditResult, examples: int = 3) -> RenderableType:
