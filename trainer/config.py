@@ -15,6 +15,13 @@ from dataset_doctor.weights import DEFAULT_MAX_RATIO, DEFAULT_METHOD
 from trainer.data.config import AugmentConfig, DataConfig
 
 MODEL_SCALES = ("n", "s", "m", "l", "x")
+P2_SUFFIX = "-p2"  # `--model n-p2`: the scale with a stride-4 detection level (YOLOv8-p2)
+MODEL_NAMES = (*MODEL_SCALES, *(scale + P2_SUFFIX for scale in MODEL_SCALES))
+
+
+def parse_model_name(name: str) -> tuple[str, bool]:
+    """`--model` -> (scale, whether it has the P2 level): "s" -> ("s", False), "s-p2" -> ("s", True)."""
+    return (name[: -len(P2_SUFFIX)], True) if name.endswith(P2_SUFFIX) else (name, False)
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,7 @@ class TrainConfig:
     """The training loop's own settings (defaults are what YOLOv8 users know)."""
 
     data: str = ""  # path to data.yaml
-    model: str = "n"  # model scale: n s m l x
+    model: str = "n"  # model scale: n s m l x, or n-p2 ... x-p2 with a stride-4 level for tiny objects
     weights: str | None = None  # initialise from one of our checkpoints (best.pt / last.pt)
     epochs: int = 100  # passes over the (sampled) train split
     batch: int = 16  # total batch size, across all devices
@@ -63,7 +70,7 @@ class TrainConfig:
     exist_ok: bool = False  # write into an existing run directory of that name
 
     def checked(self) -> TrainConfig:
-        _require(self.model in MODEL_SCALES, f"--model must be one of {', '.join(MODEL_SCALES)}, got {self.model!r}")
+        _require(self.model in MODEL_NAMES, f"--model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         _require(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         _require(self.batch >= 1, f"--batch must be >= 1, got {self.batch}")
         _require(self.nbs >= 0, f"--nbs must be >= 0 (0: off), got {self.nbs}")

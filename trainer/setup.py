@@ -25,7 +25,7 @@ from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolv
 from trainer import run_dir as files
 from trainer.accumulate import Accumulation
 from trainer.checkpoint import load_checkpoint, restore_rng_states
-from trainer.config import TrainSettings
+from trainer.config import TrainSettings, parse_model_name
 from trainer.data.loader import build_train_loader, make_eval_loader
 from trainer.data.plot_batch import save_batches
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
@@ -131,7 +131,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     sampling_weights = class_weights_for_index(index, method=config.class_weight_method,
                                                max_ratio=config.class_weight_max_ratio)
 
-    model_config = ModelConfig(scale=config.model, num_classes=len(names))
+    scale, p2 = parse_model_name(config.model)
+    model_config = ModelConfig(scale=scale, num_classes=len(names), p2=p2)
     model = Detector(model_config)
     if checkpoint is not None:  # before load_state_dict, whose shape errors are tracebacks naming no file
         _check_resumable(checkpoint, model, index.config.yaml_path, resume_dir)
@@ -284,6 +285,14 @@ def _restore(run: Run, checkpoint: dict) -> None:
             files.append_results_row(run.dir, checkpoint["results_row"])
     if run.start_epoch >= run.settings.train.epochs:
         raise DoctorError(f"this run already finished all {run.settings.train.epochs} epochs", run.dir)
+
+
+def trained_imgsz(path: str | Path) -> int | None:
+    """The --imgsz a checkpoint of ours was trained at (None when it does not say)."""
+    try:
+        return int(load_checkpoint(path)["settings"]["data"]["imgsz"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def load_model_weights(path: str | Path, device: torch.device | str = "cpu") -> tuple[Detector, list[str]]:

@@ -19,7 +19,8 @@ _T, _D, _A = TrainConfig(), DataConfig(), AugmentConfig()
 @app.command(rich_help_panel="Train and evaluate")
 def train(
     data: Annotated[Path | None, typer.Argument(help="data.yaml of the dataset (not needed with --resume).")] = None,
-    model: Annotated[str, typer.Option(help="Model scale: n s m l x.")] = _T.model,
+    model: Annotated[str, typer.Option(help="Model scale: n s m l x; n-p2 ... x-p2 add a "
+                                            "stride-4 level for tiny objects.")] = _T.model,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _T.epochs,
     imgsz: Annotated[int, typer.Option(help="Input size (rounded up to a multiple of 32).")] = _D.imgsz,
     batch: Annotated[int, typer.Option(min=1, help="Total batch size (split over GPUs).")] = _T.batch,
