@@ -21,6 +21,8 @@ from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import ERROR, INFO, WARNING, display_name
 
 SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
+MANY_CLASSES = 25  # above this many classes a split's table shows its top and bottom classes only
+SHOWN_EACH_END = 10
 _MESSAGE_WIDTH = 240  # longer messages (a pathological label value) are cut
 
 
@@ -72,13 +74,30 @@ def class_table(result: AuditResult, split: str) -> Table:
     if with_weights:
         table.add_column("weight", justify="right", footer=result.class_weights.method)
     few = result.options.min_instances
-    for row in counts.rename(columns={"class": "name"}).itertuples(index=False):
+    rows = counts.rename(columns={"class": "name"})
+    hidden = None
+    if len(rows) > MANY_CLASSES:  # top and bottom classes by instances, the middle summarised in one row
+        rows = rows.sort_values(["instances", "class_id"], ascending=[False, True], kind="stable")
+        hidden = rows.iloc[SHOWN_EACH_END:-SHOWN_EACH_END]
+        rows = pd.concat([rows.iloc[:SHOWN_EACH_END], rows.iloc[-SHOWN_EACH_END:]])
+    for position, row in enumerate(rows.itertuples(index=False)):
+        if hidden is not None and position == SHOWN_EACH_END:
+            table.add_row("", Text(f"... {len(hidden)} more classes", style="dim"),
+                          Text(f"{int(hidden['images'].min())}-{int(hidden['images'].max())}", style="dim"),
+                          Text(f"{int(hidden['instances'].min())}-{int(hidden['instances'].max())} "
+                               f"({int(hidden['instances'].sum())})", style="dim"),
+                          Text(f"{100 * hidden['share'].sum():.1f}%", style="dim"), *([""] if with_weights else []))
         style = "red" if row.instances == 0 else ("yellow" if split == TRAIN and row.instances < few else "")
         cells = [str(row.class_id), Text(str(row.name)), str(row.images), Text(str(row.instances), style=style),
                  f"{100 * row.share:.1f}%"]
         if with_weights:
             cells.append(f"{result.class_weights.weights[row.class_id]:.2f}")
         table.add_row(*cells)
+    if hidden is not None:
+        table.caption = Text(f"{len(counts)} classes: the {SHOWN_EACH_END} with the most and the {SHOWN_EACH_END} "
+                             f"with the fewest instances; every class is in --json and the HTML report",
+                             style="dim")
+        table.caption_justify = "left"
     return table
 
 
