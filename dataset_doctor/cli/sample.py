@@ -29,5 +29,6 @@ def sample(
     spec = SampleSpec(train_images=train_images, val_images=val_images, classes=classes)
     data_yaml = write_sample_dataset(out_dir, seed=seed, spec=spec)
     seconds = time.perf_counter() - started
-    console.print(f"wrote [bold]{data_yaml}[/] ({train_images} train, {val_images} val images, {classes} classes, seed {seed}) "
+    console.print(f"wrote [bold]{data_yaml}[/] ({train_images} train, {val_images} val images, {classes} classes, "
+                  f"seed {seed}) "
                   f"in {seconds:.1f}s; its deliberate defects are listed in {data_yaml.parent / 'manifest.json'}")
