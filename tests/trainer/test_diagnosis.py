@@ -324,3 +324,20 @@ def test_classes_sharing_a_name_keep_their_own_findings():
 def test_no_per_class_results_means_an_unfinished_run():
     diagnosis = diagnose_run([], facts())
     assert diagnosis.verdict.level == "error" and "doctor train --resume /runs/exp" in commands(diagnosis.verdict)
+
+
+def test_the_larger_model_advice_comes_with_its_parameters_and_flops():
+    from trainer.model.detector import Detector, ModelConfig, count_gflops, count_parameters
+
+    diagnosis = diagnose_run([numbers("cat", 0.3, 0.25), numbers("dog", 0.35, 0.3)],
+                             facts(num_classes=2, train_options=(("model", "n"), ("imgsz", "320"))))
+    step = next(step for step in overall(diagnosis, "underfit").next_steps if "larger model" in step.text)
+    small, large = Detector(ModelConfig(scale="n", num_classes=2)), Detector(ModelConfig(scale="s", num_classes=2))
+    expected = (f"scale s: {count_parameters(large) / 1e6:.1f}M parameters and {count_gflops(large, 320):.1f} GFLOPs "
+                f"at 320, {count_gflops(large, 320) / count_gflops(small, 320):.1f}x the compute of scale n "
+                f"({count_parameters(small) / 1e6:.1f}M, {count_gflops(small, 320):.1f} GFLOPs)")
+    assert expected in step.text and "--model s" in step.command
+    p2 = diagnose_run([numbers("cat", 0.3, 0.25), numbers("dog", 0.35, 0.3)],
+                      facts(num_classes=2, model_scale="s-p2"))
+    step = next(step for step in overall(p2, "underfit").next_steps if "larger model" in step.text)
+    assert "scale m-p2:" in step.text and "--model m-p2" in step.command
