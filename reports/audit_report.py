@@ -166,7 +166,7 @@ def _classes_section(page: Page, result: AuditResult) -> None:
     figure = audit_figures.class_distribution(result)
     page.figure(figure.figure, figure.caption)
     page.paragraph(_imbalance_sentence(result))
-    page.table(_class_table(result), float_format="{:.3g}")
+    page.table(_class_table(result), float_format="{:.3g}", filterable=len(result.classes) > 1)
     weights = result.class_weights
     notes = " ".join(weights.warnings)
     page.paragraph(f"weight: the per-class loss weights `doctor weights` computes from the train instances "
