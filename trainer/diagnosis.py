@@ -36,8 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from dataset_doctor.findings import NextStep
 from trainer.config import P2_SUFFIX, parse_model_name
 from trainer.data.config import DataConfig
@@ -579,6 +577,8 @@ def scale_cost(run: RunFacts) -> str:
 @functools.lru_cache(maxsize=32)
 def model_cost(model: str, num_classes: int, imgsz: int) -> tuple[int, float]:
     """(parameters, GFLOPs at imgsz) of `--model` for num_classes, built on the meta device (no memory, instant)."""
+    import torch  # only when advice needs numbers: the rules themselves are plain Python
+
     from trainer.model.detector import Detector, ModelConfig, count_gflops, count_parameters
 
     scale, p2 = parse_model_name(model)
