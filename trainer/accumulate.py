@@ -11,7 +11,9 @@ the decay term does not, so it is scaled by `batch * accumulate / nbs` (Ultralyt
 multiple that factor is 1 and the decay per image stays what `--weight-decay` says.
 
 An epoch's last, incomplete group of batches still steps (its gradients are never carried into the next
-epoch), so every checkpoint is taken with no gradient pending and `--resume` continues exactly.
+epoch), so every checkpoint is taken with no gradient pending and `--resume` continues exactly. A batch whose
+loss is not finite clears the gradients gathered so far in its group (the loop's skip_bad_step). Distributed
+runs all-reduce on every backward pass (correct; DDP's no_sync would save that traffic).
 """
 
 from __future__ import annotations
