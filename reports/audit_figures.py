@@ -55,12 +55,19 @@ def class_labels(names: list[str]) -> list[str]:
 def class_distribution(result: AuditResult) -> Figure:
     """Instances and images per class for every split; buttons switch the measure and a log scale."""
     labels = class_labels(result.classes)
+    order = np.arange(len(labels))
+    many = len(labels) > MANY_CLASSES
+    if many:  # sorted by train instances (most first), so the long tail reads left to right
+        sort_split = "train" if "train" in result.splits else result.splits[0]
+        train = result.class_counts[result.class_counts["split"] == sort_split]["instances"].to_numpy()
+        order = np.argsort(-train, kind="stable")
+    labels = [labels[k] for k in order]
     figure = go.Figure()
     measures = ("instances", "images")
     for measure in measures:
         for position, split in enumerate(result.splits):
             counts = result.class_counts[result.class_counts["split"] == split]
-            figure.add_bar(x=labels, y=counts[measure].to_numpy(), name=plot_text(split),
+            figure.add_bar(x=labels, y=counts[measure].to_numpy()[order], name=plot_text(split),
                            marker_color=split_colour(split, position), visible=measure == "instances",
                            hovertemplate=f"%{{x}}<br>{plot_text(split)}: %{{y:,}} {measure}<extra></extra>")
     count = len(result.splits)
@@ -74,8 +81,23 @@ def class_distribution(result: AuditResult) -> Figure:
         **_LAYOUT, barmode="group", title="Classes per split", yaxis_title="instances (usable boxes)",
         updatemenus=[_menu(buttons, 0.0), _menu(scales, 0.42)])
     figure.update_layout(margin={"t": 110}, title={"y": 0.97, "yanchor": "top"})
-    return Figure(figure, "Usable boxes (lines without an error, on readable images) per class. The buttons "
-                          "switch to images holding the class, and to a log scale for long-tailed datasets.")
+    if many:  # wide enough that every class keeps its label; the figure's box scrolls sideways
+        figure.update_layout(width=wide_chart_width(len(labels), len(result.splits)),
+                             xaxis={"type": "category", "tickangle": -60, "automargin": True})
+    caption = ("Usable boxes (lines without an error, on readable images) per class. The buttons switch to images "
+               "holding the class, and to a log scale for long-tailed datasets.")
+    if many:
+        caption += (f" {len(labels)} classes, sorted by {sort_split} instances (most first); scroll "
+                    "sideways, and filter the table below by class name.")
+    return Figure(figure, caption)
+
+
+MANY_CLASSES = 25  # above this, per-class charts are sorted and wide enough to keep every label
+
+
+def wide_chart_width(classes: int, bars_per_class: int) -> int:
+    """Pixels for a bar chart of many classes: every label readable, the page scrolls the figure sideways."""
+    return int(120 + classes * max(14, 7 * bars_per_class))
 
 
 def box_distribution(result: AuditResult, measure: str) -> Figure:

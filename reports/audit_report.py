@@ -119,8 +119,15 @@ def build_audit_report(result: AuditResult, index: DatasetIndex) -> Page:
 
 def _overview(result: AuditResult) -> str:
     summary = result.split_summary.set_index("split")
-    splits = ", ".join(f"{split} {int(summary.at[split, 'images']):,} images" for split in result.splits)
+    splits = ", ".join(f"{split} {int(summary.at[split, 'images']):,} images{_background_share(summary, split)}"
+                       for split in result.splits)
     return f"{len(result.classes)} classes; {splits}; {int(summary['instances'].sum()):,} usable boxes"
+
+
+def _background_share(summary, split: str) -> str:
+    """' (N backgrounds, x%)': the negatives of a split, which the next steps ask for when train has too few."""
+    readable, backgrounds = int(summary.at[split, "readable"]), int(summary.at[split, "backgrounds"])
+    return f" ({backgrounds:,} backgrounds, {100 * backgrounds / readable:.1f}%)" if readable else ""
 
 
 def _verdict_section(page: Page, result: AuditResult) -> None:
@@ -159,7 +166,7 @@ def _classes_section(page: Page, result: AuditResult) -> None:
     figure = audit_figures.class_distribution(result)
     page.figure(figure.figure, figure.caption)
     page.paragraph(_imbalance_sentence(result))
-    page.table(_class_table(result), float_format="{:.3g}")
+    page.table(_class_table(result), float_format="{:.3g}", filterable=len(result.classes) > 1)
     weights = result.class_weights
     notes = " ".join(weights.warnings)
     page.paragraph(f"weight: the per-class loss weights `doctor weights` computes from the train instances "

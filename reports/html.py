@@ -64,7 +64,7 @@ table.data th { position: sticky; top: 0; background: #f0f4f8; cursor: pointer; 
                 white-space: nowrap; }
 table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.data tr:hover td { background: #f7fafc; }
-.figure { margin: 10px 0; }
+.figure { margin: 10px 0; overflow-x: auto; }  /* a chart of a hundred classes scrolls sideways */
 .gallery { display: flex; flex-wrap: wrap; gap: 12px; }
 .gallery figure { margin: 0; width: 300px; }
 .gallery img { width: 100%; border: 1px solid var(--line); border-radius: 4px; }

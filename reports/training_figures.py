@@ -56,11 +56,20 @@ def per_class_ap_figure(classes: Sequence[str], train_ap50: Sequence[float | Non
                         train_ap50_95: Sequence[float | None], val_ap50_95: Sequence[float | None]) -> go.Figure:
     """Grouped bars of train vs val AP per class; buttons switch between AP50 and AP50-95."""
     labels = [plot_text(name) for name in classes]
+    order = list(range(len(labels)))
+    many = len(labels) > MANY_CLASSES
+    if many:  # sorted by val AP50, best first and unmeasured last: the weak tail reads at the right end
+        order.sort(key=lambda k: (val_ap50[k] is None, -(val_ap50[k] or 0.0)))
+
+    def ordered(values: Sequence[Any]) -> list[Any]:
+        return [values[k] for k in order]
+
+    labels = ordered(labels)
     figure = go.Figure([
-        go.Bar(x=labels, y=list(train_ap50), name="train AP50", marker_color=TRAIN_COLOUR),
-        go.Bar(x=labels, y=list(val_ap50), name="val AP50", marker_color=VAL_COLOUR),
-        go.Bar(x=labels, y=list(train_ap50_95), name="train AP50-95", marker_color=TRAIN_COLOUR, visible=False),
-        go.Bar(x=labels, y=list(val_ap50_95), name="val AP50-95", marker_color=VAL_COLOUR, visible=False),
+        go.Bar(x=labels, y=ordered(train_ap50), name="train AP50", marker_color=TRAIN_COLOUR),
+        go.Bar(x=labels, y=ordered(val_ap50), name="val AP50", marker_color=VAL_COLOUR),
+        go.Bar(x=labels, y=ordered(train_ap50_95), name="train AP50-95", marker_color=TRAIN_COLOUR, visible=False),
+        go.Bar(x=labels, y=ordered(val_ap50_95), name="val AP50-95", marker_color=VAL_COLOUR, visible=False),
     ])
     buttons = [{"label": "AP50", "method": "update", "args": [{"visible": [True, True, False, False]}]},
                {"label": "AP50-95", "method": "update", "args": [{"visible": [False, False, True, True]}]}]
@@ -68,6 +77,9 @@ def per_class_ap_figure(classes: Sequence[str], train_ap50: Sequence[float | Non
                          xaxis={"type": "category", "title": "class"}, yaxis={"title": "AP", "range": [0, 1.02]},
                          updatemenus=[{"type": "buttons", "direction": "right", "x": 1, "xanchor": "right", "y": 1.15,
                                        "buttons": buttons}])
+    if many:
+        figure.update_layout(width=int(120 + 16 * len(labels)), title="Train vs val AP per class (sorted by val AP50)",
+                             xaxis={"type": "category", "title": "class", "tickangle": -60, "automargin": True})
     return figure
 
 
@@ -78,16 +90,41 @@ def confusion_figure(confusion: Confusion) -> go.Figure:
     column_totals = [sum(confusion.counts[row][column] for row in range(size)) for column in range(size)]
     shares = [[confusion.counts[row][column] / column_totals[column] if column_totals[column] else 0.0
                for column in range(size)] for row in range(size)]
+    many = size > MANY_CLASSES
+    # Counts printed in every cell only while they fit; with a hundred classes they are in the hover.
+    text = None if many else [[str(count) if count else "" for count in row] for row in confusion.counts]
     figure = go.Figure(go.Heatmap(
         z=shares, x=labels, y=labels, customdata=confusion.counts, colorscale="Blues", zmin=0, zmax=1,
-        text=[[str(count) if count else "" for count in row] for row in confusion.counts], texttemplate="%{text}",
+        text=text, texttemplate=None if many else "%{text}", xgap=1 if many else 0, ygap=1 if many else 0,
         hovertemplate="true %{x}<br>predicted %{y}<br>%{customdata} boxes (%{z:.0%} of true %{x})<extra></extra>",
         colorbar={"title": "share of true"}))
-    side = min(900, 260 + 38 * size)
+    side = min(900, 260 + 38 * size) if not many else 260 + 14 * size  # 14 px a row: labels stay readable
+    axis = {"type": "category", "tickfont": {"size": 10}, "automargin": True, "dtick": 1} if many else {}
     figure.update_layout(**{**_LAYOUT, "height": side, "legend": {}}, title="Confusion matrix (val)",
-                         xaxis={"type": "category", "title": "true class", "side": "bottom"},
-                         yaxis={"type": "category", "title": "predicted class", "autorange": "reversed"})
+                         xaxis={"type": "category", "title": "true class", "side": "bottom", **axis,
+                                **({"tickangle": -90} if many else {})},
+                         yaxis={"type": "category", "title": "predicted class", "autorange": "reversed", **axis})
+    if many:
+        figure.update_layout(width=side + 120)
     return figure
+
+
+MANY_CLASSES = 25  # above this, per-class charts are sorted and widened, the heatmap drops its cell texts
+
+
+def most_confused_pairs(confusion: Confusion, count: int = 20) -> list[dict[str, Any]]:
+    """The largest off-diagonal cells between two classes (background left out): true, predicted, boxes, and the
+    share of the true class's val boxes, most boxes first. What a reader of a 100 x 100 matrix looks for."""
+    labels, counts = confusion.labels, confusion.counts
+    size = len(labels)
+    classes = range(size - 1)  # the last label is background
+    column_totals = [sum(counts[row][column] for row in range(size)) for column in range(size)]
+    pairs = [(counts[predicted][true], true, predicted) for true in classes for predicted in classes
+             if predicted != true and counts[predicted][true]]
+    pairs.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return [{"true class": labels[true], "predicted as": labels[predicted], "boxes": int(boxes),
+             "share of true": boxes / column_totals[true] if column_totals[true] else 0.0}
+            for boxes, true, predicted in pairs[:count]]
 
 
 def pr_figure(pr_curves: dict[str, Any], ap50: dict[str, float | None]) -> go.Figure:

@@ -43,7 +43,15 @@ from reports.audit_link import (
 )
 from reports.html import Page, escape, image_data_uri, thumbnail_figure
 from reports.thumbnails import encode_jpeg
-from reports.training_figures import confusion_figure, loss_figure, map_figure, per_class_ap_figure, pr_figure
+from reports.training_figures import (
+    MANY_CLASSES,
+    confusion_figure,
+    loss_figure,
+    map_figure,
+    most_confused_pairs,
+    per_class_ap_figure,
+    pr_figure,
+)
 from reports.training_run import Confusion, TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
@@ -555,6 +563,13 @@ def _confusion_section(page: Page, source: ReportSource) -> None:
     if source.confusion is None:
         page.paragraph("confusion_matrix.csv is missing: the run has not finished.", note=True)
         return
+    pairs = most_confused_pairs(source.confusion)
+    if len(source.confusion.labels) - 1 > MANY_CLASSES or pairs:
+        page.heading("Most confused pairs")
+        if pairs:
+            page.table(pd.DataFrame(pairs), filterable=True, float_format="{:.1%}")
+        else:
+            page.paragraph("No val box of one class was predicted as another.", note=True)
     page.figure(confusion_figure(source.confusion),
                 caption=f"Val, {source.predictions_by}, detections with confidence > {CONFIDENCE_THRESHOLD} paired "
                         f"one to one with boxes at IoU >= {IOU_THRESHOLD}. Columns: true class; rows: predicted. The "

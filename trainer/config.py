@@ -15,6 +15,13 @@ from dataset_doctor.weights import DEFAULT_MAX_RATIO, DEFAULT_METHOD
 from trainer.data.config import AugmentConfig, DataConfig
 
 MODEL_SCALES = ("n", "s", "m", "l", "x")
+P2_SUFFIX = "-p2"  # `--model n-p2`: the scale with a stride-4 detection level (YOLOv8-p2)
+MODEL_NAMES = (*MODEL_SCALES, *(scale + P2_SUFFIX for scale in MODEL_SCALES))
+
+
+def parse_model_name(name: str) -> tuple[str, bool]:
+    """`--model` -> (scale, whether it has the P2 level): "s" -> ("s", False), "s-p2" -> ("s", True)."""
+    return (name[: -len(P2_SUFFIX)], True) if name.endswith(P2_SUFFIX) else (name, False)
 
 
 @dataclass(frozen=True)
@@ -22,10 +29,11 @@ class TrainConfig:
     """The training loop's own settings (defaults are what YOLOv8 users know)."""
 
     data: str = ""  # path to data.yaml
-    model: str = "n"  # model scale: n s m l x
+    model: str = "n"  # model scale: n s m l x, or n-p2 ... x-p2 with a stride-4 level for tiny objects
     weights: str | None = None  # initialise from one of our checkpoints (best.pt / last.pt)
     epochs: int = 100  # passes over the (sampled) train split
     batch: int = 16  # total batch size, across all devices
+    nbs: int = 0  # nominal batch: accumulate gradients over batches until this many images (0: off)
     optimizer: str = "auto"  # SGD, AdamW, or auto (AdamW for short runs, SGD above 10k iterations)
     lr0: float | None = None  # initial learning rate; None: 0.01 for SGD, 0.001 for AdamW
     lrf: float = 0.01  # final learning rate as a fraction of lr0
@@ -62,9 +70,10 @@ class TrainConfig:
     exist_ok: bool = False  # write into an existing run directory of that name
 
     def checked(self) -> TrainConfig:
-        _require(self.model in MODEL_SCALES, f"--model must be one of {', '.join(MODEL_SCALES)}, got {self.model!r}")
+        _require(self.model in MODEL_NAMES, f"--model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         _require(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         _require(self.batch >= 1, f"--batch must be >= 1, got {self.batch}")
+        _require(self.nbs >= 0, f"--nbs must be >= 0 (0: off), got {self.nbs}")
         _require(self.lr0 is None or self.lr0 > 0, f"--lr0 must be > 0, got {self.lr0}")
         _require(0 < self.lrf <= 1, f"--lrf must be in (0, 1], got {self.lrf}")
         _require(self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}")

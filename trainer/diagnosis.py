@@ -28,6 +28,7 @@ keeps a 0.95 -> 0.85 drop from counting as a failure).
 
 from __future__ import annotations
 
+import functools
 import math
 import shlex
 import statistics
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset_doctor.findings import NextStep
+from trainer.config import P2_SUFFIX, parse_model_name
+from trainer.data.config import DataConfig
 
 # --- thresholds (AP values are AP50 in [0, 1]) ---------------------------------------------------------------
 # At or above this a class is found well enough to be useful in most applications; small YOLO models average
@@ -313,7 +316,7 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Run
     if short:
         detail += " The run is also short for its class count (see the overall diagnosis)."
     if not run.is_short:
-        steps.append(NextStep("or a larger model may learn a hard class better",
+        steps.append(NextStep(f"or a larger model may learn a hard class better ({scale_cost(run)})",
                               _train_command(run, model=_bigger(run))))
     return RunFinding(name, level, "both-low", "low on train and val", detail, tuple(steps))
 
@@ -425,7 +428,7 @@ def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Ru
             steps = [NextStep("train longer first: the run is shorter than the rule of thumb",
                               _train_command(run, epochs=epochs))]
         else:
-            steps = [NextStep("try a larger model", _train_command(run, model=_bigger(run)))]
+            steps = [NextStep(f"try a larger model ({scale_cost(run)})", _train_command(run, model=_bigger(run)))]
         steps.append(NextStep("audit the labels: wrong or inconsistent labels keep even the train AP low",
                               f"doctor audit {_quote(run.dataset)}"))
         level = "error" if val < FAILING_AP50 else "warning"
@@ -558,6 +561,9 @@ def _list(names: Sequence[str], shown: int = 4) -> str:
     return quoted + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+DEFAULT_IMGSZ = DataConfig.imgsz
+
+
 def _quote(path: str) -> str:
     return shlex.quote(str(path))
 
@@ -569,9 +575,37 @@ def _sibling(dataset: str, suffix: str) -> str:
 
 
 def _bigger(run: RunFacts) -> str:
+    """The next scale up (x stays x), keeping a -p2 suffix: n -> s, s-p2 -> m-p2."""
+    scale, p2 = parse_model_name(run.model_scale)
     scales = "nsmlx"
-    position = scales.find(run.model_scale)
-    return scales[min(position + 1, len(scales) - 1)] if position >= 0 else "s"
+    position = scales.find(scale) if len(scale) == 1 else -1
+    bigger = scales[min(position + 1, len(scales) - 1)] if position >= 0 else "s"
+    return bigger + (P2_SUFFIX if p2 else "")
+
+
+def scale_cost(run: RunFacts) -> str:
+    """What the suggested scale costs, in numbers: its parameters and GFLOPs at the run's imgsz and class count,
+    beside the run's own model (a "larger model" without numbers cannot be weighed against the hardware)."""
+    imgsz = int(dict(run.train_options).get("imgsz", DEFAULT_IMGSZ))
+    mine, bigger = run.model_scale, _bigger(run)
+    own_parameters, own_gflops = model_cost(mine, run.num_classes, imgsz)
+    parameters, gflops = model_cost(bigger, run.num_classes, imgsz)
+    return (f"scale {bigger}: {parameters / 1e6:.1f}M parameters and {gflops:.1f} GFLOPs at {imgsz}, "
+            f"{gflops / own_gflops:.1f}x the compute of scale {mine} ({own_parameters / 1e6:.1f}M, "
+            f"{own_gflops:.1f} GFLOPs)")
+
+
+@functools.lru_cache(maxsize=32)
+def model_cost(model: str, num_classes: int, imgsz: int) -> tuple[int, float]:
+    """(parameters, GFLOPs at imgsz) of `--model` for num_classes, built on the meta device (no memory, instant)."""
+    import torch  # only when advice needs numbers: the rules themselves are plain Python
+
+    from trainer.model.detector import Detector, ModelConfig, count_gflops, count_parameters
+
+    scale, p2 = parse_model_name(model)
+    with torch.device("meta"):
+        detector = Detector(ModelConfig(scale=scale, num_classes=max(num_classes, 1), p2=p2))
+    return count_parameters(detector), count_gflops(detector, imgsz)
 
 
 def _train_command(run: RunFacts, **changes: object) -> str | None:

@@ -38,6 +38,7 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     run = start_run(settings, resume, console, rank, world_size, run_dir, device)
     config = run.settings.train
     log_start(run)
+    accumulation = run.accumulation
     epoch = run.start_epoch - 1
     for epoch in range(run.start_epoch, config.epochs):
         set_loader_epoch(run.train_loader, epoch)
@@ -63,9 +64,10 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                 # DDP averages gradients over ranks; scaling by world size makes the step equal to one process
                 # taking the whole --batch (the loss is already multiplied by the per-rank batch size).
                 run.scaler.scale(loss * run.world_size).backward()
-                optimizer_step(run)
-                if run.ema is not None:
-                    run.ema.update(run.model)
+                if accumulation.steps_now(step, run.iterations_per_epoch):  # --nbs: trainer/accumulate.py
+                    optimizer_step(run)
+                    if run.ema is not None:
+                        run.ema.update(run.model)
                 step_losses = items.detach().cpu()
                 loss_sums += step_losses * len(batch)
                 images_seen += len(batch)
@@ -273,7 +275,8 @@ def log_start(run: Run) -> None:
     weights = ", ".join(f"{name} {weight:.2f}" for name, weight in zip(run.class_weights.classes,
                                                                        run.class_weights.weights))
     action = f"resuming at epoch {run.start_epoch + 1}" if run.start_epoch else "training"
-    run.print(f"{action}: {config.epochs} epochs, batch {config.batch}, {run.iterations_per_epoch} steps/epoch, "
+    run.print(f"{action}: {config.epochs} epochs, batch {config.batch}, {run.accumulation.describe()}, "
+              f"{run.iterations_per_epoch} batches/epoch, "
               f"{run.optimizer_name} lr0 {run.schedule.lr0:g}, device {run.device.device}"
               + (f" x{run.world_size}" if run.world_size > 1 else ""))
     run.print(f"class weights ({run.class_weights.method}): {weights}")

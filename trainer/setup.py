@@ -23,8 +23,9 @@ from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolve_class_weights
 from trainer import run_dir as files
+from trainer.accumulate import Accumulation
 from trainer.checkpoint import load_checkpoint, restore_rng_states
-from trainer.config import TrainSettings
+from trainer.config import TrainSettings, parse_model_name
 from trainer.data.loader import build_train_loader, make_eval_loader
 from trainer.data.plot_batch import save_batches
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
@@ -78,6 +79,11 @@ class Run:
     def iterations_per_epoch(self) -> int:
         return len(self.train_loader)
 
+    @property
+    def accumulation(self) -> Accumulation:
+        """Batches per optimizer step (--nbs); trainer/accumulate.py."""
+        return Accumulation(self.settings.train.batch, self.settings.train.nbs)
+
     def evaluation_model(self) -> nn.Module:
         """The weights that are evaluated and saved as the result: the EMA when it is on."""
         return self.ema.module if self.ema is not None else unwrap(self.model)
@@ -125,7 +131,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     sampling_weights = class_weights_for_index(index, method=config.class_weight_method,
                                                max_ratio=config.class_weight_max_ratio)
 
-    model_config = ModelConfig(scale=config.model, num_classes=len(names))
+    scale, p2 = parse_model_name(config.model)
+    model_config = ModelConfig(scale=scale, num_classes=len(names), p2=p2)
     model = Detector(model_config)
     if checkpoint is not None:  # before load_state_dict, whose shape errors are tracebacks naming no file
         _check_resumable(checkpoint, model, index.config.yaml_path, resume_dir)
@@ -165,7 +172,9 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
 
     iterations = len(train_loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, iterations * config.epochs, config.lr0)
-    optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum, config.weight_decay)
+    accumulation = Accumulation(config.batch, config.nbs)
+    optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum,
+                                accumulation.weight_decay(config.weight_decay))
     schedule = Schedule(lr0=lr0, lrf=config.lrf, epochs=config.epochs, iterations_per_epoch=iterations,
                         warmup_epochs=config.warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
                         warmup_momentum=config.warmup_momentum, momentum=config.momentum, cosine=config.cos_lr)
@@ -187,6 +196,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
             "world_size": world_size, "amp": str(device.amp_dtype).replace("torch.", "") if device.amp_dtype else None,
             "sampler_weights_method": sampling_weights.method,
             "iterations_per_epoch": iterations, "train_images": len(train_dataset),
+            "accumulate": accumulation.steps, "effective_batch": accumulation.effective_batch,
+            "weight_decay": accumulation.weight_decay(config.weight_decay),
             "train_eval_images": len(positions),
         }})
         files.write_json(run.dir, files.CLASS_WEIGHTS_FILE, class_weights.to_json_dict())
@@ -274,6 +285,14 @@ def _restore(run: Run, checkpoint: dict) -> None:
             files.append_results_row(run.dir, checkpoint["results_row"])
     if run.start_epoch >= run.settings.train.epochs:
         raise DoctorError(f"this run already finished all {run.settings.train.epochs} epochs", run.dir)
+
+
+def trained_imgsz(path: str | Path) -> int | None:
+    """The --imgsz a checkpoint of ours was trained at (None when it does not say)."""
+    try:
+        return int(load_checkpoint(path)["settings"]["data"]["imgsz"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def load_model_weights(path: str | Path, device: torch.device | str = "cpu") -> tuple[Detector, list[str]]:

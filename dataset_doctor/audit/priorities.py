@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.audit.backgrounds import background_step
 from dataset_doctor.audit.checks_classes import TRAIN, VAL
+from dataset_doctor.audit.input_size import advice_sentence, input_size_table, suggest_imgsz
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING, NextStep
 from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
@@ -187,8 +189,16 @@ def next_steps(result: AuditResult) -> list[NextStep]:
     if "missing-label" in checks:
         steps.append(NextStep("Label the images without a label file, or confirm they are truly empty: every "
                               "object in them is trained as background."))
+    sizes = input_size_table(result.box_geometry, result.classes)
+    advice = suggest_imgsz(sizes, result.options.imgsz)
+    if advice is not None and advice.suggested > advice.imgsz:
+        steps.append(NextStep(advice_sentence(advice, sizes),
+                              f"doctor train {result.dataset} --imgsz {advice.suggested}"))
     if not steps and not result.summary[ERROR] and not result.summary[WARNING]:
         steps.append(NextStep("Nothing stands in the way: train.", f"doctor train {result.dataset}"))
+    backgrounds = background_step(result.split_summary)  # advice, not a blocker: after "train"
+    if backgrounds is not None:
+        steps.append(backgrounds)
     return steps
 
 

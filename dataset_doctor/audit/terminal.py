@@ -14,12 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 from dataset_doctor.audit.checks_classes import TRAIN
+from dataset_doctor.audit.input_size import advice_sentence, input_size_table, suggest_imgsz
 from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.priorities import fix_command, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import ERROR, INFO, WARNING, display_name
 
 SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
+MANY_CLASSES = 25  # above this many classes a split's table shows its top and bottom classes only
+SHOWN_EACH_END = 10
 _MESSAGE_WIDTH = 240  # longer messages (a pathological label value) are cut
 
 
@@ -27,6 +30,9 @@ def render_audit(result: AuditResult, examples: int = 3) -> list[RenderableType]
     """Everything `doctor audit` prints, top to bottom."""
     parts: list[RenderableType] = [_header(result)]
     parts.extend(class_table(result, split) for split in result.splits)
+    small = input_size_note(result)
+    if small is not None:
+        parts.append(small)
     parts.append(findings_table(result, examples))
     parts.append(verdict(result))
     return parts
@@ -55,7 +61,8 @@ def class_table(result: AuditResult, split: str) -> Table:
     counts = result.class_counts[result.class_counts["split"] == split]
     with_weights = split == TRAIN
     title = Text(split, style="bold")
-    title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds, "
+    share = f" ({100 * summary['backgrounds'] / summary['readable']:.1f}%)" if summary["readable"] else ""
+    title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds{share}, "
                  f"{int(summary['instances'])} boxes"
                  + (f" (+{int(summary['unusable_boxes'])} unusable)" if summary["unusable_boxes"] else ""))
     table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
@@ -67,14 +74,42 @@ def class_table(result: AuditResult, split: str) -> Table:
     if with_weights:
         table.add_column("weight", justify="right", footer=result.class_weights.method)
     few = result.options.min_instances
-    for row in counts.rename(columns={"class": "name"}).itertuples(index=False):
+    rows = counts.rename(columns={"class": "name"})
+    hidden = None
+    if len(rows) > MANY_CLASSES:  # top and bottom classes by instances, the middle summarised in one row
+        rows = rows.sort_values(["instances", "class_id"], ascending=[False, True], kind="stable")
+        hidden = rows.iloc[SHOWN_EACH_END:-SHOWN_EACH_END]
+        rows = pd.concat([rows.iloc[:SHOWN_EACH_END], rows.iloc[-SHOWN_EACH_END:]])
+    for position, row in enumerate(rows.itertuples(index=False)):
+        if hidden is not None and position == SHOWN_EACH_END:
+            table.add_row("", Text(f"... {len(hidden)} more classes", style="dim"),
+                          Text(f"{int(hidden['images'].min())}-{int(hidden['images'].max())}", style="dim"),
+                          Text(f"{int(hidden['instances'].min())}-{int(hidden['instances'].max())} "
+                               f"({int(hidden['instances'].sum())})", style="dim"),
+                          Text(f"{100 * hidden['share'].sum():.1f}%", style="dim"), *([""] if with_weights else []))
         style = "red" if row.instances == 0 else ("yellow" if split == TRAIN and row.instances < few else "")
         cells = [str(row.class_id), Text(str(row.name)), str(row.images), Text(str(row.instances), style=style),
                  f"{100 * row.share:.1f}%"]
         if with_weights:
             cells.append(f"{result.class_weights.weights[row.class_id]:.2f}")
         table.add_row(*cells)
+    if hidden is not None:
+        table.caption = Text(f"{len(counts)} classes: the {SHOWN_EACH_END} with the most and the {SHOWN_EACH_END} "
+                             f"with the fewest instances; every class is in --json and the HTML report",
+                             style="dim")
+        table.caption_justify = "left"
     return table
+
+
+def input_size_note(result: AuditResult) -> Text | None:
+    """The small-object advice (audit/input_size.py) when some class's median train box is under 16 px."""
+    table = input_size_table(result.box_geometry, result.classes)
+    advice = suggest_imgsz(table, result.options.imgsz)
+    if advice is None:
+        return None
+    text = Text("input size: ", style="bold yellow")
+    text.append(advice_sentence(advice, table))
+    return text
 
 
 def findings_table(result: AuditResult, examples: int = 3) -> RenderableType:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dataset_doctor.cli.app import app, console
-from dataset_doctor.sample.spec import MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
+from dataset_doctor.sample.spec import MAX_CLASSES, MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
 
 
 @app.command(rich_help_panel="Get started")
@@ -18,13 +18,17 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same dataset.")] = 0,
     train_images: Annotated[int, typer.Option(min=MIN_TRAIN_IMAGES, help="Train images.")] = SampleSpec.train_images,
     val_images: Annotated[int, typer.Option(min=MIN_VAL_IMAGES, help="Val images.")] = SampleSpec.val_images,
+    classes: Annotated[int, typer.Option(min=10, max=MAX_CLASSES, help="Classes, long-tailed; above 10 each class "
+                                         "is a two-digit number (e.g. 100 for the hundred-class experience).")]
+    = SampleSpec.classes,
 ) -> None:
     """Write the bundled sample dataset: digits on photos, long-tailed, with known defects in manifest.json."""
     from dataset_doctor.sample.generate import write_sample_dataset  # scikit-learn and OpenCV load only when needed
 
     started = time.perf_counter()
-    spec = SampleSpec(train_images=train_images, val_images=val_images)
+    spec = SampleSpec(train_images=train_images, val_images=val_images, classes=classes)
     data_yaml = write_sample_dataset(out_dir, seed=seed, spec=spec)
     seconds = time.perf_counter() - started
-    console.print(f"wrote [bold]{data_yaml}[/] ({train_images} train, {val_images} val images, seed {seed}) "
+    console.print(f"wrote [bold]{data_yaml}[/] ({train_images} train, {val_images} val images, {classes} classes, "
+                  f"seed {seed}) "
                   f"in {seconds:.1f}s; its deliberate defects are listed in {data_yaml.parent / 'manifest.json'}")

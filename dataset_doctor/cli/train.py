@@ -19,10 +19,14 @@ _T, _D, _A = TrainConfig(), DataConfig(), AugmentConfig()
 @app.command(rich_help_panel="Train and evaluate")
 def train(
     data: Annotated[Path | None, typer.Argument(help="data.yaml of the dataset (not needed with --resume).")] = None,
-    model: Annotated[str, typer.Option(help="Model scale: n s m l x.")] = _T.model,
+    model: Annotated[str, typer.Option(help="Model scale: n s m l x; n-p2 ... x-p2 add a "
+                                            "stride-4 level for tiny objects.")] = _T.model,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _T.epochs,
     imgsz: Annotated[int, typer.Option(help="Input size (rounded up to a multiple of 32).")] = _D.imgsz,
     batch: Annotated[int, typer.Option(min=1, help="Total batch size (split over GPUs).")] = _T.batch,
+    nbs: Annotated[int, typer.Option(min=0, help="Nominal batch: accumulate gradients over batches until this "
+                                               "many images per step, weight decay scaled to match (0: off).")]
+    = _T.nbs,
     device: Annotated[str, typer.Option(help="cpu, cuda, 0, or 0,1,2,3 for several GPUs. Default: cuda if "
                                              "available.")] = _T.device,
     project: Annotated[Path, typer.Option(help="Parent directory of run directories.")] = Path(_T.project),
@@ -85,7 +89,7 @@ def train(
             raise DoctorError("give a data.yaml to train on, or --resume RUN_DIR")
         settings = TrainSettings(
             TrainConfig(data=str(data), model=model, weights=str(weights) if weights else None, epochs=epochs,
-                        batch=batch, optimizer=optimizer, lr0=lr0, lrf=lrf, momentum=momentum,
+                        batch=batch, nbs=nbs, optimizer=optimizer, lr0=lr0, lrf=lrf, momentum=momentum,
                         weight_decay=weight_decay, warmup_epochs=warmup_epochs, cos_lr=cos_lr, ema=ema, amp=amp,
                         device=device, seed=seed, threads=threads, patience=patience, eval_every=eval_every,
                         class_weights=class_weights, class_weight_method=class_weight_method,

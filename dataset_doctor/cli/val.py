@@ -17,7 +17,8 @@ def val(
     weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
-    imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32).")] = 640,
+    imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32). Larger than the training size detects "
+                                            "small objects better without retraining.")] = 640,
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     conf: Annotated[float, typer.Option(help="Confidence threshold before NMS.")] = 0.001,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
@@ -35,10 +36,15 @@ def val(
     from trainer.data.loader import make_eval_loader
     from trainer.devices import choose_device
     from trainer.model.inference import evaluate_model
-    from trainer.setup import load_model_weights
+    from trainer.setup import load_model_weights, trained_imgsz
 
     choice = choose_device(device)
     model, names = load_model_weights(weights, choice.device)
+    trained = trained_imgsz(weights)
+    if trained is not None and imgsz != trained:
+        console.print(f"note: the model was trained at --imgsz {trained}; evaluating at {imgsz}"
+                      + (" (a larger input: small objects cover more pixels, no retraining needed)"
+                         if imgsz > trained else ""), highlight=False, markup=False)
     index = build_index(data_yaml, progress=console.is_terminal)
     if list(index.names) != names:
         raise DoctorError(f"the model was trained on classes {names}, the dataset has {list(index.names)}", weights)

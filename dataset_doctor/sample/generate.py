@@ -23,7 +23,7 @@ from sklearn.datasets import load_digits
 from dataset_doctor.atomic import check_output_folder, staged_directory
 from dataset_doctor.dataset.box_rules import paired_iou
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.sample.spec import CLASS_NAMES, MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec
+from dataset_doctor.sample.spec import MIN_TRAIN_IMAGES, MIN_VAL_IMAGES, SampleSpec, class_names
 
 
 @dataclass
@@ -64,6 +64,10 @@ def write_sample_dataset(out_dir: str | Path, seed: int = 0, spec: SampleSpec | 
     Written into a temporary sibling and renamed at the end, so an interrupted run leaves nothing behind.
     """
     spec = spec or SampleSpec()
+    try:
+        class_names(spec.classes)
+    except ValueError as error:
+        raise DoctorError(str(error)) from None
     if spec.inject_defects and (spec.train_images < MIN_TRAIN_IMAGES or spec.val_images < MIN_VAL_IMAGES):
         raise DoctorError(f"the sample needs at least {MIN_TRAIN_IMAGES} train and {MIN_VAL_IMAGES} val images "
                           "to hold its deliberate defects")
@@ -81,7 +85,8 @@ class _SampleWriter:
         self.digits_by_class = [digits.images[digits.target == k] / 16.0 for k in range(10)]
         photo_dir = resources.files("sklearn.datasets") / "images"
         self.photos = [cv2.imread(str(photo_dir / name), cv2.IMREAD_COLOR) for name in ("china.jpg", "flower.jpg")]
-        weights = (np.arange(10) + 1.0) ** -spec.tail_exponent
+        self.names = class_names(spec.classes)
+        weights = (np.arange(spec.classes) + 1.0) ** -spec.tail_exponent
         self.class_probabilities = weights / weights.sum()
         self.defects: list[Defect] = []
 
@@ -99,11 +104,11 @@ class _SampleWriter:
         # No `path` key: the yaml's folder is the root (design.md), and Ultralytics, which resolves a relative
         # `path` against its own datasets folder, reads it the same way.
         (self.root / "data.yaml").write_text(yaml.safe_dump({
-            "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
-            "names": list(CLASS_NAMES)}, sort_keys=False))
+            "train": "images/train", "val": "images/val", "nc": len(self.names),
+            "names": list(self.names)}, sort_keys=False))
         manifest = {
             "generator": "dataset-doctor sample", "seed": self.seed, "spec": asdict(self.spec),
-            "classes": list(CLASS_NAMES), "defects": [asdict(d) for d in self.defects],
+            "classes": list(self.names), "defects": [asdict(d) for d in self.defects],
         }
         (self.root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -118,7 +123,7 @@ class _SampleWriter:
             return image
         placed: list[tuple[float, float, float, float]] = []
         for _ in range(max(1, int(rng.poisson(spec.mean_objects)))):
-            cls = int(rng.choice(10, p=self.class_probabilities))
+            cls = int(rng.choice(self.spec.classes, p=self.class_probabilities))
             box = self._paste_digit(pixels, cls, placed, shrink=spec.shift_scale
                                     if split == "val" and cls == spec.shifted_class else 1.0)
             if box is not None:
@@ -155,10 +160,12 @@ class _SampleWriter:
         max_px = min(spec.max_object_px, int(0.45 * min(height, width)))
         object_h = int(np.exp(rng.uniform(np.log(spec.min_object_px), np.log(max_px))) * shrink)
         object_h = max(object_h, 6)
-        object_w = max(5, int(object_h * rng.uniform(0.7, 1.1)))
-        samples = self.digits_by_class[cls]
-        glyph = cv2.resize(samples[int(rng.integers(len(samples)))], (object_w, object_h),
-                           interpolation=cv2.INTER_CUBIC)
+        two_digits = spec.classes > 10
+        object_w = max(5, int(object_h * rng.uniform(0.7, 1.1) * (2 if two_digits else 1)))
+        object_w = min(object_w, width)
+        digits = (cls // 10, cls % 10) if two_digits else (cls,)
+        strokes = [self.digits_by_class[d][int(rng.integers(len(self.digits_by_class[d])))] for d in digits]
+        glyph = cv2.resize(np.hstack(strokes), (object_w, object_h), interpolation=cv2.INTER_CUBIC)
         alpha = np.clip((glyph - 0.15) / 0.45, 0.0, 1.0)  # sharpen the blurry upscaled strokes
         rows, cols = np.nonzero(alpha > 0.3)
         if len(rows) == 0:
@@ -207,7 +214,8 @@ class _SampleWriter:
             ("malformed-line", "2 0.4 abc 0.1 0.1", "non-numeric value"),
             ("malformed-line", "1 nan 0.5 0.1 0.1", "nan coordinate"),
             ("malformed-line", "0 0.5 0.5 0.1 0.1 0.3", "6 values"),
-            ("class-out-of-range", "12 0.5 0.5 0.1 0.1", "class id 12 with 10 names"),
+            ("class-out-of-range", f"{self.spec.classes + 2} 0.5 0.5 0.1 0.1",
+             f"class id {self.spec.classes + 2} with {self.spec.classes} names"),
             ("class-out-of-range", "-1 0.5 0.5 0.1 0.1", "negative class id"),
             ("class-out-of-range", "2.5 0.5 0.5 0.1 0.1", "non-integer class id"),
             ("out-of-bounds", "4 1.05 0.5 0.2 0.2", "right edge at 1.15"),
@@ -259,7 +267,7 @@ class _SampleWriter:
         self._record("split-leak", leak, with_label=False,
                      note=f"{source.image_path} resized to 90%, brightened and re-encoded")
 
-        name = CLASS_NAMES[self.spec.shifted_class]
+        name = self.names[self.spec.shifted_class]
         self.defects.append(Defect("scale-shift", "val", None, None, None,
                                    f"class '{name}' drawn {self.spec.shift_scale:g}x smaller in val than in train"))
         return [(orphan, b"0 0.5 0.5 0.2 0.2\n")]

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dataset_doctor.atomic import OUTPUT_MARKER
+from dataset_doctor.audit import AuditOptions, run_audit
 from dataset_doctor.cli import app
 from dataset_doctor.dataset.index import build_index
 from dataset_doctor.rebalance.plan import make_rebalance_plan
@@ -141,3 +142,24 @@ def test_force_replaces_an_earlier_rebalance_output(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in (out / "images/train").iterdir()) != added and (out / OUTPUT_MARKER).is_file()
     assert tree_digest(data_yaml.parent) == source
+
+
+def test_never_drops_background_images(make_dataset, tmp_path: Path) -> None:
+    """Backgrounds (empty label file, or none) all reach the output, still backgrounds; none is ever copied."""
+    data_yaml = make_dataset({
+        "train": {"a.jpg": "0 0.5 0.5 0.4 0.4\n0 0.3 0.3 0.2 0.2\n", "b.jpg": "0 0.5 0.5 0.4 0.4\n",
+                  "c.jpg": "1 0.5 0.5 0.4 0.4\n", "empty1.jpg": "", "empty2.jpg": "", "nolabel.jpg": None},
+        "val": {"v.jpg": "1 0.5 0.5 0.2 0.2\n"},
+    })
+    out = tmp_path / "out"
+    result = _invoke(str(data_yaml), "--target", "3", "--out", str(out), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    written = build_index(out / "data.yaml", progress=False)
+    source = build_index(data_yaml, progress=False)
+    names = {Path(p).name for p in written.images_in("train")["path"]}
+    assert {"empty1.jpg", "empty2.jpg", "nolabel.jpg"} <= names
+    assert not any(name.startswith(("empty", "nolabel")) and "_rb" in name for name in names)
+    assert (out / "labels/train/empty1.txt").read_text() == ""
+    before = run_audit(source, AuditOptions()).split_summary.set_index("split").at["train", "backgrounds"]
+    after = run_audit(written, AuditOptions()).split_summary.set_index("split").at["train", "backgrounds"]
+    assert before == after == 3

@@ -349,3 +349,20 @@ def test_short_ids_of_the_main_findings():
     diagnosis = diagnose_run([numbers("none", 0.8, None, val_instances=0), numbers("ok", 0.9, 0.9)], facts())
     assert diagnosis_id(diagnosis.status("none")) == "unmeasurable"
     assert diagnosis_id(diagnosis.status("ok")) == "fine"
+
+
+def test_the_larger_model_advice_comes_with_its_parameters_and_flops():
+    from trainer.model.detector import Detector, ModelConfig, count_gflops, count_parameters
+
+    diagnosis = diagnose_run([numbers("cat", 0.3, 0.25), numbers("dog", 0.35, 0.3)],
+                             facts(num_classes=2, train_options=(("model", "n"), ("imgsz", "320"))))
+    step = next(step for step in overall(diagnosis, "underfit").next_steps if "larger model" in step.text)
+    small, large = Detector(ModelConfig(scale="n", num_classes=2)), Detector(ModelConfig(scale="s", num_classes=2))
+    expected = (f"scale s: {count_parameters(large) / 1e6:.1f}M parameters and {count_gflops(large, 320):.1f} GFLOPs "
+                f"at 320, {count_gflops(large, 320) / count_gflops(small, 320):.1f}x the compute of scale n "
+                f"({count_parameters(small) / 1e6:.1f}M, {count_gflops(small, 320):.1f} GFLOPs)")
+    assert expected in step.text and "--model s" in step.command
+    p2 = diagnose_run([numbers("cat", 0.3, 0.25), numbers("dog", 0.35, 0.3)],
+                      facts(num_classes=2, model_scale="s-p2"))
+    step = next(step for step in overall(p2, "underfit").next_steps if "larger model" in step.text)
+    assert "scale m-p2:" in step.text and "--model m-p2" in step.command

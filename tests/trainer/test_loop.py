@@ -267,3 +267,26 @@ def test_val_and_predict_say_the_imgsz_rounding_on_the_console(short_run, tiny_y
         result = runner.invoke(app, [*command, "--imgsz", "100", "--device", "cpu"])
         assert result.exit_code == 0, result.output
         assert "warning: imgsz 100 is not a multiple of 32: using 128" in result.output, command
+
+
+def test_val_at_a_larger_imgsz_than_training(short_run, tiny_yaml, tmp_path, monkeypatch):
+    """The Darknet manual's "detect at higher resolution without retraining": trained at 128, evaluated at 256."""
+    from trainer.data import dataset as dataset_module
+
+    sizes = []
+    real_build = dataset_module.build_dataset
+    monkeypatch.setattr(dataset_module, "build_dataset",
+                        lambda index, split, imgsz, *rest, **options: (sizes.append(imgsz),
+                                                                       real_build(index, split, imgsz, *rest,
+                                                                                  **options))[1])
+    runner = CliRunner()
+    best = str(short_run / files.BEST_CHECKPOINT)
+    result = runner.invoke(app, ["val", best, str(tiny_yaml), "--imgsz", "256", "--device", "cpu", "--json",
+                                 str(tmp_path / "val256.json")])
+    assert result.exit_code == 0, result.output
+    assert "the model was trained at --imgsz 128; evaluating at 256 (a larger input" in result.output
+    assert sizes == [256]  # the val images were letterboxed to 256, not to the training size
+    per_class = json.loads((tmp_path / "val256.json").read_text())["per_class"]
+    assert [row["instances"] for row in per_class] == build_index(tiny_yaml, progress=False).instances("val").tolist()
+    same = runner.invoke(app, ["val", best, str(tiny_yaml), "--imgsz", "128", "--device", "cpu"])
+    assert same.exit_code == 0 and "trained at" not in same.output and sizes == [256, 128]

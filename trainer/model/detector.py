@@ -1,7 +1,7 @@
 """The detector: a YOLOv8-style anchor-free network, written from its documented architecture.
 
     backbone (CSPDarknet with C2f blocks, SPPF)  ->  PAN-FPN neck  ->  decoupled head (box: DFL, class: logits)
-    strides 8, 16, 32 (P3, P4, P5)
+    strides 8, 16, 32 (P3, P4, P5); with `p2` (`--model n-p2`, the published YOLOv8-p2 configs) also 4 (P2)
 
 Scale is data: SCALES[scale] = (depth_multiple, width_multiple, max_channels). Layer widths are the base widths
 (64 ... 1024) capped at max_channels, times width_multiple, rounded up to a multiple of 8; block repeats are the
@@ -38,6 +38,7 @@ SCALES: dict[str, tuple[float, float, int]] = dict(zip(MODEL_SCALES, (
     (1.00, 1.25, 512),
 ), strict=True))
 STRIDES = (8, 16, 32)
+P2_STRIDES = (4, 8, 16, 32)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ModelConfig:
     in_channels: int = 3  # input image channels (RGB)
     prior_objects_per_image: float = 5.0  # expected objects per image, for the classification bias prior
     prior_image_size: int = 640  # image side the classification bias prior is computed at
+    p2: bool = False  # a fourth, stride-4 detection level for tiny objects (NeckP2)
 
 
 def scaled_width(channels: int, width_multiple: float, max_channels: int) -> int:
@@ -161,6 +163,13 @@ class Backbone(nn.Module):
         p4 = self.stage4(p3)
         return p3, p4, self.stage5(p4)
 
+    def with_p2(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The P2 (stride 4) map too, for NeckP2."""
+        p2 = self.stage2(self.stem(x))
+        p3 = self.stage3(p2)
+        p4 = self.stage4(p3)
+        return p2, p3, p4, self.stage5(p4)
+
 
 class Neck(nn.Module):
     """PAN-FPN (Liu et al., "Path Aggregation Network", CVPR 2018): a top-down pass spreads semantics to the fine
@@ -184,6 +193,36 @@ class Neck(nn.Module):
         n4 = self.bottom_up4(torch.cat((self.down3(n3), t4), dim=1))
         n5 = self.bottom_up5(torch.cat((self.down4(n4), p5), dim=1))
         return [n3, n4, n5]
+
+
+class NeckP2(nn.Module):
+    """PAN-FPN extended one level down, as the published YOLOv8-p2 configs: the top-down pass continues to P2
+    (upsample, concat with the backbone's stride-4 map, C2f at the P2 width), the bottom-up pass starts there.
+    Four outputs, strides 4, 8, 16, 32: a box of 4-8 px now holds anchor centres of its own."""
+
+    def __init__(self, widths: dict[int, int], depth_multiple: float):
+        super().__init__()
+        repeats = scaled_depth(3, depth_multiple)
+        c2, c3, c4, c5 = widths[128], widths[256], widths[512], widths[1024]
+        self.top_down4 = C2f(c5 + c4, c4, repeats, False)
+        self.top_down3 = C2f(c4 + c3, c3, repeats, False)
+        self.top_down2 = C2f(c3 + c2, c2, repeats, False)
+        self.down2 = ConvBNAct(c2, c2, 3, 2)
+        self.bottom_up3 = C2f(c2 + c3, c3, repeats, False)
+        self.down3 = ConvBNAct(c3, c3, 3, 2)
+        self.bottom_up4 = C2f(c3 + c4, c4, repeats, False)
+        self.down4 = ConvBNAct(c4, c4, 3, 2)
+        self.bottom_up5 = C2f(c4 + c5, c5, repeats, False)
+
+    def forward(self, p2: Tensor, p3: Tensor, p4: Tensor, p5: Tensor) -> list[Tensor]:
+        up = F.interpolate  # nearest, x2
+        t4 = self.top_down4(torch.cat((up(p5, scale_factor=2.0), p4), dim=1))
+        t3 = self.top_down3(torch.cat((up(t4, scale_factor=2.0), p3), dim=1))
+        n2 = self.top_down2(torch.cat((up(t3, scale_factor=2.0), p2), dim=1))
+        n3 = self.bottom_up3(torch.cat((self.down2(n2), t3), dim=1))
+        n4 = self.bottom_up4(torch.cat((self.down3(n3), t4), dim=1))
+        n5 = self.bottom_up5(torch.cat((self.down4(n4), p5), dim=1))
+        return [n2, n3, n4, n5]
 
 
 class DetectHead(nn.Module):
@@ -267,11 +306,11 @@ class Detector(nn.Module):
             raise ValueError("reg_max must be at least 2 (DFL spreads each target over two neighbouring bins)")
         depth_multiple, width_multiple, max_channels = SCALES[config.scale]
         widths = {c: scaled_width(c, width_multiple, max_channels) for c in (64, 128, 256, 512, 1024)}
-        self.strides = STRIDES
+        self.strides = P2_STRIDES if config.p2 else STRIDES
         self.backbone = Backbone(config.in_channels, widths, depth_multiple)
-        self.neck = Neck(widths, depth_multiple)
-        self.head = DetectHead([widths[256], widths[512], widths[1024]], config.num_classes, config.reg_max,
-                               STRIDES)
+        self.neck: nn.Module = NeckP2(widths, depth_multiple) if config.p2 else Neck(widths, depth_multiple)
+        levels = (128, 256, 512, 1024) if config.p2 else (256, 512, 1024)
+        self.head = DetectHead([widths[c] for c in levels], config.num_classes, config.reg_max, self.strides)
         self.head.init_biases(config.prior_objects_per_image, config.prior_image_size)
         self.fused = False
 
@@ -285,7 +324,8 @@ class Detector(nn.Module):
 
     def forward(self, images: Tensor) -> list[Tensor] | Tensor:
         """images (B, 3, H, W), H and W multiples of 32. Train: raw per-level maps; eval: decoded predictions."""
-        outputs = self.head(self.neck(*self.backbone(images)))
+        features = self.backbone.with_p2(images) if self.config.p2 else self.backbone(images)
+        outputs = self.head(self.neck(*features))
         return outputs if self.training else self.head.decode(outputs)
 
     def decode(self, outputs: list[Tensor]) -> Tensor:
@@ -337,5 +377,6 @@ def count_gflops(model: nn.Module, image_size: int | tuple[int, int] = 640) -> f
 def model_summary(model: Detector, image_size: int = 640) -> str:
     """One line for logs: scale, classes, parameters and GFLOPs at image_size."""
     config = model.config
-    return (f"YOLO detector scale {config.scale}: {config.num_classes} classes, {count_parameters(model):,} "
+    name = f"{config.scale}-p2 (strides 4-32)" if config.p2 else config.scale
+    return (f"YOLO detector scale {name}: {config.num_classes} classes, {count_parameters(model):,} "
             f"parameters, {count_gflops(model, image_size):.1f} GFLOPs at {image_size}x{image_size}")

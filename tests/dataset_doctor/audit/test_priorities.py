@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from dataset_doctor.audit.backgrounds import background_shares
 from dataset_doctor.audit.priorities import (
     IMPORTANCE,
     next_steps,
@@ -70,7 +71,30 @@ def test_class_problems_name_the_classes_rarest_first(make_dataset):
 def test_clean_dataset_has_nothing_to_rank_and_one_step(make_dataset):
     result = audit(make_dataset(base_splits(), names=NAMES))
     assert ranked_problems(result) == [] and top_problems(result) == []
-    assert [step.command for step in next_steps(result)] == [f"doctor train {result.dataset}"]
+    steps = next_steps(result)
+    assert [step.command for step in steps][0] == f"doctor train {result.dataset}"
+    assert len(steps) == 2 and steps[1].text.startswith("Add background images to train: only 0 of 20")
+
+
+def test_background_share_per_split_and_the_step_when_train_has_too_few(make_dataset):
+    splits = base_splits()
+    splits["train"]["empty.jpg"] = ""  # an empty label file: a background
+    splits["train"]["nolabel.jpg"] = None  # no label file: a background too (and missing-label)
+    for number in range(3):
+        splits["val"][f"neg{number}.jpg"] = ""
+    result = audit(make_dataset(splits, names=NAMES))
+    shares = background_shares(result.split_summary)
+    assert shares["train"] == pytest.approx(2 / 22) and shares["val"] == pytest.approx(3 / 9)
+    step = next(step for step in next_steps(result) if step.text.startswith("Add background images"))
+    # 2 of 22 = 9.1%: 1 more reaches 10% (3 / 23), 18 more reach parity with the 20 images with objects
+    assert "only 2 of 22 train images (9.1%)" in step.text
+    assert "add at least 1 to reach 10%" in step.text and "up to 18 for as many negatives" in step.text
+    for number in range(3):  # 5 of 25: 20%, enough
+        splits["train"][f"neg{number}.jpg"] = ""
+    result = audit(make_dataset(splits, names=NAMES, root_name="more"))
+    assert not any(step.text.startswith("Add background images") for step in next_steps(result))
+    output = CliRunner().invoke(app, ["audit", str(result.dataset), "--no-html"]).output
+    assert "5 backgrounds (20.0%)" in output
 
 
 def test_terminal_verdict_lists_the_top_problems(make_dataset):
