@@ -316,7 +316,7 @@ def _main_finding(numbers: ClassNumbers, run: RunFacts, reference: float) -> Run
     if short:
         detail += " The run is also short for its class count (see the overall diagnosis)."
     if not run.is_short:
-        steps.append(NextStep(f"or a larger model may learn a hard class better ({scale_cost(run)})",
+        steps.append(NextStep(f"or a larger model may learn a hard class better{scale_cost(run)}",
                               _train_command(run, model=_bigger(run))))
     return RunFinding(name, level, "both-low", "low on train and val", detail, tuple(steps))
 
@@ -428,7 +428,7 @@ def _fit(classes: Sequence[ClassNumbers], run: RunFacts, reference: float) -> Ru
             steps = [NextStep("train longer first: the run is shorter than the rule of thumb",
                               _train_command(run, epochs=epochs))]
         else:
-            steps = [NextStep(f"try a larger model ({scale_cost(run)})", _train_command(run, model=_bigger(run)))]
+            steps = [NextStep(f"try a larger model{scale_cost(run)}", _train_command(run, model=_bigger(run)))]
         steps.append(NextStep("audit the labels: wrong or inconsistent labels keep even the train AP low",
                               f"doctor audit {_quote(run.dataset)}"))
         level = "error" if val < FAILING_AP50 else "warning"
@@ -584,15 +584,19 @@ def _bigger(run: RunFacts) -> str:
 
 
 def scale_cost(run: RunFacts) -> str:
-    """What the suggested scale costs, in numbers: its parameters and GFLOPs at the run's imgsz and class count,
-    beside the run's own model (a "larger model" without numbers cannot be weighed against the hardware)."""
+    """What the suggested scale costs, in numbers, as " (...)": its parameters and GFLOPs at the run's imgsz and
+    class count, beside the run's own model (a "larger model" without numbers cannot be weighed against the
+    hardware). Empty when the run's model is not one of ours (another trainer's predictions: scale unknown)."""
+    mine = run.model_scale
+    if parse_model_name(mine)[0] not in "nsmlx" or len(parse_model_name(mine)[0]) != 1:
+        return ""
     imgsz = int(dict(run.train_options).get("imgsz", DEFAULT_IMGSZ))
-    mine, bigger = run.model_scale, _bigger(run)
+    bigger = _bigger(run)
     own_parameters, own_gflops = model_cost(mine, run.num_classes, imgsz)
     parameters, gflops = model_cost(bigger, run.num_classes, imgsz)
-    return (f"scale {bigger}: {parameters / 1e6:.1f}M parameters and {gflops:.1f} GFLOPs at {imgsz}, "
+    return (f" (scale {bigger}: {parameters / 1e6:.1f}M parameters and {gflops:.1f} GFLOPs at {imgsz}, "
             f"{gflops / own_gflops:.1f}x the compute of scale {mine} ({own_parameters / 1e6:.1f}M, "
-            f"{own_gflops:.1f} GFLOPs)")
+            f"{own_gflops:.1f} GFLOPs))")
 
 
 @functools.lru_cache(maxsize=32)
