@@ -84,3 +84,25 @@ def make_dataset(tmp_path: Path) -> DatasetFactory:
         return root / "data.yaml"
 
     return build
+
+
+@pytest.fixture(scope="session")
+def classify_sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The classification sample (folder-per-class, seed 0) with its planted defects. Read-only!"""
+    from dataset_doctor.sample.classify import write_classify_sample
+
+    return write_classify_sample(tmp_path_factory.mktemp("classify-sample") / "digits-cls", seed=0)
+
+
+def write_class_tree(root: Path, files: dict[str, object]) -> Path:
+    """A tiny folder-per-class dataset: {"train/cat/a.png": (w, h) | ndarray | bytes}; (w, h) gives a distinct
+    noise image of that size (PNG or JPEG by extension). Returns root."""
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+            continue
+        pixels = noise_image(relative, content) if isinstance(content, tuple) else content
+        path.write_bytes(cv2.imencode(path.suffix, pixels)[1].tobytes())
+    return root

@@ -18,8 +18,24 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same dataset.")] = 0,
     train_images: Annotated[int, typer.Option(min=MIN_TRAIN_IMAGES, help="Train images.")] = SampleSpec.train_images,
     val_images: Annotated[int, typer.Option(min=MIN_VAL_IMAGES, help="Val images.")] = SampleSpec.val_images,
+    task: Annotated[str, typer.Option(
+        help="detect (YOLO boxes, the default) or classify (folder-per-class: one digit per image, "
+             "ROOT/train/<class>/*.jpg; --train-images and --val-images do not apply).")] = "detect",
 ) -> None:
     """Write the bundled sample dataset: digits on photos, long-tailed, with known defects in manifest.json."""
+    if task == "classify":
+        from dataset_doctor.sample.classify import write_classify_sample
+
+        started = time.perf_counter()
+        root = write_classify_sample(out_dir, seed=seed)
+        console.print(f"wrote the classification sample [bold]{root}[/] (seed {seed}) in "
+                      f"{time.perf_counter() - started:.1f}s; its deliberate defects are listed in "
+                      f"{root / 'manifest.json'}", highlight=False)
+        return
+    if task != "detect":
+        from dataset_doctor.errors import DoctorError
+
+        raise DoctorError(f"--task must be detect or classify, got {task!r}")
     from dataset_doctor.sample.generate import write_sample_dataset  # scikit-learn and OpenCV load only when needed
 
     started = time.perf_counter()

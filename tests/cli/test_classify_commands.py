@@ -1,0 +1,73 @@
+"""The commands on folder-per-class datasets: doctor sample --task classify, doctor audit (task detected)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from dataset_doctor.cli import app
+from tests.conftest import write_class_tree
+
+runner = CliRunner()
+
+
+def test_sample_classify_then_audit(tmp_path: Path) -> None:
+    out = tmp_path / "cls"
+    written = runner.invoke(app, ["sample", str(out), "--task", "classify"])
+    assert written.exit_code == 0, written.output
+    assert (out / "train" / "zero").is_dir() and (out / "manifest.json").is_file()
+    result = runner.invoke(app, ["audit", str(out), "--json", str(tmp_path / "a.json"),
+                                 "--html", str(tmp_path / "a.html")])
+    assert result.exit_code == 1, result.output  # the planted corrupt JPEG is an error
+    assert "task: classify (detected" in result.output
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert data["task"] == "classify" and data["summary"]["error"] == 1
+    page = (tmp_path / "a.html").read_text()
+    assert "Image sizes" in page and "three_leak.jpg" in page and "image classification" in page
+    ignored = runner.invoke(app, ["audit", str(out), "--no-html", "--ignore", "corrupt-image"])
+    assert ignored.exit_code == 0, ignored.output
+
+
+def test_audit_task_option(tmp_path: Path) -> None:
+    root = write_class_tree(tmp_path / "d", {"train/a/x.png": (32, 32), "val/a/y.png": (32, 32)})
+    clean = runner.invoke(app, ["audit", str(root), "--no-html", "--task", "classify", "--min-instances", "1"])
+    assert clean.exit_code == 0 and "task: classify (--task)" in clean.output
+    detect = runner.invoke(app, ["audit", str(tmp_path / "nothing"), "--no-html", "--task", "classify"])
+    assert detect.exit_code == 2 and "folder-per-class" in detect.output
+    refused = runner.invoke(app, ["audit", str(root), "--no-html", "--predictions", str(tmp_path)])
+    assert refused.exit_code == 2 and "detection datasets only" in refused.output
+
+
+def test_sample_unknown_task(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sample", str(tmp_path / "x"), "--task", "segment"])
+    assert result.exit_code == 2 and "--task" in result.output
+
+
+def test_weights_on_a_classification_dataset(tmp_path: Path) -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    files = {f"train/a/{i}.png": (32, 32) for i in range(6)}
+    files.update({f"train/b/{i}.png": (32, 32) for i in range(2)})
+    files["train/b/broken.png"] = b"\x89PNG\r\n\x1a\nnot really"
+    files["val/a/v.png"] = (32, 32)
+    root = write_class_tree(tmp_path / "d", files)
+    result = runner.invoke(app, ["weights", str(root), "--json", str(tmp_path / "w.json")])
+    assert result.exit_code == 0, result.output
+    assert "task: classify" in result.output and "1 unreadable train image(s) are not counted" in result.output
+    data = json.loads((tmp_path / "w.json").read_text())
+    labels = [0] * 6 + [1] * 2
+    expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=np.array(labels))
+    assert data["classes"] == ["a", "b"] and data["instances"] == [6, 2]
+    assert np.allclose(data["weights"], expected * 8 / (expected * [6, 2]).sum())
+
+
+def test_audit_and_weights_leave_the_dataset_unchanged(classify_sample_root: Path, tmp_path: Path) -> None:
+    from tests.hostile import tree_digest
+
+    before = tree_digest(classify_sample_root)
+    runner.invoke(app, ["audit", str(classify_sample_root), "--json", str(tmp_path / "a.json"), "--no-html"])
+    runner.invoke(app, ["weights", str(classify_sample_root)])
+    assert tree_digest(classify_sample_root) == before
