@@ -39,6 +39,10 @@ class ClassifierConfig:
     num_classes: int = 1000  # classes (sorted class folder names)
     in_channels: int = 3  # input image channels (RGB)
     dropout: float = 0.0  # dropout before the linear layer (YOLOv5-cls trains with 0.0 by default)
+    # BatchNorm momentum: PyTorch's default, what torchvision's classifiers train with, not the detector's 0.03:
+    # running statistics settle in ~30 steps instead of ~100, so short runs on small class folders evaluate
+    # with the statistics of the weights they ended with (at 0.03 a 60-step run predicts one class in eval mode)
+    bn_momentum: float = 0.1
 
 
 class ClassifyHead(nn.Module):
@@ -79,6 +83,9 @@ class Classifier(nn.Module):
                                             True)))
         self.backbone = nn.Sequential(*stages)
         self.head = ClassifyHead(widths[1024], config.num_classes, config.dropout)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = config.bn_momentum
         self.fused = False
 
     @property
