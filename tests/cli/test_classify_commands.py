@@ -71,3 +71,27 @@ def test_audit_and_weights_leave_the_dataset_unchanged(classify_sample_root: Pat
     runner.invoke(app, ["audit", str(classify_sample_root), "--json", str(tmp_path / "a.json"), "--no-html"])
     runner.invoke(app, ["weights", str(classify_sample_root)])
     assert tree_digest(classify_sample_root) == before
+
+
+def test_train_val_predict_a_classifier(tmp_path: Path) -> None:
+    files = {f"train/{name}/{i}.png": (64, 64) for name in ("cat", "dog") for i in range(4)}
+    files.update({f"val/{name}/{i}.png": (64, 64) for name in ("cat", "dog") for i in range(2)})
+    root = write_class_tree(tmp_path / "d", files)
+    trained = runner.invoke(app, ["train", str(root), "--epochs", "1", "--imgsz", "64", "--batch", "4",
+                                  "--project", str(tmp_path / "runs"), "--device", "cpu", "--workers", "0"])
+    assert trained.exit_code == 0, trained.output
+    run = tmp_path / "runs" / "exp"
+    assert "task: classify (detected" in trained.output and (run / "report.html").is_file()
+    page = (run / "report.html").read_text()
+    assert "Most confident wrong val predictions" in page and "class weights on" in page
+    val = runner.invoke(app, ["val", str(run / "weights" / "best.pt"), str(root), "--json", str(tmp_path / "v.json")])
+    assert val.exit_code == 0, val.output
+    metrics = json.loads((tmp_path / "v.json").read_text())
+    assert metrics["samples"] == 4 and [c["class"] for c in metrics["per_class"]] == ["cat", "dog"]
+    predicted = runner.invoke(app, ["predict", str(run / "weights" / "best.pt"), str(root / "val"),
+                                    "--out", str(tmp_path / "pred"), "--top-k", "2"])
+    assert predicted.exit_code == 0, predicted.output
+    lines = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "image,class1,prob1,class2,prob2" and len(lines) == 5
+    resumed = runner.invoke(app, ["train", "--resume", str(run)])
+    assert resumed.exit_code == 0, resumed.output  # already complete: nothing left to train, report rewritten
