@@ -14,21 +14,24 @@ from tests.conftest import write_class_tree
 runner = CliRunner()
 
 
-def test_sample_classify_then_audit(tmp_path: Path) -> None:
-    out = tmp_path / "cls"
-    written = runner.invoke(app, ["sample", str(out), "--task", "classify"])
-    assert written.exit_code == 0, written.output
-    assert (out / "train" / "zero").is_dir() and (out / "manifest.json").is_file()
-    result = runner.invoke(app, ["audit", str(out), "--json", str(tmp_path / "a.json"),
-                                 "--html", str(tmp_path / "a.html")])
-    assert result.exit_code == 1, result.output  # the planted corrupt JPEG is an error
+def test_demo_classify_runs_sample_audit_weights_train(tmp_path: Path) -> None:
+    """doctor demo --task classify: the sample, its audit (JSON, HTML), weights, a classifier and its report."""
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--task", "classify", "--out", str(out), "--epochs", "1", "--imgsz", "32"])
+    assert result.exit_code == 0, result.output
+    sample = out / "sample-classify"
+    assert (sample / "train" / "zero").is_dir() and (sample / "manifest.json").is_file()
     assert "task: classify (detected" in result.output
-    data = json.loads((tmp_path / "a.json").read_text())
-    assert data["task"] == "classify" and data["summary"]["error"] == 1
-    page = (tmp_path / "a.html").read_text()
+    data = json.loads((out / "reports" / "audit.json").read_text())
+    assert data["task"] == "classify" and data["summary"]["error"] == 1  # the planted corrupt JPEG
+    page = (out / "reports" / "audit.html").read_text()
     assert "Image sizes" in page and "three_leak.jpg" in page and "image classification" in page
-    ignored = runner.invoke(app, ["audit", str(out), "--no-html", "--ignore", "corrupt-image"])
+    assert json.loads((out / "reports" / "class_weights.json").read_text())["instances"][-1] == 61
+    assert (out / "runs" / "demo-classify" / "report.html").is_file()
+    ignored = runner.invoke(app, ["audit", str(sample), "--no-html", "--ignore", "corrupt-image"])
     assert ignored.exit_code == 0, ignored.output
+    written = runner.invoke(app, ["sample", str(tmp_path / "again"), "--task", "classify", "--seed", "1"])
+    assert written.exit_code == 0 and (tmp_path / "again" / "val" / "zero").is_dir()
 
 
 def test_audit_task_option(tmp_path: Path) -> None:
