@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from dataset_doctor.dataset.datayaml import IMAGE_EXTENSIONS, safe_load_bounded
 from dataset_doctor.dataset.images import probe_image_bytes
@@ -263,7 +264,7 @@ def _yaml_root(path: Path) -> Path | None:
         return None
     try:
         data = safe_load_bounded(path.read_text(encoding="utf-8", errors="replace"), path)
-    except (OSError, DoctorError):
+    except (OSError, DoctorError, yaml.YAMLError, RecursionError):  # the detection path reports a bad file
         return None
     base = data.get("path") if isinstance(data, dict) else None
     if isinstance(base, str) and base:

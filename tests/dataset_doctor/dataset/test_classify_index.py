@@ -81,3 +81,9 @@ def test_header_color_mode(extension: str, pixels: np.ndarray, mode: str) -> Non
 
 def test_header_color_mode_unknown() -> None:
     assert header_color_mode(b"GIF89a....") == "unknown"
+
+
+@pytest.mark.parametrize("text", ["train: [unclosed\n", "a: &a [*a, *a]\n", "- just\n- a list\n", "path: 5\n"])
+def test_a_broken_yaml_is_left_to_the_detection_path(tmp_path: Path, text: str) -> None:
+    (tmp_path / "data.yaml").write_text(text)
+    assert detect_task(tmp_path / "data.yaml")[0] == "detect"
