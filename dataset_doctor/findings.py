@@ -34,12 +34,18 @@ CHECKS: dict[str, str] = {
     "non-utf8-name": WARNING,
     "symlink-loop": WARNING,
     "huge-image": WARNING,
+    # classification datasets only (folder-per-class, dataset/classify_index.py and audit/classify.py)
+    "misplaced-image": WARNING,
+    "tiny-image": WARNING,
+    "color-mode-mix": WARNING,
+    "size-shift": WARNING,
     "missing-box": WARNING,  # the four label-error checks need --predictions (audit/label_errors.py)
     "wrong-class": WARNING,
     "mislocated-box": WARNING,
     "spurious-box": WARNING,
     "empty-label": INFO,
     "segment-label": INFO,
+    "non-image-file": INFO,
 }
 
 FINDING_COLUMNS = ["check", "severity", "split", "image", "label", "line", "message"]

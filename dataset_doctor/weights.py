@@ -94,6 +94,13 @@ def class_weights_for_index(index: DatasetIndex, method: str = DEFAULT_METHOD,
                                  beta=beta)
 
 
+def class_weights_for_classify(index, method: str = DEFAULT_METHOD, max_ratio: float | None = DEFAULT_MAX_RATIO,
+                               beta: float = DEFAULT_BETA) -> ClassWeights:
+    """Weights from the readable train images per class of a folder-per-class dataset (a ClassifyIndex, see
+    dataset/classify_index.py): each image is one instance of its class, the cross-entropy's sample."""
+    return compute_class_weights(index.counts("train"), index.names, method=method, max_ratio=max_ratio, beta=beta)
+
+
 def write_weights_json(path: str | Path, weights: ClassWeights) -> None:
     """Write the design.md section 3 JSON atomically (temporary file beside it, then rename)."""
     atomic_write_text(Path(path), json.dumps(weights.to_json_dict(), indent=2) + "\n")

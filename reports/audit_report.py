@@ -110,7 +110,10 @@ def build_audit_report(result: AuditResult, index: DatasetIndex) -> Page:
     lookup = ImageLookup(index)
     _verdict_section(page, result)
     _classes_section(page, result)
-    _geometry_section(page, result, index)
+    if result.task == "classify":
+        _image_size_section(page, result, index)
+    else:
+        _geometry_section(page, result, index)
     _findings_section(page, result, lookup)
     _comparison_section(page, result, lookup)
     _settings_section(page, result)
@@ -121,6 +124,8 @@ def _overview(result: AuditResult) -> str:
     summary = result.split_summary.set_index("split")
     splits = ", ".join(f"{split} {int(summary.at[split, 'images']):,} images{_background_share(summary, split)}"
                        for split in result.splits)
+    if result.task == "classify":
+        return f"image classification, {len(result.classes)} class folders; {splits}"
     return f"{len(result.classes)} classes; {splits}; {int(summary['instances'].sum()):,} usable boxes"
 
 
@@ -225,6 +230,27 @@ def _geometry_section(page: Page, result: AuditResult, index: DatasetIndex) -> N
     for figure in (audit_figures.centre_heatmap(result), audit_figures.objects_per_image(result, index.images),
                    audit_figures.image_sizes(result, index.images)):
         page.figure(figure.figure, figure.caption)
+
+
+def _image_size_section(page: Page, result: AuditResult, index) -> None:
+    """Classification datasets: image sizes per split, and the train vs val size shift per class."""
+    page.section("Image sizes", "geometry")
+    figure = audit_figures.image_sizes(result, index.images)
+    page.figure(figure.figure, figure.caption)
+    shift = result.scale_shift
+    page.heading("Size shift between train and val")
+    page.table(pd.DataFrame({
+        "class": shift["class"], "train images": shift["train_instances"].astype(int),
+        "val images": shift["val_instances"].astype(int),
+        "train median side px": shift["train_median_side"].round(1),
+        "val median side px": shift["val_median_side"].round(1), "val / train": shift["side_ratio"].round(2),
+        "KS D": shift["statistic"].round(3), "p-value": [f"{p:.1e}" if p == p else "" for p in shift["p_value"]],
+        "size shift": ["yes" if flagged else "" for flagged in shift["flagged"]],
+    }), float_format="{:.3g}")
+    page.paragraph(f"Kolmogorov-Smirnov test per class on image area (side = its square root); flagged when p is "
+                   f"below {result.options.shift_alpha:g} / classes tested and D is at least "
+                   f"{result.options.shift_min_effect:g} (classes with fewer than "
+                   f"{result.options.shift_min_instances} images on a side are not tested).", note=True)
 
 
 def _shift_table(result: AuditResult) -> pd.DataFrame:

@@ -53,3 +53,11 @@ def make_dataset(tmp_path: Path) -> DatasetFactory:
         return write_dataset(tmp_path / root_name, splits, names=names, size=size, extra_yaml=extra_yaml)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def classify_sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The classification sample (folder-per-class, seed 0) with its planted defects. Read-only!"""
+    from dataset_doctor.sample.classify import write_classify_sample
+
+    return write_classify_sample(tmp_path_factory.mktemp("classify-sample") / "digits-cls", seed=0)

@@ -56,3 +56,17 @@ def write_tiny_dataset(root: Path, labels: dict[str, str], names: tuple[str, ...
         split, stem = key.split("/")
         splits.setdefault(split, {})[f"{stem}.png"] = text
     return write_dataset(root, splits, names=list(names))
+
+
+def write_class_tree(root: Path, files: dict[str, object]) -> Path:
+    """A tiny folder-per-class dataset: {"train/cat/a.png": (w, h) | ndarray | bytes}; (w, h) gives a distinct
+    noise image of that size (PNG or JPEG by extension). Returns root."""
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+            continue
+        pixels = noise_image(relative, content) if isinstance(content, tuple) else content
+        path.write_bytes(cv2.imencode(path.suffix, pixels)[1].tobytes())
+    return root

@@ -112,3 +112,39 @@ class TrainSettings:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise DoctorError(message)
+
+
+@dataclass
+class ClassifyConfig:
+    """A classifier training run (trainer/classify_loop.py) on a folder-per-class dataset; args.yaml records it."""
+
+    data: str = ""  # the dataset root (ROOT/train/<class>/*.jpg), or its data.yaml
+    model: str = "n"  # classifier scale: n s m l x (trainer/model/classifier.py)
+    epochs: int = 30
+    imgsz: int = 224  # training and evaluation size (square), YOLOv5-cls's default
+    batch: int = 32
+    optimizer: str = "auto"  # SGD, AdamW, or auto (SGD for long runs, AdamW for short ones: trainer/optim.py)
+    lr0: float | None = None  # initial learning rate (default per optimizer: SGD 0.01, AdamW 0.001)
+    lrf: float = 0.01  # final learning rate as a fraction of lr0 (cosine decay)
+    momentum: float = 0.9  # SGD momentum / Adam beta1
+    weight_decay: float = 5e-5  # YOLOv5-cls's default
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1  # cross-entropy label smoothing (Szegedy et al. 2016)
+    class_weights: str = "none"  # none, or auto: inverse-frequency weights of the train images (doctor weights)
+    sampler: str = "uniform"  # uniform, or balanced: draw images with probability ~ their class weight
+    dropout: float = 0.0  # before the head's linear layer
+    ema: bool = True  # evaluate and save an exponential moving average of the weights
+    augment: bool = True  # random resized crop, horizontal flip, HSV jitter (albumentations)
+    crop_scale: float = 0.08  # random resized crop: smallest area fraction kept (Inception-style 0.08..1)
+    fliplr: float = 0.5  # horizontal flip probability
+    hsv_h: float = 0.015  # hue jitter, fraction of the hue circle
+    hsv_s: float = 0.7  # saturation jitter, fraction
+    hsv_v: float = 0.4  # value jitter, fraction
+    train_eval_images: int = 500  # fixed train subset evaluated like val every epoch (train vs val accuracy)
+    precise_bn_batches: int = 4  # before each evaluation, BatchNorm statistics recomputed on this many batches
+    seed: int = 0
+    workers: int = 0  # DataLoader worker processes
+    device: str = "cpu"
+    project: str = "runs/classify"
+    name: str = "exp"
+    exist_ok: bool = False

@@ -31,6 +31,7 @@ class AuditOptions:
     shift_min_instances: int = 15  # scale-shift: test a class only with this many boxes in train and in val
     shift_alpha: float = 0.01  # scale-shift: family-wise significance (Bonferroni over the classes tested)
     shift_min_effect: float = 0.25  # scale-shift: smallest KS statistic (CDF gap) worth a warning
+    tiny_image_px: int = 32  # tiny-image (classification): an image whose short side is under this many pixels
     max_pixels: int = _MAX_PIXELS  # huge-image: width x height above this (such images are never decoded in full)
     ignore: frozenset[str] = field(default_factory=frozenset)  # check ids left out of the result
     fail_on: str = "error"  # the lowest severity that makes the audit fail (exit code 1)
@@ -61,6 +62,7 @@ class AuditOptions:
             (self.shift_min_instances >= 2, "--shift-min-instances must be at least 2"),
             (0 < self.shift_alpha < 1, "--shift-alpha must be in (0, 1)"),
             (0 <= self.shift_min_effect <= 1, "--shift-min-effect must be in [0, 1]"),
+            (self.tiny_image_px >= 0, "--tiny-image-px must not be negative"),
             (self.max_pixels >= 1, "--max-pixels must be at least 1"),
         ]
         for ok, message in rules:

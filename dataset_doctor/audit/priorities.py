@@ -30,12 +30,14 @@ IMPORTANCE: tuple[str, ...] = (
     # errors: whole images lost first, then whole label files' meaning, then single boxes
     "names-mismatch", "corrupt-image", "class-out-of-range", "malformed-line", "out-of-bounds", "degenerate-box",
     # warnings: what invalidates measurement, then blind spots, then bias, then per-box noise
-    "split-leak", "unused-class", "missing-in-val", "class-imbalance", "scale-shift", "few-instances",
+    "split-leak", "unused-class", "missing-in-val", "class-imbalance", "scale-shift", "size-shift",
+    "few-instances",
     "wrong-class", "missing-box", "spurious-box", "mislocated-box",
     "missing-label", "duplicate-image", "symlink-loop", "huge-image", "duplicate-box", "tiny-box", "extreme-aspect",
     "orphan-label", "mixed-label-types", "non-utf8-name",
+    "misplaced-image", "tiny-image", "color-mode-mix",
     # information
-    "empty-label", "segment-label",
+    "empty-label", "segment-label", "non-image-file",
 )
 assert set(IMPORTANCE) == set(CHECKS), "every check needs a place in the ranking"
 FIXABLE = ("corrupt-image", "class-out-of-range", "malformed-line", "out-of-bounds", "degenerate-box")
@@ -145,7 +147,11 @@ def next_steps(result: AuditResult) -> list[NextStep]:
     checks = set(result.findings["check"].unique())
     steps: list[NextStep] = []
     errors = result.findings[result.findings["severity"] == ERROR]
-    if len(errors):
+    if len(errors) and result.task == "classify":
+        steps.append(NextStep(
+            f"Delete or replace the {_plural(len(errors), 'image')} that cannot be decoded (listed with the "
+            "findings): training skips them, and doctor fix repairs detection datasets only."))
+    elif len(errors):
         steps.append(NextStep(
             f"Repair a copy: {_fix_effect(errors)}. Every change is logged to fix_log.csv; the dataset itself is "
             "not touched.", fix_command(result)))
@@ -186,6 +192,15 @@ def next_steps(result: AuditResult) -> list[NextStep]:
             f"Val boxes of {described} differ in size from train (median val side / train side). Check how val "
             "was collected, and add train images at the val scale, or the val AP of these classes will "
             "understate (or overstate) the model."))
+    if "size-shift" in checks:
+        shifted = result.scale_shift[result.scale_shift["flagged"]]
+        described = _name_list([f"'{row['class']}' ({row['side_ratio']:.2f}x)" for _, row in shifted.iterrows()])
+        steps.append(NextStep(
+            f"Val images of {described} differ in size from train (median val side / train side): often a "
+            "different camera or crop. Check how val was collected, or its accuracy will not predict the field."))
+    if "misplaced-image" in checks:
+        steps.append(NextStep("Move the images outside class folders (or in nested folders) into the class folder "
+                              "they belong to: training reads train/<class>/ only."))
     if "missing-label" in checks:
         steps.append(NextStep("Label the images without a label file, or confirm they are truly empty: every "
                               "object in them is trained as background."))
@@ -279,6 +294,13 @@ def _scale_shift(f: _Facts) -> str:
     return f"box sizes differ between train and val for {listed or _plural(f.count, 'class', 'classes')}"
 
 
+def _size_shift(f: _Facts) -> str:
+    shifted = f.result.scale_shift[f.result.scale_shift["flagged"]]
+    listed = _name_list([f"'{row['class']}' (val median side {row['side_ratio']:.2f}x train's)"
+                         for _, row in shifted.iterrows()])
+    return f"image sizes differ between train and val for {listed or _plural(f.count, 'class', 'classes')}"
+
+
 def _label_error(f: _Facts) -> str:
     """The four model-assisted checks (audit/label_errors.py): how many suspects, how many of them confident."""
     check = str(f.findings["check"].iloc[0])
@@ -324,8 +346,19 @@ _SUMMARIES: dict[str, Callable[[_Facts], str]] = {
     "huge-image": lambda f: f"{_plural(f.count, 'image')} above {f.options.max_pixels / 1e6:g} megapixels "
                             "(--max-pixels): training decodes them reduced or skips them",
     **dict.fromkeys(_LABEL_ERROR_SUMMARY, _label_error),
+    "misplaced-image": lambda f: f"{_plural(f.count, 'image')} outside a class folder (at the root of a split) or "
+                                 "in a folder nested inside one: the first are never trained, the second as the "
+                                 "outer class",
+    "tiny-image": lambda f: f"{_plural(f.count, 'image')} under {f.options.tiny_image_px} px on the short side: "
+                            f"upscaled to --imgsz {f.options.imgsz} they are mostly blur",
+    "color-mode-mix": lambda f: f"{_plural(f.count, 'image')} in a colour mode (grayscale, RGBA, CMYK...) other than "
+                                "the one most of their split has: training converts them, but a model can learn "
+                                "the mode instead of the class",
+    "size-shift": _size_shift,
     "empty-label": lambda f: f"{_plural(f.count, 'image')} with an empty label file (background images)",
     "segment-label": lambda f: f"{_plural(f.count, 'label file')} with polygons, converted to their bounding boxes",
+    "non-image-file": lambda f: f"{_plural(f.count, 'file')} without an image extension in the splits: training "
+                                "skips them",
 }
 assert set(_SUMMARIES) == set(CHECKS), "every check needs a sentence"
 

@@ -58,6 +58,9 @@ class AuditResult:
     # With --predictions: checks_predictions.SUSPECT_COLUMNS, one row per label-error suspect, best score first
     # (also those of ignored checks: the review CSV leaves them out itself); None without predictions.
     label_suspects: pd.DataFrame | None = None
+    # "detect", or "classify" for a folder-per-class dataset (audit/classify.py): then every instance is an image,
+    # box_geometry / box_stats are empty and scale_shift compares image sizes
+    task: str = "detect"
 
     @property
     def summary(self) -> dict[str, int]:
@@ -90,8 +93,11 @@ class AuditResult:
         splits = {split: {"images": int(summary.at[split, "images"]),
                           "backgrounds": int(summary.at[split, "backgrounds"]),
                           "instances": self.instances(split)} for split in self.splits}
-        return {"dataset": self.dataset, "classes": list(self.classes), "splits": splits,
+        data = {"dataset": self.dataset, "classes": list(self.classes), "splits": splits,
                 "findings": findings_records(self.findings), "summary": self.summary}
+        if self.task != "detect":  # detection JSON keeps its exact shape; a classification one says what it is
+            data = {"task": self.task, **data}
+        return data
 
 
 def findings_records(findings: pd.DataFrame) -> list[dict]:

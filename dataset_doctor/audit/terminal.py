@@ -45,7 +45,9 @@ def _header(result: AuditResult) -> Text:
     sizes = ", ".join(f"{split} {int(summary.at[split, 'images'])} images" for split in result.splits)
     text.append(f"\n{len(result.classes)} classes; {sizes}; ")
     listed = int(summary["images"].sum())
-    if not result.files_read:
+    if result.task == "classify":
+        scanned = f"{result.files_read} images read"
+    elif not result.files_read:
         scanned = "every file from the cache"
     elif result.files_read >= listed:
         scanned = f"{result.files_read} image/label pairs read"
@@ -61,10 +63,14 @@ def class_table(result: AuditResult, split: str) -> Table:
     counts = result.class_counts[result.class_counts["split"] == split]
     with_weights = split == TRAIN
     title = Text(split, style="bold")
-    share = f" ({100 * summary['backgrounds'] / summary['readable']:.1f}%)" if summary["readable"] else ""
-    title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds{share}, "
-                 f"{int(summary['instances'])} boxes"
-                 + (f" (+{int(summary['unusable_boxes'])} unusable)" if summary["unusable_boxes"] else ""))
+    if result.task == "classify":  # every instance is an image (audit/classify.py)
+        title.append(f": {int(summary['images'])} images in class folders"
+                     + (f" ({int(summary['unusable_boxes'])} unreadable)" if summary["unusable_boxes"] else ""))
+    else:
+        share = f" ({100 * summary['backgrounds'] / summary['readable']:.1f}%)" if summary["readable"] else ""
+        title.append(f": {int(summary['images'])} images, {int(summary['backgrounds'])} backgrounds{share}, "
+                     f"{int(summary['instances'])} boxes"
+                     + (f" (+{int(summary['unusable_boxes'])} unusable)" if summary["unusable_boxes"] else ""))
     table = Table(title=title, title_justify="left", show_footer=True, header_style="bold")
     table.add_column("id", justify="right", footer="")
     table.add_column("class", footer="total")
@@ -167,7 +173,10 @@ def verdict(result: AuditResult, problems: int = 3) -> RenderableType:
     if level == ERROR:
         text = Text("✗ ", style="bold red")
         text.append(f"{sentence}; ", style="bold")
-        text.append(f"repair a copy with `{fix_command(result)}`")
+        if result.task == "classify":
+            text.append("remove or replace the files listed as errors")
+        else:
+            text.append(f"repair a copy with `{fix_command(result)}`")
     elif level == WARNING:
         text = Text("! ", style="bold yellow")
         text.append(sentence, style="bold")

@@ -15,6 +15,14 @@ from dataset_doctor.cli.app import app, console, error_console
 from dataset_doctor.errors import DoctorError
 
 
+class Task(str, Enum):
+    classify = "classify"
+    detect = "detect"
+
+
+CLASSIFY_IMGSZ = 224  # YOLOv5-cls's training size
+
+
 class FailOn(str, Enum):
     error = "error"
     warning = "warning"
@@ -40,9 +48,16 @@ def audit(
     ] = None,
     fail_on: Annotated[FailOn, typer.Option(
         help="Exit with code 1 on errors only, or on warnings too.")] = FailOn.error,
-    imgsz: Annotated[int, typer.Option(
-        help="Training image size (long side after letterboxing): tiny-box and box sizes use it.",
-        rich_help_panel=_THRESHOLDS)] = _DEFAULTS.imgsz,
+    task: Annotated[Task | None, typer.Option(
+        help="classify (folder-per-class: ROOT/train/<class>/*.jpg) or detect (YOLO labels); default: detected "
+             "from the layout.")] = None,
+    imgsz: Annotated[int | None, typer.Option(
+        help=f"Training image size (long side after letterboxing): tiny-box and box sizes use it [default: "
+             f"{_DEFAULTS.imgsz}, {CLASSIFY_IMGSZ} for classification].", show_default=False,
+        rich_help_panel=_THRESHOLDS)] = None,
+    tiny_image_px: Annotated[int, typer.Option(
+        help="tiny-image (classification): an image whose short side is under this many pixels.",
+        rich_help_panel=_THRESHOLDS)] = _DEFAULTS.tiny_image_px,
     tiny_px: Annotated[float, typer.Option(
         help="tiny-box: a side shorter than this many pixels at --imgsz.",
         rich_help_panel=_THRESHOLDS)] = _DEFAULTS.tiny_box_px,
@@ -103,8 +118,14 @@ def audit(
         raise DoctorError("--html FILE and --no-html contradict each other: give one")
     if predictions is None and (review_csv is not None or confidence is not None or class_confidence):
         raise DoctorError("--review-csv, --confidence and --class-confidence need --predictions DIR")
+    from dataset_doctor.dataset.classify_index import TASK_CLASSIFY, detect_task
+
+    detected, why = detect_task(data_yaml, task.value if task is not None else None)
+    if imgsz is None:
+        imgsz = CLASSIFY_IMGSZ if detected == TASK_CLASSIFY else _DEFAULTS.imgsz
     options = AuditOptions(
-        imgsz=imgsz, tiny_box_px=tiny_px, out_of_bounds_tolerance=bounds_tolerance, duplicate_box_iou=duplicate_iou,
+        imgsz=imgsz, tiny_image_px=tiny_image_px, tiny_box_px=tiny_px, out_of_bounds_tolerance=bounds_tolerance,
+        duplicate_box_iou=duplicate_iou,
         max_aspect=max_aspect, imbalance_ratio=imbalance_ratio, min_instances=min_instances,
         near_duplicate_bits=near_duplicate_bits, shift_min_instances=shift_min_instances, shift_alpha=shift_alpha,
         shift_min_effect=shift_min_effect, max_pixels=max_pixels, ignore=_split_ids(ignore), fail_on=fail_on.value)
@@ -119,6 +140,10 @@ def audit(
         check_report_path(html_file)  # fail before the scan, not after it
     to_stdout = json_file is not None and str(json_file) == "-"
     out = error_console if to_stdout else console
+    if detected == TASK_CLASSIFY:
+        if predictions is not None:
+            raise DoctorError("--predictions (the model-assisted label audit) works on detection datasets only")
+        _audit_classify(data_yaml, options, why, out, json_file, html_file, no_html, examples, workers)
     index = build_index(data_yaml, workers=workers, use_cache=not no_cache, progress=out.is_terminal)
     read = None
     if predictions is not None:
@@ -151,6 +176,35 @@ def audit(
         out.print(f"JSON written to {json_file}", highlight=False, markup=False)
     if not no_html:
         target = html_file if html_file is not None else default_audit_report_path(data_yaml)
+        written = write_audit_report(result, index, target, create_dirs=html_file is None)
+        out.print(f"HTML report written to {written}", highlight=False, markup=False)
+    raise typer.Exit(result.exit_code())
+
+
+def _audit_classify(root: Path, options: AuditOptions, why: str, out, json_file: Path | None,
+                    html_file: Path | None, no_html: bool, examples: int, workers: int | None) -> None:
+    """The classification audit: the same summary, JSON, report and exit codes as detection."""
+    from dataset_doctor.audit.classify import run_classify_audit
+    from dataset_doctor.audit.result import write_json
+    from dataset_doctor.audit.terminal import render_audit
+    from dataset_doctor.dataset.classify_index import build_classify_index
+    from dataset_doctor.findings import display_name
+    from reports.audit_report import default_audit_report_path, write_audit_report
+
+    out.print(why, highlight=False, markup=False)
+    index = build_classify_index(root, workers=workers)
+    for note in index.notes:
+        out.print(f"note: {note}", highlight=False, markup=False)
+    result = run_classify_audit(index, options)
+    for part in render_audit(result, examples):
+        out.print(part)
+    if json_file is not None and str(json_file) == "-":
+        sys.stdout.write(display_name(json.dumps(result.to_json_dict(), indent=2, ensure_ascii=False)) + "\n")
+    elif json_file is not None:
+        write_json(result.to_json_dict(), json_file)
+        out.print(f"JSON written to {json_file}", highlight=False, markup=False)
+    if not no_html:
+        target = html_file if html_file is not None else default_audit_report_path(index.root)
         written = write_audit_report(result, index, target, create_dirs=html_file is None)
         out.print(f"HTML report written to {written}", highlight=False, markup=False)
     raise typer.Exit(result.exit_code())

@@ -30,6 +30,9 @@ def demo(
     target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 300,
     device: Annotated[str, typer.Option(help="cpu, cuda or a GPU id. Default: cuda if available.")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the sample dataset, the augmentations and training.")] = 0,
+    task: Annotated[str, typer.Option(help="detect, or classify: the story on the folder-per-class sample "
+                                           "(sample, audit, weights, a classifier at --imgsz 96 unless given, "
+                                           "its report).")] = "detect",
 ) -> None:
     """Run the whole story on the bundled sample dataset and print where the reports are."""
     from dataset_doctor.cli.audit import audit
@@ -37,8 +40,13 @@ def demo(
     from dataset_doctor.cli.sample import sample
     from dataset_doctor.cli.train import train
 
+    if task not in ("detect", "classify"):
+        raise DoctorError(f"--task must be detect or classify, got {task!r}")
     out = _fresh_output_folder(out)
     started = time.perf_counter()
+    if task == "classify":
+        _classify_demo(out, epochs, 96 if imgsz == 320 else imgsz, device, seed, started)
+        return
     sample_dir, rebalanced_dir = out / "sample", out / "rebalanced"
     audit_json, audit_html = out / "reports" / "audit.json", out / "reports" / "audit.html"
     audit_html.parent.mkdir()
@@ -67,6 +75,36 @@ def demo(
     console.print(f"audit report:    [bold]{audit_html}[/]", soft_wrap=True)
     console.print(f"training report: [bold]{run_dir / 'report.html'}[/]", soft_wrap=True)
     console.print("open them in a browser; `doctor --help` lists every command.")
+
+
+def _classify_demo(out: Path, epochs: int, imgsz: int, device: str, seed: int, started: float) -> None:
+    """sample --task classify -> audit -> weights -> train a classifier with class weights -> its report."""
+    from dataset_doctor.cli.audit import audit
+    from dataset_doctor.cli.sample import sample
+    from dataset_doctor.cli.train import train
+    from dataset_doctor.cli.weights import WeightMethod, weights
+
+    sample_dir = out / "sample-classify"
+    audit_json, audit_html = out / "reports" / "audit.json", out / "reports" / "audit.html"
+    audit_html.parent.mkdir()
+    _step("1/4 a classification sample: one digit per photo, folder per class, long-tailed, with defects")
+    sample(sample_dir, seed=seed, task="classify")
+    _step("2/4 doctor audit: what is wrong with it (task detected from the layout)")
+    try:
+        audit(sample_dir, json_file=audit_json, html_file=audit_html)
+    except typer.Exit as finished:  # 1: errors found, expected (the sample has a corrupt JPEG)
+        if finished.exit_code not in (0, 1):
+            raise
+    _step("3/4 doctor weights: loss weights from the images per class")
+    weights(sample_dir, method=WeightMethod("inverse"), json_file=out / "reports" / "class_weights.json")
+    _step(f"4/4 doctor train: a YOLO classifier, {epochs} epochs at {imgsz} px, class weights auto (no flips: "
+          "digits)")
+    train(sample_dir, epochs=epochs, imgsz=imgsz, device=device or "cpu", seed=seed, fliplr=0.0, batch=32,
+          project=out / "runs", name="demo-classify", exist_ok=True, workers=0)
+    run_dir = out / "runs" / "demo-classify"
+    console.print(Rule(f"done in {(time.perf_counter() - started) / 60:.1f} min"))
+    console.print(f"audit report:    [bold]{audit_html}[/]", soft_wrap=True)
+    console.print(f"training report: [bold]{run_dir / 'report.html'}[/]", soft_wrap=True)
 
 
 def _fresh_output_folder(out: Path) -> Path:

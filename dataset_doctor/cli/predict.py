@@ -17,7 +17,10 @@ def predict(
     source: Annotated[Path, typer.Argument(help="An image, a folder of images, a .txt list, or a data.yaml.")],
     out: Annotated[Path, typer.Option(help="New directory: labels/<image>.txt (and images/ with --save-images).")],
     split: Annotated[str, typer.Option(help="With a data.yaml source: which split.")] = "val",
-    imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32).")] = 640,
+    imgsz: Annotated[int | None, typer.Option(help="Input size (multiple of 32) [default: 640; a classifier: its "
+                                                   "training size].", show_default=False)] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="A classifier: classes (with probabilities) per image in "
+                                                   "predictions.csv.")] = 5,
     conf: Annotated[float, typer.Option(help="Confidence threshold.")] = 0.25,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
     max_det: Annotated[int, typer.Option(help="Detections kept per image.")] = 300,
@@ -28,10 +31,15 @@ def predict(
 ) -> None:
     """Predict on images and write `class cx cy w h confidence` lines (what `doctor evaluate` reads)."""
     from dataset_doctor.atomic import atomic_write_bytes, staged_directory
+    from dataset_doctor.cli.classify_commands import is_classifier_checkpoint, predict_classify
     from reports.thumbnails import DrawnBox, class_colour, draw_boxes
     from trainer.model.inference import write_yolo_predictions
     from trainer.predict import predict_images
 
+    if is_classifier_checkpoint(weights):
+        predict_classify(weights, source, out, split, imgsz, batch, device, top_k)
+        return
+    imgsz = imgsz if imgsz is not None else 640
     out = out.expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DoctorError("output directory exists and is not empty", out)

@@ -64,6 +64,12 @@ def rebalance(
     The plan accounts for classes appearing together in an image and is compared with naive oversampling and
     LVIS repeat-factor sampling. Val and test are referenced unchanged; the source dataset is never modified.
     """
+    from dataset_doctor.dataset.classify_index import TASK_CLASSIFY, detect_task
+
+    detected, why = detect_task(data_yaml)
+    if detected == TASK_CLASSIFY:
+        _rebalance_classify(data_yaml, target, out, max_copies, seed, flip, dry_run, force, why)
+        return
     from dataset_doctor.dataset.datayaml import load_data_yaml
     from dataset_doctor.dataset.index import build_index
     from dataset_doctor.rebalance.materialize import check_output_dir, write_rebalanced_dataset
@@ -128,3 +134,25 @@ def rebalance(
     console.print(f"wrote [bold]{escape(str(result.out_dir / 'data.yaml'))}[/]: {len(result.files)} train images "
                   f"({result.added_images} new, {rate:.0f}/s) in {seconds:.1f}s; details in rebalance.json, "
                   "manifest.csv.")
+
+
+def _rebalance_classify(root: Path, target: int, out: Path | None, max_copies: int, seed: int, flip: bool,
+                        dry_run: bool, force: bool, why: str) -> None:
+    """A folder-per-class dataset: augmented copies of rare-class train images (rebalance/classify.py)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from dataset_doctor.rebalance.classify import rebalance_classify
+
+    console.print(why, highlight=False, markup=False)
+    if dry_run or out is None:
+        raise DoctorError("a classification dataset is rebalanced with --out DIR (--dry-run is for detection)")
+    result = rebalance_classify(root, out, target, seed=seed, flip=flip, max_copies=max_copies, force=force)
+    table = Table(title=f"train images per class in {result.out}", title_justify="left", header_style="bold")
+    for column in ("class", "before", "after"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, before, after in zip(result.names, result.before, result.after):
+        table.add_row(Text(name), str(before), str(after))
+    console.print(table)
+    console.print(f"{result.written} augmented images written; val and test copied unchanged; "
+                  f"rebalance_manifest.csv lists every new image", highlight=False, markup=False)

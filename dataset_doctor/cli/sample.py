@@ -21,8 +21,24 @@ def sample(
     classes: Annotated[int, typer.Option(min=10, max=MAX_CLASSES, help="Classes, long-tailed; above 10 each class "
                                          "is a two-digit number (e.g. 100 for the hundred-class experience).")]
     = SampleSpec.classes,
+    task: Annotated[str, typer.Option(
+        help="detect (YOLO boxes, the default) or classify (folder-per-class: one digit per image, "
+             "ROOT/train/<class>/*.jpg; --train-images and --val-images do not apply).")] = "detect",
 ) -> None:
     """Write the bundled sample dataset: digits on photos, long-tailed, with known defects in manifest.json."""
+    if task == "classify":
+        from dataset_doctor.sample.classify import write_classify_sample
+
+        started = time.perf_counter()
+        root = write_classify_sample(out_dir, seed=seed)
+        console.print(f"wrote the classification sample [bold]{root}[/] (seed {seed}) in "
+                      f"{time.perf_counter() - started:.1f}s; its deliberate defects are listed in "
+                      f"{root / 'manifest.json'}", highlight=False)
+        return
+    if task != "detect":
+        from dataset_doctor.errors import DoctorError
+
+        raise DoctorError(f"--task must be detect or classify, got {task!r}")
     from dataset_doctor.sample.generate import write_sample_dataset  # scikit-learn and OpenCV load only when needed
 
     started = time.perf_counter()

@@ -27,11 +27,39 @@ def split(
                                                         "(never a folder it did not write).")] = False,
 ) -> None:
     """Split a dataset so every class's instances follow the ratios, with near-duplicates kept in one split."""
+    from dataset_doctor.dataset.classify_index import TASK_CLASSIFY, detect_task
     from dataset_doctor.split import split_dataset  # pandas, SciPy and OpenCV load only when needed
     from dataset_doctor.split.summary import render_summary
+
+    detected, why = detect_task(source)
+    if detected == TASK_CLASSIFY:
+        _split_classify(source, out, ratios, seed, link.lower(), force, why)
+        return
 
     result = split_dataset(source, out, ratios=ratios, seed=seed, link=link.lower(), force=force,
                            progress=console.is_terminal)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     console.print(render_summary(result.summary, str(result.out)))
+
+
+def _split_classify(source: Path, out: Path, ratios: str, seed: int, link: str, force: bool, why: str) -> None:
+    """A folder-per-class dataset: stratified by class, duplicates together (split/classify.py)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from dataset_doctor.split.classify import split_classify_dataset
+
+    console.print(why, highlight=False, markup=False)
+    result = split_classify_dataset(source, out, ratios=ratios, seed=seed, link=link, force=force)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    table = Table(title=f"images per class in {result.out}", title_justify="left", header_style="bold")
+    table.add_column("class")
+    for split in result.splits:
+        table.add_column(split, justify="right")
+    for k, name in enumerate(result.names):
+        table.add_row(Text(name), *(str(result.counts[split][k]) for split in result.splits))
+    console.print(table)
+    console.print(f"{result.groups_kept_together} group(s) of duplicate images kept in one split",
+                  highlight=False, markup=False)

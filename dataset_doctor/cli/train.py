@@ -22,7 +22,11 @@ def train(
     model: Annotated[str, typer.Option(help="Model scale: n s m l x; n-p2 ... x-p2 add a "
                                             "stride-4 level for tiny objects.")] = _T.model,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = _T.epochs,
-    imgsz: Annotated[int, typer.Option(help="Input size (rounded up to a multiple of 32).")] = _D.imgsz,
+    imgsz: Annotated[int | None, typer.Option(help=f"Input size (rounded up to a multiple of 32) [default: "
+                                                   f"{_D.imgsz}, 224 for a classifier].", show_default=False)] = None,
+    task: Annotated[str | None, typer.Option(help="classify (a folder-per-class dataset: trains the YOLO "
+                                                  "classifier) or detect; default: detected from the layout.")]
+    = None,
     batch: Annotated[int, typer.Option(min=1, help="Total batch size (split over GPUs).")] = _T.batch,
     nbs: Annotated[int, typer.Option(min=0, help="Nominal batch: accumulate gradients over batches until this "
                                                "many images per step, weight decay scaled to match (0: off).")]
@@ -80,8 +84,25 @@ def train(
     = None,
 ) -> None:
     """Train the built-in YOLO detector (YOLOv8-style) on a dataset, class weights applied automatically."""
+    from dataset_doctor.cli.classify_commands import is_classify_run, train_classify
+    from dataset_doctor.dataset.classify_index import TASK_CLASSIFY, detect_task
     from trainer.launch import launch_training  # torch loads only when a command needs it
 
+    if resume is not None and is_classify_run(resume):
+        train_classify({}, resume)
+        return
+    if resume is None and data is not None:
+        detected, why = detect_task(data, task)
+        if detected == TASK_CLASSIFY:
+            console.print(why, highlight=False, markup=False)
+            train_classify({
+                "data": str(data), "model": model, "epochs": epochs, "imgsz": imgsz or 224, "batch": batch,
+                "optimizer": optimizer, "lr0": lr0, "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay,
+                "warmup_epochs": warmup_epochs, "class_weights": class_weights, "sampler": sampler, "ema": ema,
+                "fliplr": fliplr, "seed": seed, "workers": workers or 0, "device": device or "cpu",
+                "project": str(project), "name": name, "exist_ok": exist_ok}, None)
+            return
+    imgsz = imgsz if imgsz is not None else _D.imgsz
     if resume is not None:
         run_dir = launch_training(None, resume=resume, console=console)
     else:

@@ -17,8 +17,9 @@ def val(
     weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
-    imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32). Larger than the training size detects "
-                                            "small objects better without retraining.")] = 640,
+    imgsz: Annotated[int | None, typer.Option(help="Input size (multiple of 32) [default: 640; a classifier: its "
+                                                   "training size]. Larger than the training size detects small "
+                                                   "objects better without retraining.", show_default=False)] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 16,
     conf: Annotated[float, typer.Option(help="Confidence threshold before NMS.")] = 0.001,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold.")] = 0.7,
@@ -30,6 +31,7 @@ def val(
 ) -> None:
     """Evaluate a trained model on a split: per-class AP50, AP50-95, precision, recall (COCO protocol)."""
     from dataset_doctor.atomic import atomic_write_text
+    from dataset_doctor.cli.classify_commands import is_classifier_checkpoint, val_classify
     from dataset_doctor.cli.evaluate import print_evaluation
     from dataset_doctor.dataset.index import build_index
     from trainer.data.dataset import build_dataset
@@ -38,6 +40,10 @@ def val(
     from trainer.model.inference import evaluate_model
     from trainer.setup import load_model_weights, trained_imgsz
 
+    if is_classifier_checkpoint(weights):
+        val_classify(weights, data_yaml, split, imgsz, batch, device, json_file)
+        return
+    imgsz = imgsz if imgsz is not None else 640
     choice = choose_device(device)
     model, names = load_model_weights(weights, choice.device)
     trained = trained_imgsz(weights)

@@ -369,8 +369,9 @@ def count_gflops(model: nn.Module, image_size: int | tuple[int, int] = 640) -> f
             torch.func.functional_call(model, meta_state, (images,))
     finally:
         model.train(was_training)
-        if hasattr(model, "head"):
-            model.head._anchor_cache.clear()  # drop meta-device anchors
+        anchor_cache = getattr(getattr(model, "head", None), "_anchor_cache", None)  # the classifier has none
+        if anchor_cache is not None:
+            anchor_cache.clear()  # drop meta-device anchors
     return counter.get_total_flops() / 1e9
 
 

@@ -1,0 +1,117 @@
+"""The classification paths of `doctor train`, `doctor val` and `doctor predict` (folder-per-class datasets and
+classifier checkpoints); the commands themselves stay in train.py, val.py and predict.py and call these."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from dataset_doctor.cli.app import console
+from dataset_doctor.errors import DoctorError
+
+CLASSIFY_IMGSZ = 224
+
+
+def is_classifier_checkpoint(weights: Path) -> bool:
+    from trainer.checkpoint import load_checkpoint
+
+    return load_checkpoint(weights).get("task") == "classify"
+
+
+def is_classify_run(run_dir: Path) -> bool:
+    weights = run_dir / "weights" / "last.pt" if run_dir.is_dir() else run_dir
+    return weights.is_file() and is_classifier_checkpoint(weights)
+
+
+def train_classify(settings: dict, resume: Path | None) -> Path:
+    """Train a classifier from the shared train options (trainer/classify_loop.py) and write its report."""
+    from reports.classify_report import write_classify_report
+    from trainer.classify_loop import train_classifier
+    from trainer.config import ClassifyConfig
+
+    def log(message: str) -> None:
+        console.print(message, highlight=False, markup=False)
+
+    if resume is not None:
+        run_dir = train_classifier(ClassifyConfig(), resume=resume, log=log)
+    else:
+        run_dir = train_classifier(ClassifyConfig(**settings), log=log)
+    report = write_classify_report(run_dir)
+    console.print(f"report: {report}", highlight=False, markup=False)
+    console.print(f"results in [bold]{run_dir}[/]")
+    return run_dir
+
+
+def val_classify(weights: Path, data: Path, split: str, imgsz: int | None, batch: int, device: str,
+                 json_file: Path | None) -> None:
+    """Top-1, top-5 and per-class precision / recall / accuracy of a classifier checkpoint on one split."""
+    import torch
+
+    from dataset_doctor.atomic import atomic_write_text
+    from dataset_doctor.dataset.classify_index import build_classify_index
+    from trainer.classify_loop import evaluate_dataset, load_classifier
+    from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset
+
+    model, checkpoint = load_classifier(weights, device or "cpu")
+    index = build_classify_index(data)
+    if list(index.names) != checkpoint["names"]:
+        raise DoctorError(f"the model was trained on classes {checkpoint['names']}, the dataset has "
+                          f"{list(index.names)}", weights)
+    if split not in index.splits:
+        raise DoctorError(f"no '{split}' split (this dataset has {', '.join(index.splits)})", data)
+    size = imgsz or int(checkpoint["config"]["imgsz"])
+    rows = index.images[(index.images["split"] == split) & index.images["readable"]]
+    dataset = ClassifyDataset(rows["path"].tolist(), rows["class_id"], ClassifyAugment(size))
+    result, _ = evaluate_dataset(model, dataset, list(index.names), batch, torch.device(device or "cpu"))
+    console.print(f"{weights} on split {split}: {result.samples} images, top-1 {result.top1:.4f}, "
+                  f"top-5 {result.top5:.4f}", highlight=False, markup=False)
+    table = Table(title="per class", title_justify="left", header_style="bold")
+    for column in ("class", "images", "precision", "recall", "accuracy"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for k, name in enumerate(result.class_names):
+        table.add_row(Text(name), str(int(result.support[k])), f"{result.precision[k]:.3f}",
+                      f"{result.recall[k]:.3f}", f"{result.accuracy[k]:.3f}")
+    console.print(table)
+    if json_file is not None:
+        atomic_write_text(json_file, json.dumps(result.to_json(), indent=2) + "\n")
+        console.print(f"JSON written to {json_file}", highlight=False, markup=False)
+
+
+def predict_classify(weights: Path, source: Path, out: Path, split: str, imgsz: int | None, batch: int,
+                     device: str, top_k: int) -> None:
+    """predictions.csv in `out`: per image its top-k classes with their probabilities."""
+    import torch
+
+    from dataset_doctor.atomic import atomic_write_text, staged_directory
+    from dataset_doctor.dataset.classify_index import build_classify_index, classify_root
+    from dataset_doctor.dataset.datayaml import IMAGE_EXTENSIONS
+    from trainer.classify_loop import classify_scores, load_classifier, top_k_csv
+    from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset
+
+    out = out.expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DoctorError("output directory exists and is not empty", out)
+    model, checkpoint = load_classifier(weights, device or "cpu")
+    names = checkpoint["names"]
+    if classify_root(source) is not None:
+        index = build_classify_index(source)
+        rows = index.images[(index.images["split"] == split) & index.images["readable"]]
+        paths = rows["path"].tolist()
+    elif source.is_dir():
+        paths = sorted(str(p) for p in source.rglob("*") if p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+    elif source.is_file():
+        paths = [str(source)]
+    else:
+        raise DoctorError("no such image or folder", source)
+    if not paths:
+        raise DoctorError("no image to predict on", source)
+    size = imgsz or int(checkpoint["config"]["imgsz"])
+    dataset = ClassifyDataset(paths, [0] * len(paths), ClassifyAugment(size))
+    scores = classify_scores(model, dataset, batch, torch.device(device or "cpu"))
+    with staged_directory(out, "predict") as staging:
+        atomic_write_text(staging / "predictions.csv", top_k_csv(paths, scores, names, k=top_k))
+    console.print(f"top-{min(top_k, len(names))} classes of {len(paths)} images written to "
+                  f"[bold]{out / 'predictions.csv'}[/]")
