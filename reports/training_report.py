@@ -293,8 +293,11 @@ def _overview_section(page: Page, run: TrainingRun, facts: RunFacts, index: Data
                                + (" (multi-scale)" if data.get("multi_scale") else "")),
         ("optimizer", f"{resolved.get('optimizer', train.get('optimizer', '?'))}, lr0 "
                       f"{resolved.get('lr0', train.get('lr0'))}, final lr x{train.get('lrf', '?')}, "
-                      f"{'cosine' if train.get('cos_lr') else 'linear'} decay, warmup {train.get('warmup_epochs')} "
-                      "epochs"),
+                      f"{'cosine' if train.get('cos_lr') else 'linear'} decay, warmup "
+                      f"{resolved.get('warmup_epochs', train.get('warmup_epochs'))} epochs"),
+        ("freeze", (f"YOLOv8 layers 0-{int(resolved['freeze_layers']) - 1} ({train.get('freeze')}), BatchNorm "
+                    "statistics too, " + (f"for {train['freeze_epochs']} epochs" if train.get("freeze_epochs")
+                                           else "for the whole run")) if resolved.get("freeze_layers") else "none"),
         ("class weights (loss)", _weights_text(weights, train)),
         ("sampler", "balanced: images drawn by their boxes' class weights "
                     f"({data.get('image_weight', 'max')} over boxes)" if data.get("sampler") == "balanced"

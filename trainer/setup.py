@@ -24,12 +24,23 @@ from dataset_doctor.errors import DoctorError
 from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolve_class_weights
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
-from trainer.config import TrainSettings
+from trainer.config import TrainConfig, TrainSettings
 from trainer.data.loader import build_train_loader, make_eval_loader
 from trainer.data.plot_batch import save_batches
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
 from trainer.divergence import DivergenceWatch
 from trainer.ema import ModelEMA
+from trainer.finetune import (
+    FINETUNE_LR_FACTOR,
+    FINETUNE_WARMUP_EPOCHS,
+    SCRATCH_WARMUP_EPOCHS,
+    active_freeze,
+    freeze_layer_count,
+    frozen_prefixes,
+    load_source,
+    set_frozen,
+    transfer,
+)
 from trainer.model.detector import Detector, ModelConfig, model_summary
 from trainer.model.loss import DetectionLoss, LossConfig
 from trainer.optim import build_optimizer, choose_optimizer
@@ -69,6 +80,7 @@ class Run:
     started_at: float = field(default_factory=time.perf_counter)
     divergence: DivergenceWatch = field(default_factory=DivergenceWatch)  # running loss medians, warns once
     warnings: list[str] = field(default_factory=list)  # warnings of this run so far, as in warnings.json
+    freeze_layers: int = 0  # --freeze as a count of YOLOv8's numbered layers (0: nothing frozen)
 
     @property
     def is_main(self) -> bool:
@@ -125,12 +137,23 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     sampling_weights = class_weights_for_index(index, method=config.class_weight_method,
                                                max_ratio=config.class_weight_max_ratio)
 
-    model_config = ModelConfig(scale=config.model, num_classes=len(names))
+    source = load_source(config.weights, config.weights_names) if config.weights and checkpoint is None else None
+    model_config = _model_config(config, len(names), source, checkpoint)
     model = Detector(model_config)
     if checkpoint is not None:  # before load_state_dict, whose shape errors are tracebacks naming no file
         _check_resumable(checkpoint, model, index.config.yaml_path, resume_dir)
-    if config.weights and checkpoint is None:
-        _initialise_from(model, config.weights, console if rank == 0 else None)
+    class_mapping = None
+    if source is not None:
+        class_mapping = transfer(source[0], source[1], model, names)
+        if rank == 0:
+            console.print(f"initialised from {config.weights} ({source[2]}, {len(source[1])} classes); "
+                          f"{class_mapping.summary()}", markup=False, highlight=False, soft_wrap=True)
+    freeze_layers = freeze_layer_count(config.freeze)
+    if config.freeze_epochs and world_size > 1:
+        raise DoctorError("--freeze-epochs with several GPUs is not supported (DDP fixes the trained parameters "
+                          "when it starts); freeze for the whole run, or train on one device")
+    set_frozen(model, active_freeze(freeze_layers, config.freeze_epochs, 0 if checkpoint is None
+                                    else int(checkpoint["epoch"]) + 1))
     model.to(device.device)
     if device.device.type == "cuda":  # NHWC lets cuDNN use tensor-core convolution kernels without transposes
         model.to(memory_format=torch.channels_last)
@@ -165,16 +188,20 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
 
     iterations = len(train_loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, iterations * config.epochs, config.lr0)
+    if config.weights and config.lr0 is None:  # fine-tuning: a lower rate so learnt features survive
+        lr0 *= FINETUNE_LR_FACTOR
+    warmup_epochs = config.warmup_epochs if config.warmup_epochs is not None else (
+        FINETUNE_WARMUP_EPOCHS if config.weights else SCRATCH_WARMUP_EPOCHS)
     optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum, config.weight_decay)
     schedule = Schedule(lr0=lr0, lrf=config.lrf, epochs=config.epochs, iterations_per_epoch=iterations,
-                        warmup_epochs=config.warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
+                        warmup_epochs=warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
                         warmup_momentum=config.warmup_momentum, momentum=config.momentum, cosine=config.cos_lr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.needs_grad_scaler)
 
     run_path = resume_dir if resume_dir is not None else run_dir if run_dir is not None else _new_run_dir(config, rank)
     run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
               optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
-              rank=rank, world_size=world_size)
+              rank=rank, world_size=world_size, freeze_layers=freeze_layers)
     if rank == 0:  # a resumed (or reused) run directory may hold what a killed checkpoint write left
         for message in files.remove_stale_checkpoint_temporaries(run.dir):
             console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -185,7 +212,9 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
             "optimizer": optimizer_name, "lr0": lr0, "model": asdict(model_config),
             "dataset": str(index.config.yaml_path), "classes": names, "device": str(device.device),
             "world_size": world_size, "amp": str(device.amp_dtype).replace("torch.", "") if device.amp_dtype else None,
-            "sampler_weights_method": sampling_weights.method,
+            "sampler_weights_method": sampling_weights.method, "warmup_epochs": warmup_epochs,
+            "freeze_layers": freeze_layers, "frozen_modules": frozen_prefixes(freeze_layers),
+            "weights_classes": class_mapping.to_json_dict() if class_mapping is not None else None,
             "iterations_per_epoch": iterations, "train_images": len(train_dataset),
             "train_eval_images": len(positions),
         }})
@@ -291,15 +320,22 @@ def load_model_weights(path: str | Path, device: torch.device | str = "cpu") -> 
     return model.to(device).eval(), names
 
 
-def _initialise_from(model: Detector, path: str, console: Console | None) -> None:
-    """--weights: copy every tensor whose name and shape match (the head differs when the class count does)."""
-    source, _ = load_model_weights(path)
-    own = model.state_dict()
-    matching = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(matching, strict=False)
-    if console is not None:
-        console.print(f"initialised {len(matching)}/{len(own)} tensors from {path}")
-
+def _model_config(config: TrainConfig, num_classes: int, source: tuple[Detector, list[str], str] | None,
+                  checkpoint: dict | None) -> ModelConfig:
+    """The model to build: --model's scale; with --weights the source's head widths (its class branch width
+    does not depend on the new class count, so every hidden tensor transfers); on resume the saved ones."""
+    if source is not None:
+        saved = source[0].config
+        if saved.scale != config.model:
+            raise DoctorError(f"--weights holds a scale-{saved.scale} model: pass --model {saved.scale}",
+                              config.weights)
+        return ModelConfig(scale=config.model, num_classes=num_classes, reg_max=saved.reg_max,
+                           cls_hidden=saved.cls_hidden or source[0].head.cls_branches[0][-1].in_channels)
+    saved_config = checkpoint.get("model_config") if checkpoint is not None else None
+    if isinstance(saved_config, dict) and saved_config.get("cls_hidden"):
+        return ModelConfig(scale=config.model, num_classes=num_classes, reg_max=int(saved_config.get("reg_max", 16)),
+                           cls_hidden=int(saved_config["cls_hidden"]))
+    return ModelConfig(scale=config.model, num_classes=num_classes)
 
 def _rank_zero_first(build, world_size: int, rank: int):
     """Rank 0 builds (and caches) first; the others then find a warm cache instead of all scanning at once."""
