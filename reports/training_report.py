@@ -112,6 +112,7 @@ def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
     _overview_section(page, run, facts, index, audit, target)
     _curves_section(page, run)
     _per_class_section(page, run, classes, diagnosis)
+    _forgetting_section(page, run)
     _class_diagnosis_section(page, classes, diagnosis)
     _confusion_section(page, run)
     _pr_section(page, run)
@@ -397,6 +398,28 @@ def _per_class_section(page: Page, run: TrainingRun, classes: list[ClassNumbers]
                    "same thresholds), by the final weights/best.pt; P and R are at each class's best-F1 confidence. "
                    "Empty cells: the class has no box there, so its AP cannot be measured. Click a header to sort.",
                    note=True)
+
+
+def _forgetting_section(page: Page, run: TrainingRun) -> None:
+    """--replay runs: what fine-tuning cost the base classes on the base val set (forgetting.json)."""
+    forgetting = files.read_json(run.dir, files.FORGETTING_FILE)
+    if not isinstance(forgetting, dict) or not forgetting.get("classes"):
+        return
+    page.section("Forgetting (base classes)", "forgetting")
+    rows = forgetting["classes"]
+    frame = pd.DataFrame({
+        "base class": [row.get("class") for row in rows],
+        "base val instances": [row.get("instances") for row in rows],
+        "AP50-95 before": [row.get("ap50_95_before") for row in rows],
+        "AP50-95 after": [row.get("ap50_95_after") for row in rows],
+        "forgetting (AP50-95 drop)": [row.get("ap50_95_drop") for row in rows],
+        "AP50 before": [row.get("ap50_before") for row in rows], "AP50 after": [row.get("ap50_after") for row in rows],
+    }).astype({"AP50-95 before": float, "AP50-95 after": float, "forgetting (AP50-95 drop)": float,
+               "AP50 before": float, "AP50 after": float})
+    page.table(frame, filterable=True)
+    page.paragraph(f"The val split of {escape(str(forgetting.get('dataset')))}, evaluated like val by the --weights "
+                   "model (before) and by weights/best.pt (after), classes matched by name; a positive drop is "
+                   "forgetting. A base class this run's data.yaml dropped scores 0 after.", note=True)
 
 
 def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:

@@ -22,6 +22,7 @@ from trainer.data.loader import set_loader_epoch
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult
 from trainer.finetune import active_freeze, keep_frozen_batchnorm_eval, set_frozen
+from trainer.forgetting import measure_forgetting
 from trainer.model.inference import evaluate_model, write_yolo_predictions
 from trainer.progress import EpochProgress
 from trainer.setup import Run, start_run, unwrap
@@ -273,6 +274,13 @@ def finish(run: Run, last_epoch: int) -> None:
     files.write_json(run.dir, files.PR_CURVES_FILE, val.pr_curves_json())
     files.write_confusion(run.dir, val.confusion_labels, val.confusion)
     write_yolo_predictions(run.dir / files.PREDICTIONS_DIR / "val", val_predictions)
+    if run.replay_index is not None:
+        forgetting = measure_forgetting(run, model, list(run.index.names))
+        files.write_json(run.dir, files.FORGETTING_FILE, forgetting)
+        for row in forgetting["classes"]:
+            if row["ap50_95_drop"] is not None:
+                run.print(f"  base class {row['class']}: val AP50-95 {row['ap50_95_before']:.3f} before, "
+                          f"{row['ap50_95_after']:.3f} after (forgetting {row['ap50_95_drop']:+.3f})")
     minutes = (run.elapsed_before + time.perf_counter() - run.started_at) / 60
     run.print(f"[bold]done[/] {last_epoch + 1} epochs in {minutes:.1f} min; best epoch {run.best_epoch + 1}: "
               f"val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} (train subset {train_subset.map50:.3f} / "

@@ -25,8 +25,10 @@ from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolv
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint, restore_rng_states
 from trainer.config import TrainConfig, TrainSettings
+from trainer.data.dataset import select_images
 from trainer.data.loader import build_train_loader, make_eval_loader
 from trainer.data.plot_batch import save_batches
+from trainer.data.replay import remap_replay
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
 from trainer.divergence import DivergenceWatch
 from trainer.ema import ModelEMA
@@ -81,6 +83,7 @@ class Run:
     divergence: DivergenceWatch = field(default_factory=DivergenceWatch)  # running loss medians, warns once
     warnings: list[str] = field(default_factory=list)  # warnings of this run so far, as in warnings.json
     freeze_layers: int = 0  # --freeze as a count of YOLOv8's numbered layers (0: nothing frozen)
+    replay_index: DatasetIndex | None = None  # --replay: the base dataset (its val split measures forgetting)
 
     @property
     def is_main(self) -> bool:
@@ -170,18 +173,29 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     if config.batch % world_size:
         raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} devices")
     warn = _warner(console, rank)
+    replay_index = replay = None
+    if config.replay:
+        replay_index = _rank_zero_first(lambda: build_index(load_data_yaml(config.replay), progress=rank == 0),
+                                        world_size, rank)
+        replay = remap_replay(select_images(replay_index, "train", warn, max_pixels=data_config.max_pixels),
+                              list(replay_index.names), names)
+        if rank == 0:
+            console.print(f"replay: {len(replay)} train images of {config.replay}, {config.replay_ratio:.0%} of "
+                          "every epoch's draws", markup=False, highlight=False, soft_wrap=True)
     train_loader = build_train_loader(index, data_config, settings.augment, config.batch // world_size,
                                       epochs=config.epochs, seed=config.seed, class_weights=sampling_weights.weights,
                                       rank=rank, world_size=world_size, device=device.device,
-                                      log=(lambda m: console.print(m)) if rank == 0 else (lambda m: None), warn=warn)
+                                      log=(lambda m: console.print(m)) if rank == 0 else (lambda m: None), warn=warn,
+                                      replay=replay, replay_ratio=config.replay_ratio)
     val_loader = train_eval_loader = None
     positions: list[int] = []
     if rank == 0:  # only rank 0 evaluates
         val_loader = make_eval_loader(_eval_dataset(index, "val", data_config, warn), config.batch,
                                       data_config.workers, device.device)
         train_dataset = train_loader.dataset
-        subset_size = min(config.train_eval_images, len(val_loader.dataset), len(train_dataset))
-        positions = sorted(np.random.default_rng(config.seed).choice(len(train_dataset), subset_size,
+        new_images = len(train_dataset) - (len(replay) if replay is not None else 0)  # replays come last
+        subset_size = min(config.train_eval_images, len(val_loader.dataset), new_images)
+        positions = sorted(np.random.default_rng(config.seed).choice(new_images, subset_size,
                                                                      replace=False).tolist())
         train_eval_loader = make_eval_loader(train_dataset.view(positions), config.batch, data_config.workers,
                                              device.device)
@@ -201,7 +215,7 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     run_path = resume_dir if resume_dir is not None else run_dir if run_dir is not None else _new_run_dir(config, rank)
     run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
               optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
-              rank=rank, world_size=world_size, freeze_layers=freeze_layers)
+              rank=rank, world_size=world_size, freeze_layers=freeze_layers, replay_index=replay_index)
     if rank == 0:  # a resumed (or reused) run directory may hold what a killed checkpoint write left
         for message in files.remove_stale_checkpoint_temporaries(run.dir):
             console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -215,7 +229,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
             "sampler_weights_method": sampling_weights.method, "warmup_epochs": warmup_epochs,
             "freeze_layers": freeze_layers, "frozen_modules": frozen_prefixes(freeze_layers),
             "weights_classes": class_mapping.to_json_dict() if class_mapping is not None else None,
-            "iterations_per_epoch": iterations, "train_images": len(train_dataset),
+            "iterations_per_epoch": iterations, "train_images": new_images,
+            "replay_images": len(replay) if replay is not None else 0,
             "train_eval_images": len(positions),
         }})
         files.write_json(run.dir, files.CLASS_WEIGHTS_FILE, class_weights.to_json_dict())

@@ -6,6 +6,7 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,6 +18,8 @@ from tests.trainer.yolov8_fixture import yolov8_state_dict
 from trainer import loop
 from trainer import run_dir as files
 from trainer.checkpoint import save_checkpoint
+from trainer.data.dataset import ImageSet, select_images
+from trainer.data.replay import ReplaySampler, remap_replay, replay_draws
 from trainer.finetune import (
     ClassMapping,
     freeze_layer_count,
@@ -99,7 +102,12 @@ def test_a_run_from_weights_maps_classes_freezes_then_unfreezes(tiny_yaml, tmp_p
     names = yaml.safe_load(Path(tiny_yaml).read_text())["names"]
     names = list(names.values()) if isinstance(names, dict) else list(names)
     source_names = [names[2], "zebra", names[0]]
-    source = randomised(Detector(ModelConfig(num_classes=3)), seed=3)
+    source = Detector(ModelConfig(num_classes=3))  # prior biases: few boxes over conf 0.001, a fast evaluation
+    with torch.no_grad():  # BatchNorm statistics no fresh model has, so keeping them is seen
+        for module in source.backbone.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.fill_(0.01)
+                module.running_var.fill_(1.5)
     weights = our_checkpoint(tmp_path / "base.pt", source, source_names)
     backbones: list[dict[str, torch.Tensor]] = []
     original_save = loop.save_checkpoints
@@ -111,7 +119,7 @@ def test_a_run_from_weights_maps_classes_freezes_then_unfreezes(tiny_yaml, tmp_p
     monkeypatch.setattr(loop, "save_checkpoints", recording)
     # what is tested is the training steps; evaluating a barely trained model at conf 0.001 is most of the time
     monkeypatch.setattr(loop, "evaluate_both", lambda run: (None, None))
-    monkeypatch.setattr(loop, "finish", lambda run, epoch: None)
+    monkeypatch.setattr(loop, "finish", lambda run, epoch: None)  # forgetting: its own test below
     output = io.StringIO()
     console = Console(file=output, width=300)
     settings = quick_settings(tiny_yaml, tmp_path, weights=str(weights), freeze="backbone", freeze_epochs=1,
@@ -128,6 +136,53 @@ def test_a_run_from_weights_maps_classes_freezes_then_unfreezes(tiny_yaml, tmp_p
     assert args["train"]["freeze"] == "backbone" and args["resolved"]["freeze_layers"] == 10
     assert args["resolved"]["weights_classes"]["dropped"] == ["zebra"]
     assert args["resolved"]["lr0"] == pytest.approx(0.0001) and args["resolved"]["warmup_epochs"] == 1.0
+    assert args["resolved"]["replay_images"] == 0
+
+
+def test_the_train_loader_appends_replay_images_and_samples_them(tiny_yaml):  # noqa: F811
+    from dataset_doctor.dataset.index import build_index
+    from trainer.data.config import AugmentConfig, DataConfig
+    from trainer.data.loader import build_train_loader
+
+    index = build_index(tiny_yaml, progress=False)
+    names = list(index.names)
+    replay = remap_replay(select_images(index, "train"), names, names[:2])
+    loader = build_train_loader(index, DataConfig(imgsz=64, workers=0), AugmentConfig(), 8, replay=replay,
+                                replay_ratio=0.2)
+    new = len(loader.dataset) - len(replay)
+    assert isinstance(loader.sampler, ReplaySampler) and loader.sampler.new_images == new
+    assert loader.sampler.replays == replay_draws(new, 0.2)
+    assert loader.dataset.images.image_ids[new:].max() < 0  # never taken for images of the new index
+    with pytest.raises(DoctorError, match="--sampler balanced"):
+        build_train_loader(index, DataConfig(imgsz=64, workers=0, sampler="balanced"), AugmentConfig(), 8,
+                           class_weights=[1.0] * len(names), replay=replay)
+
+
+def test_forgetting_is_measured_per_base_class_before_and_after(tiny_yaml, tmp_path):  # noqa: F811
+    from types import SimpleNamespace
+
+    from dataset_doctor.dataset.index import build_index
+    from trainer.config import TrainSettings
+    from trainer.forgetting import BaseClassView, measure_forgetting
+
+    index = build_index(tiny_yaml, progress=False)
+    names = list(index.names)
+    source = Detector(ModelConfig(num_classes=2))
+    weights = our_checkpoint(tmp_path / "base.pt", source, [names[1], names[0]])
+    settings = quick_settings(tiny_yaml, tmp_path, weights=str(weights), conf=0.01)
+    settings = TrainSettings(settings.train, type(settings.data)(imgsz=64, workers=0), settings.augment)
+    run = SimpleNamespace(settings=settings, replay_index=index, device=SimpleNamespace(device=torch.device("cpu"),
+                                                                                          amp_dtype=None))
+    after = Detector(ModelConfig(num_classes=1)).eval()
+    table = measure_forgetting(run, after, [names[0]])
+    assert [row["class"] for row in table["classes"]] == names
+    view = BaseClassView(after, [names[0]], names)
+    decoded = view(torch.zeros(1, 3, 64, 64))
+    assert decoded.shape[1] == 4 + len(names) and torch.equal(decoded[:, 4], after(torch.zeros(1, 3, 64, 64))[:, 4])
+    assert not decoded[:, 5:].any()  # classes the fine-tuned model lacks score nothing
+    measured = [row for row in table["classes"] if row["ap50_95_before"] is not None]
+    assert measured and all(row["ap50_95_drop"] == pytest.approx(row["ap50_95_before"] - row["ap50_95_after"])
+                            for row in measured)
 
 
 def test_a_checkpoint_of_another_scale_is_one_line(tiny_yaml, tmp_path):  # noqa: F811
@@ -180,3 +235,29 @@ def test_yolov8_import_feeds_a_new_class_list_by_name(tmp_path):
     assert isinstance(mapping, ClassMapping) and mapping.kept == {0: 7} and len(mapping.dropped) == 79
     assert torch.equal(target.state_dict()["head.cls_branches.1.2.weight"][0],
                        source.state_dict()["head.cls_branches.1.2.weight"][7])
+
+
+def test_replay_sampler_mixes_the_ratio_into_every_epoch():
+    sampler = ReplaySampler(new_images=30, replay_images=100, ratio=0.25, seed=3)
+    assert sampler.replays == 10 and len(sampler) == 40
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        draws = [key.index for key in sampler]
+        assert sorted(d for d in draws if d < 30) == list(range(30))  # every new image once
+        replays = [d for d in draws if d >= 30]
+        assert len(replays) == 10 and len(set(replays)) == 10 and max(replays) < 130  # a quarter, no repeats
+        epochs.append(set(replays))
+    assert epochs[0] != epochs[1]  # other base images each epoch
+    few = ReplaySampler(new_images=9, replay_images=2, ratio=0.5)
+    replayed = [key.index for key in few if key.index >= 9]
+    assert len(replayed) == 9 and min(replayed.count(9), replayed.count(10)) >= 4  # each base image, repeated
+    assert replay_draws(8, 0.5) == 8
+
+
+def test_replay_labels_are_remapped_by_name_and_unknown_classes_left_out():
+    boxes = np.array([[0, 0.5, 0.5, 0.1, 0.1], [1, 0.2, 0.2, 0.1, 0.1], [2, 0.3, 0.3, 0.1, 0.1]], dtype=np.float32)
+    base = ImageSet("train", ["a.jpg"], ["/x/a.jpg"], np.array([7]), np.array([[64, 64]]), [boxes])
+    replay = remap_replay(base, ["cat", "dog", "fox"], ["dog", "owl", "cat"])
+    assert replay.labels[0][:, 0].tolist() == [2, 0] and replay.image_ids.tolist() == [-1]
+    assert replay.names == ["replay:a.jpg"]
