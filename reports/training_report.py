@@ -203,6 +203,8 @@ def build_report_page(source: ReportSource) -> tuple[Page, list[ClassNumbers], D
         _predictions_overview_section(page, source)
     _curves_section(page, source)
     _per_class_section(page, source, classes, diagnosis)
+    if source.run is not None:
+        _forgetting_section(page, source.run)
     _class_diagnosis_section(page, classes, diagnosis)
     _confusion_section(page, source)
     _pr_section(page, source)
@@ -420,8 +422,11 @@ def _overview_section(page: Page, run: TrainingRun, facts: RunFacts, index: Data
                                + (" (multi-scale)" if data.get("multi_scale") else "")),
         ("optimizer", f"{resolved.get('optimizer', train.get('optimizer', '?'))}, lr0 "
                       f"{resolved.get('lr0', train.get('lr0'))}, final lr x{train.get('lrf', '?')}, "
-                      f"{'cosine' if train.get('cos_lr') else 'linear'} decay, warmup {train.get('warmup_epochs')} "
-                      "epochs"),
+                      f"{'cosine' if train.get('cos_lr') else 'linear'} decay, warmup "
+                      f"{resolved.get('warmup_epochs', train.get('warmup_epochs'))} epochs"),
+        ("freeze", (f"YOLOv8 layers 0-{int(resolved['freeze_layers']) - 1} ({train.get('freeze')}), BatchNorm "
+                    "statistics too, " + (f"for {train['freeze_epochs']} epochs" if train.get("freeze_epochs")
+                                           else "for the whole run")) if resolved.get("freeze_layers") else "none"),
         ("class weights (loss)", _weights_text(weights, train)),
         ("sampler", "balanced: images drawn by their boxes' class weights "
                     f"({data.get('image_weight', 'max')} over boxes)" if data.get("sampler") == "balanced"
@@ -531,6 +536,28 @@ def _per_class_section(page: Page, source: ReportSource, classes: list[ClassNumb
                    f"the predictions of {source.predictions_by}; P and R are at each class's best-F1 confidence. "
                    "Empty cells: the class has no box there, so its AP cannot be measured. Click a header to sort.",
                    note=True)
+
+
+def _forgetting_section(page: Page, run: TrainingRun) -> None:
+    """--replay runs: what fine-tuning cost the base classes on the base val set (forgetting.json)."""
+    forgetting = files.read_json(run.dir, files.FORGETTING_FILE)
+    if not isinstance(forgetting, dict) or not forgetting.get("classes"):
+        return
+    page.section("Forgetting (base classes)", "forgetting")
+    rows = forgetting["classes"]
+    frame = pd.DataFrame({
+        "base class": [row.get("class") for row in rows],
+        "base val instances": [row.get("instances") for row in rows],
+        "AP50-95 before": [row.get("ap50_95_before") for row in rows],
+        "AP50-95 after": [row.get("ap50_95_after") for row in rows],
+        "forgetting (AP50-95 drop)": [row.get("ap50_95_drop") for row in rows],
+        "AP50 before": [row.get("ap50_before") for row in rows], "AP50 after": [row.get("ap50_after") for row in rows],
+    }).astype({"AP50-95 before": float, "AP50-95 after": float, "forgetting (AP50-95 drop)": float,
+               "AP50 before": float, "AP50 after": float})
+    page.table(frame, filterable=True)
+    page.paragraph(f"The val split of {escape(str(forgetting.get('dataset')))}, evaluated like val by the --weights "
+                   "model (before) and by weights/best.pt (after), classes matched by name; a positive drop is "
+                   "forgetting. A base class this run's data.yaml dropped scores 0 after.", note=True)
 
 
 def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:

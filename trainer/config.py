@@ -30,7 +30,12 @@ class TrainConfig:
 
     data: str = ""  # path to data.yaml
     model: str = "n"  # model scale: n s m l x, or n-p2 ... x-p2 with a stride-4 level for tiny objects
-    weights: str | None = None  # initialise from one of our checkpoints (best.pt / last.pt)
+    weights: str | None = None  # initialise from our checkpoint or a YOLOv8 state_dict; classes matched by name
+    weights_names: str | None = None  # class names of a YOLOv8 state_dict that holds none (data.yaml or txt)
+    freeze: str | None = None  # freeze the first N of YOLOv8's numbered layers, or backbone (10) / neck (22)
+    freeze_epochs: int = 0  # unfreeze after this many epochs (0: frozen for the whole run)
+    replay: str | None = None  # data.yaml of the base dataset whose images are mixed into every epoch
+    replay_ratio: float = 0.25  # share of each epoch's draws that are replay images
     epochs: int = 100  # passes over the (sampled) train split
     batch: int = 16  # total batch size, across all devices
     nbs: int = 0  # nominal batch: accumulate gradients over batches until this many images (0: off)
@@ -39,7 +44,7 @@ class TrainConfig:
     lrf: float = 0.01  # final learning rate as a fraction of lr0
     momentum: float = 0.937  # SGD momentum / AdamW beta1
     weight_decay: float = 5e-4  # on conv and linear weights only
-    warmup_epochs: float = 3.0  # linear warmup length (at least 100 iterations)
+    warmup_epochs: float | None = None  # linear warmup length (at least 100 iterations); None: 3, 1 with --weights
     warmup_momentum: float = 0.8  # momentum at the start of warmup
     warmup_bias_lr: float = 0.1  # bias learning rate at the start of warmup
     cos_lr: bool = False  # cosine instead of linear decay
@@ -81,6 +86,10 @@ class TrainConfig:
         _require(0 <= self.conf < 1 and 0 < self.iou <= 1, "--conf must be in [0, 1) and --iou in (0, 1]")
         _require(self.focal_gamma >= 0, f"--focal-gamma must be >= 0, got {self.focal_gamma}")
         _require(self.max_bad_steps >= 1, "max_bad_steps must be >= 1")
+        _require(self.freeze_epochs >= 0, f"--freeze-epochs must be >= 0, got {self.freeze_epochs}")
+        _require(not self.freeze_epochs or bool(self.freeze), "--freeze-epochs needs --freeze")
+        _require(0 < self.replay_ratio < 1, f"--replay-ratio must be in (0, 1), got {self.replay_ratio}")
+        _require(not self.replay or bool(self.weights), "--replay needs --weights (the model trained on it)")
         return self
 
 

@@ -21,6 +21,8 @@ from trainer.config import TrainSettings
 from trainer.data.loader import set_loader_epoch
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult
+from trainer.finetune import active_freeze, keep_frozen_batchnorm_eval, set_frozen
+from trainer.forgetting import measure_forgetting
 from trainer.model.inference import evaluate_model, write_yolo_predictions
 from trainer.progress import EpochProgress
 from trainer.setup import Run, start_run, unwrap
@@ -42,7 +44,9 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     epoch = run.start_epoch - 1
     for epoch in range(run.start_epoch, config.epochs):
         set_loader_epoch(run.train_loader, epoch)
+        frozen = apply_freeze(run, epoch)
         run.model.train()
+        keep_frozen_batchnorm_eval(unwrap(run.model), frozen)
         loss_sums, images_seen, epoch_started = torch.zeros(3), 0, time.perf_counter()
         with EpochProgress(run.console, epoch, config.epochs, run.iterations_per_epoch,
                            enabled=progress and run.is_main) as bar:
@@ -93,6 +97,16 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     if run.is_main:
         finish(run, epoch)
     return run.dir
+
+
+def apply_freeze(run: Run, epoch: int) -> int:
+    """--freeze for this epoch (unfrozen from --freeze-epochs on, also after a resume); returns frozen layers."""
+    config = run.settings.train
+    layers = active_freeze(run.freeze_layers, config.freeze_epochs, epoch)
+    if run.freeze_layers and layers != active_freeze(run.freeze_layers, config.freeze_epochs, epoch - 1):
+        run.print(f"epoch {epoch + 1}: " + (f"layers 0-{layers - 1} frozen" if layers else "every layer unfrozen"))
+    set_frozen(unwrap(run.model), layers)
+    return layers
 
 
 def all_ranks_finite(run: Run, loss: torch.Tensor) -> bool:
@@ -262,6 +276,13 @@ def finish(run: Run, last_epoch: int) -> None:
     files.write_json(run.dir, files.PR_CURVES_FILE, val.pr_curves_json())
     files.write_confusion(run.dir, val.confusion_labels, val.confusion)
     write_yolo_predictions(run.dir / files.PREDICTIONS_DIR / "val", val_predictions)
+    if run.replay_index is not None:
+        forgetting = measure_forgetting(run, model, list(run.index.names))
+        files.write_json(run.dir, files.FORGETTING_FILE, forgetting)
+        for row in forgetting["classes"]:
+            if row["ap50_95_drop"] is not None:
+                run.print(f"  base class {row['class']}: val AP50-95 {row['ap50_95_before']:.3f} before, "
+                          f"{row['ap50_95_after']:.3f} after (forgetting {row['ap50_95_drop']:+.3f})")
     minutes = (run.elapsed_before + time.perf_counter() - run.started_at) / 60
     run.print(f"[bold]done[/] {last_epoch + 1} epochs in {minutes:.1f} min; best epoch {run.best_epoch + 1}: "
               f"val mAP50 {val.map50:.3f} mAP50-95 {val.map50_95:.3f} (train subset {train_subset.map50:.3f} / "
@@ -287,6 +308,9 @@ def log_start(run: Run) -> None:
     if augment.mosaic > 0 and augment.close_mosaic >= config.epochs:
         run.print(f"note: no mosaic in this run: --close-mosaic {augment.close_mosaic} covers all {config.epochs} "
                   "epochs (mosaic stops for the last N epochs)")
+    if run.freeze_layers:
+        run.print(f"freeze: YOLOv8 layers 0-{run.freeze_layers - 1} frozen (weights and BatchNorm statistics)"
+                  + (f" for {config.freeze_epochs} epochs" if config.freeze_epochs else " for the whole run"))
     for warning in run.class_weights.warnings:
         run.print(f"[yellow]warning:[/] {warning}")
 

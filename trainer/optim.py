@@ -3,7 +3,8 @@
 Weight decay is applied to convolution/linear weights only: decaying BatchNorm scales and biases pulls them
 toward zero for no regularisation benefit (they do not scale the function's complexity), a common practice
 since "Bag of Tricks" (He et al. 2019). Group order is fixed: [weights, batchnorm weights, biases], which the
-schedule relies on.
+schedule relies on. Frozen parameters (requires_grad off, trainer/finetune.py) are kept in their groups:
+without a gradient the optimizers skip them, and unfreezing after --freeze-epochs needs no new optimizer.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     weights, norm_weights, biases = [], [], []
     for module in model.modules():
         for parameter_name, parameter in module.named_parameters(recurse=False):
-            if not parameter.requires_grad:
-                continue
             if parameter_name == "bias":
                 biases.append(parameter)
             elif isinstance(module, nn.modules.batchnorm._BatchNorm | nn.GroupNorm | nn.LayerNorm):

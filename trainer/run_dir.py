@@ -53,6 +53,7 @@ PREDICTIONS_DIR = "predictions"
 TRAIN_BATCHES_DIR = "train_batches"
 REPORT_FILE = "report.html"
 WARNINGS_FILE = "warnings.json"  # ["message", ...]: what the run warned about while training (divergence)
+FORGETTING_FILE = "forgetting.json"  # --replay: base classes' val AP before and after fine-tuning
 DISTRIBUTED_FILE = "distributed.json"  # distributed runs: world size, backend, per-rank parameter checksums
 
 RESULTS_COLUMNS = [

@@ -25,12 +25,25 @@ from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolv
 from trainer import run_dir as files
 from trainer.accumulate import Accumulation
 from trainer.checkpoint import load_checkpoint, restore_rng_states
-from trainer.config import TrainSettings, parse_model_name
+from trainer.config import TrainConfig, TrainSettings, parse_model_name
+from trainer.data.dataset import select_images
 from trainer.data.loader import build_train_loader, make_eval_loader
 from trainer.data.plot_batch import save_batches
+from trainer.data.replay import remap_replay
 from trainer.devices import DeviceChoice, choice_for_rank, choose_device
 from trainer.divergence import DivergenceWatch
 from trainer.ema import ModelEMA
+from trainer.finetune import (
+    FINETUNE_LR_FACTOR,
+    FINETUNE_WARMUP_EPOCHS,
+    SCRATCH_WARMUP_EPOCHS,
+    active_freeze,
+    freeze_layer_count,
+    frozen_prefixes,
+    load_source,
+    set_frozen,
+    transfer,
+)
 from trainer.model.detector import Detector, ModelConfig, model_summary
 from trainer.model.loss import DetectionLoss, LossConfig
 from trainer.optim import build_optimizer, choose_optimizer
@@ -70,6 +83,8 @@ class Run:
     started_at: float = field(default_factory=time.perf_counter)
     divergence: DivergenceWatch = field(default_factory=DivergenceWatch)  # running loss medians, warns once
     warnings: list[str] = field(default_factory=list)  # warnings of this run so far, as in warnings.json
+    freeze_layers: int = 0  # --freeze as a count of YOLOv8's numbered layers (0: nothing frozen)
+    replay_index: DatasetIndex | None = None  # --replay: the base dataset (its val split measures forgetting)
 
     @property
     def is_main(self) -> bool:
@@ -131,13 +146,23 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     sampling_weights = class_weights_for_index(index, method=config.class_weight_method,
                                                max_ratio=config.class_weight_max_ratio)
 
-    scale, p2 = parse_model_name(config.model)
-    model_config = ModelConfig(scale=scale, num_classes=len(names), p2=p2)
+    source = load_source(config.weights, config.weights_names) if config.weights and checkpoint is None else None
+    model_config = _model_config(config, len(names), source, checkpoint)
     model = Detector(model_config)
     if checkpoint is not None:  # before load_state_dict, whose shape errors are tracebacks naming no file
         _check_resumable(checkpoint, model, index.config.yaml_path, resume_dir)
-    if config.weights and checkpoint is None:
-        _initialise_from(model, config.weights, console if rank == 0 else None)
+    class_mapping = None
+    if source is not None:
+        class_mapping = transfer(source[0], source[1], model, names)
+        if rank == 0:
+            console.print(f"initialised from {config.weights} ({source[2]}, {len(source[1])} classes); "
+                          f"{class_mapping.summary()}", markup=False, highlight=False, soft_wrap=True)
+    freeze_layers = freeze_layer_count(config.freeze)
+    if config.freeze_epochs and world_size > 1:
+        raise DoctorError("--freeze-epochs with several GPUs is not supported (DDP fixes the trained parameters "
+                          "when it starts); freeze for the whole run, or train on one device")
+    set_frozen(model, active_freeze(freeze_layers, config.freeze_epochs, 0 if checkpoint is None
+                                    else int(checkpoint["epoch"]) + 1))
     model.to(device.device)
     if device.device.type == "cuda":  # NHWC lets cuDNN use tensor-core convolution kernels without transposes
         model.to(memory_format=torch.channels_last)
@@ -154,36 +179,51 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     if config.batch % world_size:
         raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} devices")
     warn = _warner(console, rank)
+    replay_index = replay = None
+    if config.replay:
+        replay_index = _rank_zero_first(lambda: build_index(load_data_yaml(config.replay), progress=rank == 0),
+                                        world_size, rank)
+        replay = remap_replay(select_images(replay_index, "train", warn, max_pixels=data_config.max_pixels),
+                              list(replay_index.names), names)
+        if rank == 0:
+            console.print(f"replay: {len(replay)} train images of {config.replay}, {config.replay_ratio:.0%} of "
+                          "every epoch's draws", markup=False, highlight=False, soft_wrap=True)
     train_loader = build_train_loader(index, data_config, settings.augment, config.batch // world_size,
                                       epochs=config.epochs, seed=config.seed, class_weights=sampling_weights.weights,
                                       rank=rank, world_size=world_size, device=device.device,
-                                      log=(lambda m: console.print(m)) if rank == 0 else (lambda m: None), warn=warn)
+                                      log=(lambda m: console.print(m)) if rank == 0 else (lambda m: None), warn=warn,
+                                      replay=replay, replay_ratio=config.replay_ratio)
     val_loader = train_eval_loader = None
     positions: list[int] = []
     if rank == 0:  # only rank 0 evaluates
         val_loader = make_eval_loader(_eval_dataset(index, "val", data_config, warn), config.batch,
                                       data_config.workers, device.device)
         train_dataset = train_loader.dataset
-        subset_size = min(config.train_eval_images, len(val_loader.dataset), len(train_dataset))
-        positions = sorted(np.random.default_rng(config.seed).choice(len(train_dataset), subset_size,
+        new_images = len(train_dataset) - (len(replay) if replay is not None else 0)  # replays come last
+        subset_size = min(config.train_eval_images, len(val_loader.dataset), new_images)
+        positions = sorted(np.random.default_rng(config.seed).choice(new_images, subset_size,
                                                                      replace=False).tolist())
         train_eval_loader = make_eval_loader(train_dataset.view(positions), config.batch, data_config.workers,
                                              device.device)
 
     iterations = len(train_loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, iterations * config.epochs, config.lr0)
+    if config.weights and config.lr0 is None:  # fine-tuning: a lower rate so learnt features survive
+        lr0 *= FINETUNE_LR_FACTOR
+    warmup_epochs = config.warmup_epochs if config.warmup_epochs is not None else (
+        FINETUNE_WARMUP_EPOCHS if config.weights else SCRATCH_WARMUP_EPOCHS)
     accumulation = Accumulation(config.batch, config.nbs)
     optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum,
                                 accumulation.weight_decay(config.weight_decay))
     schedule = Schedule(lr0=lr0, lrf=config.lrf, epochs=config.epochs, iterations_per_epoch=iterations,
-                        warmup_epochs=config.warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
+                        warmup_epochs=warmup_epochs, warmup_bias_lr=config.warmup_bias_lr,
                         warmup_momentum=config.warmup_momentum, momentum=config.momentum, cosine=config.cos_lr)
     scaler = torch.amp.GradScaler("cuda", enabled=device.needs_grad_scaler)
 
     run_path = resume_dir if resume_dir is not None else run_dir if run_dir is not None else _new_run_dir(config, rank)
     run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
               optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
-              rank=rank, world_size=world_size)
+              rank=rank, world_size=world_size, freeze_layers=freeze_layers, replay_index=replay_index)
     if rank == 0:  # a resumed (or reused) run directory may hold what a killed checkpoint write left
         for message in files.remove_stale_checkpoint_temporaries(run.dir):
             console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -194,8 +234,11 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
             "optimizer": optimizer_name, "lr0": lr0, "model": asdict(model_config),
             "dataset": str(index.config.yaml_path), "classes": names, "device": str(device.device),
             "world_size": world_size, "amp": str(device.amp_dtype).replace("torch.", "") if device.amp_dtype else None,
-            "sampler_weights_method": sampling_weights.method,
-            "iterations_per_epoch": iterations, "train_images": len(train_dataset),
+            "sampler_weights_method": sampling_weights.method, "warmup_epochs": warmup_epochs,
+            "freeze_layers": freeze_layers, "frozen_modules": frozen_prefixes(freeze_layers),
+            "weights_classes": class_mapping.to_json_dict() if class_mapping is not None else None,
+            "iterations_per_epoch": iterations, "train_images": new_images,
+            "replay_images": len(replay) if replay is not None else 0,
             "accumulate": accumulation.steps, "effective_batch": accumulation.effective_batch,
             "weight_decay": accumulation.weight_decay(config.weight_decay),
             "train_eval_images": len(positions),
@@ -310,14 +353,24 @@ def load_model_weights(path: str | Path, device: torch.device | str = "cpu") -> 
     return model.to(device).eval(), names
 
 
-def _initialise_from(model: Detector, path: str, console: Console | None) -> None:
-    """--weights: copy every tensor whose name and shape match (the head differs when the class count does)."""
-    source, _ = load_model_weights(path)
-    own = model.state_dict()
-    matching = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(matching, strict=False)
-    if console is not None:
-        console.print(f"initialised {len(matching)}/{len(own)} tensors from {path}")
+def _model_config(config: TrainConfig, num_classes: int, source: tuple[Detector, list[str], str] | None,
+                  checkpoint: dict | None) -> ModelConfig:
+    """The model to build: --model's scale (and P2 level); with --weights the source's head widths (its class
+    branch width does not depend on the new class count, so every hidden tensor transfers); on resume the saved
+    ones."""
+    scale, p2 = parse_model_name(config.model)
+    if source is not None:
+        saved = source[0].config
+        if saved.scale != scale or saved.p2 != p2:
+            wanted = saved.scale + ("-p2" if saved.p2 else "")
+            raise DoctorError(f"--weights holds a scale-{wanted} model: pass --model {wanted}", config.weights)
+        return ModelConfig(scale=scale, num_classes=num_classes, reg_max=saved.reg_max, p2=p2,
+                           cls_hidden=saved.cls_hidden or source[0].head.cls_branches[0][-1].in_channels)
+    saved_config = checkpoint.get("model_config") if checkpoint is not None else None
+    if isinstance(saved_config, dict) and saved_config.get("cls_hidden"):
+        return ModelConfig(scale=scale, num_classes=num_classes, reg_max=int(saved_config.get("reg_max", 16)),
+                           p2=p2, cls_hidden=int(saved_config["cls_hidden"]))
+    return ModelConfig(scale=scale, num_classes=num_classes, p2=p2)
 
 
 def _rank_zero_first(build, world_size: int, rank: int):

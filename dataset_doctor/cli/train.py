@@ -38,7 +38,19 @@ def train(
     exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Reuse project/name if it exists.")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue a killed run from RUN_DIR/weights/last.pt "
                                                      "(no other argument needed).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Initialise from one of our checkpoints.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Fine-tune from one of our checkpoints or a YOLOv8 state_dict "
+                                                      "(README: 'Start from trained weights'); classes matched by "
+                                                      "name. Lowers the default lr0 to a tenth and warmup to 1 "
+                                                      "epoch.")] = None,
+    weights_names: Annotated[Path | None, typer.Option(help="Class names of a --weights state_dict that holds "
+                                                            "none: a data.yaml or one name per line.")] = None,
+    freeze: Annotated[str | None, typer.Option(help="Freeze the first N YOLOv8 layers, or backbone (10) or neck "
+                                                    "(22); BatchNorm statistics frozen too.")] = None,
+    freeze_epochs: Annotated[int, typer.Option(min=0, help="Unfreeze after K epochs (0: the whole run).")] = 0,
+    replay: Annotated[Path | None, typer.Option(help="data.yaml of the base dataset: its train images are mixed "
+                                                     "into every epoch (against forgetting).")] = None,
+    replay_ratio: Annotated[float, typer.Option(help="Share of each epoch's images drawn from --replay.")]
+    = _T.replay_ratio,
     class_weights: Annotated[str, typer.Option(help="auto (doctor weights), none, or a doctor weights --json "
                                                     "file.")] = _T.class_weights,
     class_weight_method: Annotated[str, typer.Option(help="auto weights: inverse, sqrt or effective.")]
@@ -50,12 +62,14 @@ def train(
     sampler: Annotated[str, typer.Option(help="uniform, or balanced: draw images by their boxes' class "
                                               "weights.")] = _D.sampler,
     optimizer: Annotated[str, typer.Option(help="SGD, AdamW or auto (by run length).")] = _T.optimizer,
-    lr0: Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.01 SGD, 0.001 AdamW).")]
+    lr0: Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.01 SGD, 0.001 AdamW; a "
+                                                   "tenth of that with --weights).")]
     = None,
     lrf: Annotated[float, typer.Option(help="Final learning rate, fraction of lr0.")] = _T.lrf,
     momentum: Annotated[float, typer.Option(help="SGD momentum / AdamW beta1.")] = _T.momentum,
     weight_decay: Annotated[float, typer.Option(help="Weight decay of conv weights.")] = _T.weight_decay,
-    warmup_epochs: Annotated[float, typer.Option(help="Warmup epochs.")] = _T.warmup_epochs,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Warmup epochs (default 3; 1 with --weights).")]
+    = None,
     cos_lr: Annotated[bool, typer.Option("--cos-lr", help="Cosine learning-rate decay (default linear).")] = False,
     close_mosaic: Annotated[int, typer.Option(help="No mosaic in the last N epochs.")] = _A.close_mosaic,
     mosaic: Annotated[float, typer.Option(help="Mosaic probability.")] = _A.mosaic,
@@ -109,7 +123,10 @@ def train(
         if data is None:
             raise DoctorError("give a data.yaml to train on, or --resume RUN_DIR")
         settings = TrainSettings(
-            TrainConfig(data=str(data), model=model, weights=str(weights) if weights else None, epochs=epochs,
+            TrainConfig(data=str(data), model=model, weights=str(weights) if weights else None,
+                        weights_names=str(weights_names) if weights_names else None, freeze=freeze,
+                        freeze_epochs=freeze_epochs, replay=str(replay) if replay else None,
+                        replay_ratio=replay_ratio, epochs=epochs,
                         batch=batch, nbs=nbs, optimizer=optimizer, lr0=lr0, lrf=lrf, momentum=momentum,
                         weight_decay=weight_decay, warmup_epochs=warmup_epochs, cos_lr=cos_lr, ema=ema, amp=amp,
                         device=device, seed=seed, threads=threads, patience=patience, eval_every=eval_every,

@@ -19,9 +19,11 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from dataset_doctor.dataset.index import DatasetIndex
+from dataset_doctor.errors import DoctorError
 from trainer.data.collate import Collate
 from trainer.data.config import AugmentConfig, DataConfig, default_workers
-from trainer.data.dataset import YoloDataset, build_dataset
+from trainer.data.dataset import ImageSet, YoloDataset, build_dataset, select_images
+from trainer.data.replay import ReplaySampler, combine
 from trainer.data.sampler import BalancedSampler, EpochSampler, build_sampler
 
 Log = Callable[[str], None]
@@ -71,13 +73,28 @@ def make_loader(dataset: YoloDataset, batch_size: int, sampler: Sampler | None, 
 def build_train_loader(index: DatasetIndex, data: DataConfig, augment: AugmentConfig, batch_size: int, *,
                        epochs: int | None = None, seed: int = 0, class_weights: Sequence[float] | None = None,
                        rank: int = 0, world_size: int = 1, device: torch.device | str | None = None,
-                       split: str = "train", log: Log | None = None, warn: Log | None = None) -> DataLoader:
-    """The training loader of one process: augmented dataset, uniform or balanced sampler, multi-scale collate."""
+                       split: str = "train", log: Log | None = None, warn: Log | None = None,
+                       replay: ImageSet | None = None, replay_ratio: float = 0.25) -> DataLoader:
+    """The training loader of one process: augmented dataset, uniform or balanced sampler, multi-scale collate.
+
+    `replay` (trainer/data/replay.py): base-dataset images appended to the dataset and mixed into every epoch
+    by a ReplaySampler, a share `replay_ratio` of the draws.
+    """
     data = data.checked(warn)
-    dataset = build_dataset(index, split, data.imgsz, augment, seed=seed, epochs=epochs, cache=data.cache,
-                            workers=data.workers, log=log, warn=warn, max_pixels=data.max_pixels)
-    sampler = build_sampler(data.sampler, dataset.images.image_classes(), class_weights, seed=seed, rank=rank,
-                            world_size=world_size, reduce=data.image_weight)
+    images = select_images(index, split, warn, max_pixels=data.max_pixels)
+    if replay is not None:
+        if data.sampler != "uniform":
+            raise DoctorError("--replay draws the new images uniformly: it cannot be combined with --sampler "
+                              f"{data.sampler}")
+        images = combine(images, replay)
+    dataset = YoloDataset(images, data.imgsz, augment, seed=seed, epochs=epochs, cache=data.cache,
+                          workers=data.workers, log=log, warn=warn, max_pixels=data.max_pixels)
+    if replay is not None:
+        sampler: EpochSampler = ReplaySampler(len(images) - len(replay), len(replay), replay_ratio, seed=seed,
+                                              rank=rank, world_size=world_size)
+    else:
+        sampler = build_sampler(data.sampler, dataset.images.image_classes(), class_weights, seed=seed, rank=rank,
+                                world_size=world_size, reduce=data.image_weight)
     if isinstance(sampler, BalancedSampler):
         dataset.set_partner_weights(sampler.weights.numpy())
     if augment.copy_paste > 0:

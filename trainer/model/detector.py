@@ -50,6 +50,8 @@ class ModelConfig:
     prior_objects_per_image: float = 5.0  # expected objects per image, for the classification bias prior
     prior_image_size: int = 640  # image side the classification bias prior is computed at
     p2: bool = False  # a fourth, stride-4 detection level for tiny objects (NeckP2)
+    cls_hidden: int | None = None  # class-branch width; None: max(P3 width, min(classes, 100)) as YOLOv8 (kept
+    # from the source when fine-tuning, so its hidden layers transfer whatever the new class count)
 
 
 def scaled_width(channels: int, width_multiple: float, max_channels: int) -> int:
@@ -228,11 +230,12 @@ class NeckP2(nn.Module):
 class DetectHead(nn.Module):
     """Decoupled head: per level, a box branch (4 * reg_max DFL logits) and a class branch (num_classes logits)."""
 
-    def __init__(self, in_channels: list[int], num_classes: int, reg_max: int, strides: tuple[int, ...]):
+    def __init__(self, in_channels: list[int], num_classes: int, reg_max: int, strides: tuple[int, ...],
+                 cls_hidden: int | None = None):
         super().__init__()
         self.num_classes, self.reg_max, self.strides = num_classes, reg_max, strides
         box_hidden = max(16, in_channels[0] // 4, 4 * reg_max)
-        cls_hidden = max(in_channels[0], min(num_classes, 100))
+        cls_hidden = cls_hidden or max(in_channels[0], min(num_classes, 100))
         self.box_branches = nn.ModuleList(
             nn.Sequential(ConvBNAct(c, box_hidden, 3), ConvBNAct(box_hidden, box_hidden, 3),
                           nn.Conv2d(box_hidden, 4 * reg_max, 1)) for c in in_channels)
@@ -310,7 +313,8 @@ class Detector(nn.Module):
         self.backbone = Backbone(config.in_channels, widths, depth_multiple)
         self.neck: nn.Module = NeckP2(widths, depth_multiple) if config.p2 else Neck(widths, depth_multiple)
         levels = (128, 256, 512, 1024) if config.p2 else (256, 512, 1024)
-        self.head = DetectHead([widths[c] for c in levels], config.num_classes, config.reg_max, self.strides)
+        self.head = DetectHead([widths[c] for c in levels], config.num_classes, config.reg_max, self.strides,
+                               config.cls_hidden)
         self.head.init_biases(config.prior_objects_per_image, config.prior_image_size)
         self.fused = False
 
