@@ -13,7 +13,8 @@ from dataset_doctor.errors import DoctorError
 
 @app.command(rich_help_panel="Train and evaluate")
 def predict(
-    weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
+    weights: Annotated[Path, typer.Argument(
+        help="A checkpoint of ours (best.pt / last.pt) or a doctor export file (.onnx).")],
     source: Annotated[Path, typer.Argument(help="An image, a folder of images, a .txt list, or a data.yaml.")],
     out: Annotated[Path, typer.Option(help="New directory: labels/<image>.txt (and images/ with --save-images).")],
     split: Annotated[str, typer.Option(help="With a data.yaml source: which split.")] = "val",
@@ -33,15 +34,15 @@ def predict(
     from trainer.data.loader import make_eval_loader
     from trainer.data.predict_source import image_set_from_source
     from trainer.devices import choose_device
+    from trainer.export.onnx_runtime import load_detector
     from trainer.model.inference import predict as run_model
     from trainer.model.inference import write_yolo_predictions
-    from trainer.setup import load_model_weights
 
     out = out.expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DoctorError("output directory exists and is not empty", out)
     choice = choose_device(device)
-    model, names = load_model_weights(weights, choice.device)
+    model, names = load_detector(weights, choice.device)
     def warn(message: str) -> None:  # every warning of the command on one channel, imgsz rounding included
         console.print(f"[yellow]warning:[/] {message}")
 

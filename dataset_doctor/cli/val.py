@@ -14,7 +14,8 @@ from dataset_doctor.errors import DoctorError
 
 @app.command(rich_help_panel="Train and evaluate")
 def val(
-    weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
+    weights: Annotated[Path, typer.Argument(
+        help="A checkpoint of ours (best.pt / last.pt) or a doctor export file (.onnx).")],
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
     imgsz: Annotated[int, typer.Option(help="Input size (multiple of 32).")] = 640,
@@ -34,11 +35,11 @@ def val(
     from trainer.data.dataset import build_dataset
     from trainer.data.loader import make_eval_loader
     from trainer.devices import choose_device
+    from trainer.export.onnx_runtime import load_detector
     from trainer.model.inference import evaluate_model
-    from trainer.setup import load_model_weights
 
     choice = choose_device(device)
-    model, names = load_model_weights(weights, choice.device)
+    model, names = load_detector(weights, choice.device)
     index = build_index(data_yaml, progress=console.is_terminal)
     if list(index.names) != names:
         raise DoctorError(f"the model was trained on classes {names}, the dataset has {list(index.names)}", weights)
