@@ -123,6 +123,7 @@ class Page:
         self._ids = itertools.count(1)
         self._open = False
         self._css: list[str] = []
+        self._head: list[str] = []
 
     def section(self, title: str, anchor: str | None = None) -> Page:
         """Start a new section (closing the previous one); it gets an entry in the table of contents."""
@@ -189,6 +190,11 @@ class Page:
         self._css.append(css)
         return self
 
+    def head(self, markup: str) -> Page:
+        """Markup for <head> built by our own code, e.g. a live report's <meta http-equiv="refresh">."""
+        self._head.append(markup)
+        return self
+
     def render(self) -> str:
         self._close_section()
         toc = "".join(f'<a href="#{escape(anchor)}">{escape(title)}</a>' for anchor, title in self._toc)
@@ -196,7 +202,7 @@ class Page:
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{escape(self.title)}</title><style>{_STYLE}{''.join(self._css)}</style>"
+            f"{''.join(self._head)}<title>{escape(self.title)}</title><style>{_STYLE}{''.join(self._css)}</style>"
             f"<script>{get_plotlyjs()}</script></head><body>"
             f'<header class="page"><div><h1>{escape(self.title)}</h1>{subtitle}'
             f'<nav class="toc">{toc}</nav></div></header>'

@@ -146,8 +146,38 @@ def write_training_report(run_dir: str | Path, console: Console | None = None) -
     return path
 
 
+def write_live_report(run_dir: str | Path, progress: dict[str, Any], console: Console | None = None) -> Path | None:
+    """report.html of a run still training (trainer.loop's on_evaluation hook): a banner "training in progress:
+    epoch k of N, ETA" and a meta refresh on top of everything written so far. Like write_training_report a
+    problem is a warning, never the end of the run; the final write_training_report drops the banner."""
+    run_dir = Path(run_dir)
+    try:
+        audit = files.read_args(run_dir).get("train", {}).get("audit_report")
+        return build_training_report(run_dir, audit_report=Path(audit) if audit else None, progress=progress)
+    except (DoctorError, OSError, ValueError, KeyError, TypeError) as error:
+        (console or Console()).print(f"[yellow]warning:[/] live training report not written ({error})")
+        return None
+
+
+LIVE_REFRESH_SECONDS = 30
+
+
+def live_banner(progress: dict[str, Any]) -> str:
+    """The in-progress banner's markup (numbers only: nothing of the user's in it)."""
+    eta = progress.get("eta_s")
+    eta_text = "ETA " + _duration(eta) if eta is not None else "ETA after the first evaluation"
+    return (f'<div class="live-banner" role="status"><strong>training in progress</strong>: epoch '
+            f'{int(progress["epoch"])} of {int(progress["epochs"])}, {escape(eta_text)}; this page reloads every '
+            f'{LIVE_REFRESH_SECONDS} s until the run ends</div>')
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(0, round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
-                          search_dirs: Sequence[Path] | None = None) -> Path:
+                          search_dirs: Sequence[Path] | None = None, progress: dict[str, Any] | None = None) -> Path:
     """Write run_dir/report.html (atomically) and return its path.
 
     audit_report: the audit report (HTML, or its JSON) of the dataset; by default it is looked for in
@@ -160,7 +190,7 @@ def build_training_report(run_dir: str | Path, audit_report: Path | None = None,
     index, index_problem = _load_index(run)
     audit = Path(audit_report) if audit_report is not None else _find_audit(run, search_dirs)
     source = run_source(run, index, index_problem, audit)
-    page, _, _ = build_report_page(source)
+    page, _, _ = build_report_page(source, progress)
     return page.write(source.target)
 
 
@@ -190,12 +220,18 @@ def resolve_audit(audit: Path | None, classes: Sequence[str]) -> tuple[Path | No
     return audit, notes
 
 
-def build_report_page(source: ReportSource) -> tuple[Page, list[ClassNumbers], Diagnosis]:
+def build_report_page(source: ReportSource, progress: dict[str, Any] | None = None
+                      ) -> tuple[Page, list[ClassNumbers], Diagnosis]:
     """The page (not yet written), the per-class numbers and their diagnosis: one builder for every source."""
     classes = source_class_numbers(source)
     diagnosis = diagnose_run(classes, source.facts)
     page = Page(source.title, subtitle=source.subtitle)
     page.html(_EXTRA_STYLE)
+    if progress is not None:  # a run still training: see write_live_report
+        page.head(f'<meta http-equiv="refresh" content="{LIVE_REFRESH_SECONDS}">')
+        page.style(".live-banner{background:#fff3cd;border:1px solid #e0b84c;padding:.6em 1em;margin:0 0 1em;"
+                   "border-radius:4px}")
+        page.html(live_banner(progress))
     _verdict_section(page, source, diagnosis)
     if source.run is not None:
         _overview_section(page, source.run, source.facts, source.index, source.audit, source.target)

@@ -68,6 +68,7 @@ class TrainConfig:
     focal_gamma: float = 0.0  # focal modulation of the classification loss (0: plain BCE)
     sync_bn: bool = False  # distributed: synchronise BatchNorm statistics across GPUs
     save_batches: int = 3  # augmented training batches saved as pictures at the start
+    tensorboard: bool | None = None  # event files in run_dir/tensorboard; None: on when tensorboard is installed
     audit_report: str | None = None  # audit report (HTML or JSON) to link; None: looked for in doctor_reports/
     max_bad_steps: int = 5  # consecutive non-finite losses before the run stops
     project: str = "runs"  # parent directory of run directories

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,11 +37,12 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def launch_training(settings: TrainSettings | None, resume: Path | None = None,
-                    console: Console | None = None) -> Path:
+                    console: Console | None = None, on_evaluation: Callable[[Path, dict], None] | None = None) -> Path:
     """Train and return the run directory (resume: `settings` come from the run's args.yaml).
 
     report.html is the caller's: `doctor train` calls reports.training_report.write_training_report(run_dir)
-    after this returns (the trainer never imports reports/).
+    after this returns (the trainer never imports reports/). on_evaluation: trainer.loop.train's hook, on the
+    single-process and torchrun paths (processes spawned per GPU would need it picklable: not passed there).
     """
     from trainer.loop import train
 
@@ -50,18 +52,19 @@ def launch_training(settings: TrainSettings | None, resume: Path | None = None,
         config = settings.train
         files.check_run_location(config.project, config.name, config.exist_ok, load_data_yaml(config.data))
     if _under_torchrun():
-        return _train_as_torchrun_rank(settings, resume, console)
+        return _train_as_torchrun_rank(settings, resume, console, on_evaluation)
     choice = choose_device(settings.train.device, settings.train.amp)
     if choice.distributed:
         return _spawn_one_process_per_gpu(settings, resume, choice.gpu_ids)
-    return train(settings, resume=resume, console=console)
+    return train(settings, resume=resume, console=console, on_evaluation=on_evaluation)
 
 
 def _under_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ)
 
 
-def _train_as_torchrun_rank(settings: TrainSettings, resume: Path | None, console: Console | None) -> Path:
+def _train_as_torchrun_rank(settings: TrainSettings, resume: Path | None, console: Console | None,
+                            on_evaluation: Callable[[Path, dict], None] | None = None) -> Path:
     from trainer.loop import train
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -74,7 +77,7 @@ def _train_as_torchrun_rank(settings: TrainSettings, resume: Path | None, consol
     try:
         run_dir = _shared_run_dir(settings, resume, rank)
         return train(settings, resume=resume, console=console, rank=rank, world_size=world_size, run_dir=run_dir,
-                     device=device)
+                     device=device, on_evaluation=on_evaluation)
     finally:
         dist.destroy_process_group()
 

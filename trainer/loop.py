@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -24,23 +26,32 @@ from trainer.evaluation import EvaluationResult
 from trainer.finetune import active_freeze, keep_frozen_batchnorm_eval, set_frozen
 from trainer.forgetting import measure_forgetting
 from trainer.model.inference import evaluate_model, write_yolo_predictions
+from trainer.monitor import TensorBoardLog, wants_tensorboard
 from trainer.progress import EpochProgress
 from trainer.setup import Run, start_run, unwrap
 
 
 def train(settings: TrainSettings | None, resume: Path | None = None, console: Console | None = None,
           rank: int = 0, world_size: int = 1, progress: bool = True, run_dir: Path | None = None,
-          device: torch.device | None = None) -> Path:
+          device: torch.device | None = None,
+          on_evaluation: Callable[[Path, dict[str, Any]], None] | None = None) -> Path:
     """Train a detector; returns the run directory. `resume`: continue a run directory from weights/last.pt.
 
     Distributed runs call this once per process (trainer/launch.py), with their rank, device and the run dir.
     The training report (report.html) is not written here: the trainer never imports reports/. The caller
     writes it, as `doctor train` does: `reports.training_report.write_training_report(run_dir)`.
+    on_evaluation(run_dir, progress): called on rank 0 once before the first epoch and after every evaluation
+    (results.csv and the checkpoints written), progress = {"epoch", "epochs", "eta_s"}: how `doctor train`
+    keeps a live report.html without the trainer importing reports/.
     """
     run = start_run(settings, resume, console, rank, world_size, run_dir, device)
     config = run.settings.train
     log_start(run)
     accumulation = run.accumulation
+    monitor = open_monitor(run)
+    session_started, first_epoch = time.perf_counter(), run.start_epoch
+    if on_evaluation is not None and run.is_main:
+        on_evaluation(run.dir, {"epoch": run.start_epoch, "epochs": config.epochs, "eta_s": None})
     epoch = run.start_epoch - 1
     for epoch in range(run.start_epoch, config.epochs):
         set_loader_epoch(run.train_loader, epoch)
@@ -89,6 +100,12 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                                          val, train_subset)
             save_checkpoints(run, epoch, improved, row)  # before results.csv: a row never outlives its weights
             files.append_results_row(run.dir, row)
+            if monitor is not None:
+                monitor.log_epoch(row, val)
+            if on_evaluation is not None and val is not None:
+                per_epoch = (time.perf_counter() - session_started) / (epoch + 1 - first_epoch)
+                on_evaluation(run.dir, {"epoch": epoch + 1, "epochs": config.epochs,
+                                        "eta_s": per_epoch * (config.epochs - epoch - 1)})
         if decided_by_rank_zero(run, stop_early(run)):
             run.print(f"[yellow]early stop:[/] val mAP50-95 did not improve for {config.patience} evaluations "
                       f"(best at epoch {run.best_epoch + 1})")
@@ -96,6 +113,8 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     check_replicas_agree(run)
     if run.is_main:
         finish(run, epoch)
+    if monitor is not None:
+        monitor.close()
     return run.dir
 
 
@@ -107,6 +126,17 @@ def apply_freeze(run: Run, epoch: int) -> int:
         run.print(f"epoch {epoch + 1}: " + (f"layers 0-{layers - 1} frozen" if layers else "every layer unfrozen"))
     set_frozen(unwrap(run.model), layers)
     return layers
+
+
+def open_monitor(run: Run) -> TensorBoardLog | None:
+    """TensorBoard on rank 0 when wanted (trainer/monitor.py), with the class weights and augmented batches."""
+    if not run.is_main or not wants_tensorboard(run.settings.train.tensorboard):
+        return None
+    monitor = TensorBoardLog(run.dir)
+    monitor.log_start(run.class_weights.classes, run.class_weights.weights, run.class_weights.method,
+                      sorted((run.dir / files.TRAIN_BATCHES_DIR).glob("*.jpg")))
+    run.print(f"TensorBoard: tensorboard --logdir {run.dir.parent}")
+    return monitor
 
 
 def all_ranks_finite(run: Run, loss: torch.Tensor) -> bool:

@@ -16,8 +16,8 @@ from trainer.data.dataset import YoloDataset
 from trainer.data.loader import make_eval_loader
 from trainer.data.predict_source import image_set_from_source
 from trainer.devices import choose_device
+from trainer.export.onnx_runtime import load_detector
 from trainer.model.inference import Predictions, predict
-from trainer.setup import load_model_weights
 
 
 def predict_images(weights: str | Path, source: str | Path, *, split: str = "val", imgsz: int = 640,
@@ -28,7 +28,7 @@ def predict_images(weights: str | Path, source: str | Path, *, split: str = "val
     data.yaml's split), and the checkpoint's class names. limit: only that many images, drawn at random
     (seeded, sorted, as the trainer draws its fixed train subset)."""
     choice = choose_device(device)
-    model, names = load_model_weights(weights, choice.device)
+    model, names = load_detector(weights, choice.device)  # .pt of ours or a doctor export .onnx
     images = image_set_from_source(source, split, warn=warn)
     dataset = YoloDataset(images, imgsz, warn=warn)
     if limit is not None and limit < len(dataset):

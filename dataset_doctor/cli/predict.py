@@ -13,7 +13,8 @@ from dataset_doctor.errors import DoctorError
 
 @app.command(rich_help_panel="Train and evaluate")
 def predict(
-    weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
+    weights: Annotated[Path, typer.Argument(
+        help="A checkpoint of ours (best.pt / last.pt) or a doctor export file (.onnx).")],
     source: Annotated[Path, typer.Argument(help="An image, a folder of images, a .txt list, or a data.yaml.")],
     out: Annotated[Path, typer.Option(help="New directory: labels/<image>.txt (and images/ with --save-images).")],
     split: Annotated[str, typer.Option(help="With a data.yaml source: which split.")] = "val",

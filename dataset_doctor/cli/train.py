@@ -96,12 +96,21 @@ def train(
     audit_report: Annotated[Path | None, typer.Option(help="Audit report (HTML or JSON) to link from the training "
                                                            "report (default: looked for in doctor_reports/).")]
     = None,
+    tensorboard: Annotated[bool | None, typer.Option("--tensorboard/--no-tensorboard",
+                                                     help="TensorBoard event files in RUN_DIR/tensorboard "
+                                                          "(default: on when tensorboard is installed).")] = None,
+    live_report: Annotated[bool, typer.Option("--live-report/--no-live-report",
+                                              help="Rewrite report.html after every evaluation, with a "
+                                                   "progress banner.")] = True,
 ) -> None:
     """Train the built-in YOLO detector (YOLOv8-style) on a dataset, class weights applied automatically."""
     from dataset_doctor.cli.classify_commands import is_classify_run, train_classify
     from dataset_doctor.dataset.classify_index import TASK_CLASSIFY, detect_task
     from trainer.launch import launch_training  # torch loads only when a command needs it
+    from trainer.monitor import wants_tensorboard
 
+    wants_tensorboard(tensorboard)  # asked for and not installed: one line before any run directory exists
+    hook = _live_report_hook() if live_report and int(os.environ.get("RANK", "0")) == 0 else None
     if resume is not None and is_classify_run(resume):
         train_classify({}, resume)
         return
@@ -118,7 +127,7 @@ def train(
             return
     imgsz = imgsz if imgsz is not None else _D.imgsz
     if resume is not None:
-        run_dir = launch_training(None, resume=resume, console=console)
+        run_dir = launch_training(None, resume=resume, console=console, on_evaluation=hook)
     else:
         if data is None:
             raise DoctorError("give a data.yaml to train on, or --resume RUN_DIR")
@@ -133,15 +142,29 @@ def train(
                         class_weights=class_weights, class_weight_method=class_weight_method,
                         class_weight_max_ratio=max_ratio, focal_gamma=focal_gamma, sync_bn=sync_bn,
                         project=str(project), name=name, exist_ok=exist_ok,
-                        audit_report=str(audit_report) if audit_report else None),
+                        audit_report=str(audit_report) if audit_report else None, tensorboard=tensorboard),
             DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler,
                        max_pixels=max_pixels),
             AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale,
                           copy_paste=copy_paste),
         )
-        run_dir = launch_training(settings, console=console)
+        run_dir = launch_training(settings, console=console, on_evaluation=hook)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process runs this command
         from reports.training_report import write_training_report  # plotly loads only now
 
         write_training_report(run_dir, console)
         console.print(f"results in [bold]{run_dir}[/]")
+
+
+def _live_report_hook():
+    """trainer.loop's on_evaluation: say where report.html will be at the start, rewrite it (with the progress
+    banner and a refresh) after every evaluation. The final write after training drops the banner."""
+    def on_evaluation(run_dir: Path, progress: dict) -> None:
+        from reports.training_report import write_live_report  # plotly loads only now
+
+        if progress["eta_s"] is None:
+            console.print(f"live report (rewritten after every evaluation): [bold]{run_dir / 'report.html'}[/]")
+            return
+        write_live_report(run_dir, progress, console)
+
+    return on_evaluation

@@ -14,7 +14,8 @@ from dataset_doctor.errors import DoctorError
 
 @app.command(rich_help_panel="Train and evaluate")
 def val(
-    weights: Annotated[Path, typer.Argument(help="A checkpoint of ours (best.pt / last.pt).")],
+    weights: Annotated[Path, typer.Argument(
+        help="A checkpoint of ours (best.pt / last.pt) or a doctor export file (.onnx).")],
     data_yaml: Annotated[Path, typer.Argument(help="The dataset's data.yaml.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
     imgsz: Annotated[int | None, typer.Option(help="Input size (multiple of 32) [default: 640; a classifier: its "
@@ -37,16 +38,17 @@ def val(
     from trainer.data.dataset import build_dataset
     from trainer.data.loader import make_eval_loader
     from trainer.devices import choose_device
+    from trainer.export.onnx_runtime import load_detector
     from trainer.model.inference import evaluate_model
-    from trainer.setup import load_model_weights, trained_imgsz
+    from trainer.setup import trained_imgsz
 
     if is_classifier_checkpoint(weights):
         val_classify(weights, data_yaml, split, imgsz, batch, device, json_file)
         return
     imgsz = imgsz if imgsz is not None else 640
     choice = choose_device(device)
-    model, names = load_model_weights(weights, choice.device)
-    trained = trained_imgsz(weights)
+    model, names = load_detector(weights, choice.device)
+    trained = trained_imgsz(weights) if Path(weights).suffix.lower() != ".onnx" else None
     if trained is not None and imgsz != trained:
         console.print(f"note: the model was trained at --imgsz {trained}; evaluating at {imgsz}"
                       + (" (a larger input: small objects cover more pixels, no retraining needed)"
