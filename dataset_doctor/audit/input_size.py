@@ -52,7 +52,10 @@ def short_sides(geometry: pd.DataFrame) -> np.ndarray:
 
 
 def input_size_table(geometry: pd.DataFrame, names: list[str] | tuple[str, ...]) -> pd.DataFrame:
-    """Per class: train boxes, share under 8 and under 16 px at imgsz, median short side (NaN with no box)."""
+    """Per class: train boxes, share under 8 and under 16 px at imgsz, median short side (NaN with no box).
+    Without box geometry (a classification dataset has no boxes) every class has no box."""
+    if "width_imgsz" not in geometry:
+        geometry = pd.DataFrame({"split": [], "cls": [], "width_imgsz": [], "height_imgsz": []})
     train = geometry[geometry["split"] == TRAIN]
     sides = short_sides(train)
     classes = train["cls"].to_numpy().astype(np.int64)

@@ -16,12 +16,22 @@ CLASSIFY_IMGSZ = 224
 
 
 def is_classifier_checkpoint(weights: Path) -> bool:
+    """A checkpoint of our classifier. An exported .onnx file, or a file that is no checkpoint of ours, is not:
+    the detection path then reads it and gives its own one-line error."""
     from trainer.checkpoint import load_checkpoint
 
-    return load_checkpoint(weights).get("task") == "classify"
+    if Path(weights).suffix.lower() == ".onnx":
+        return False
+    try:
+        return load_checkpoint(weights).get("task") == "classify"
+    except DoctorError:
+        return False
 
 
 def is_classify_run(run_dir: Path) -> bool:
+    """A run directory (with its args.yaml) of the classifier; anything else is left to the detection path."""
+    if run_dir.is_dir() and not (run_dir / "args.yaml").is_file():
+        return False
     weights = run_dir / "weights" / "last.pt" if run_dir.is_dir() else run_dir
     return weights.is_file() and is_classifier_checkpoint(weights)
 

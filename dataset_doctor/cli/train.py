@@ -118,12 +118,14 @@ def train(
         detected, why = detect_task(data, task)
         if detected == TASK_CLASSIFY:
             console.print(why, highlight=False, markup=False)
-            train_classify({
+            options = {
                 "data": str(data), "model": model, "epochs": epochs, "imgsz": imgsz or 224, "batch": batch,
                 "optimizer": optimizer, "lr0": lr0, "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay,
                 "warmup_epochs": warmup_epochs, "class_weights": class_weights, "sampler": sampler, "ema": ema,
                 "fliplr": fliplr, "seed": seed, "workers": workers or 0, "device": device or "cpu",
-                "project": str(project), "name": name, "exist_ok": exist_ok}, None)
+                "project": str(project), "name": name, "exist_ok": exist_ok}
+            # options left unset (None: the detector's fine-tuning-aware defaults) take the classifier's own
+            train_classify({key: value for key, value in options.items() if value is not None}, None)
             return
     imgsz = imgsz if imgsz is not None else _D.imgsz
     if resume is not None:
