@@ -5,6 +5,8 @@ All counts are of usable boxes (no error on the line, on a readable image), the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -39,18 +41,36 @@ def split_instances(counts: pd.DataFrame, split: str) -> np.ndarray:
     return counts.loc[counts["split"] == split, "instances"].to_numpy()
 
 
-def class_findings(counts: pd.DataFrame, names: list[str] | tuple[str, ...], options: AuditOptions) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ClassWording:
+    """How the class checks speak of a dataset: boxes ("instances", AP) or classified images (accuracy)."""
+
+    unit: str = "instances"  # what is counted per class
+    unused: str = "has no usable instance in train"  # why a class cannot be learnt
+    metric: str = "AP"  # what a rare class makes weak and unmeasurable
+
+
+DETECTION_WORDING = ClassWording()
+CLASSIFY_WORDING = ClassWording("images", "has a folder but no readable train image", "accuracy")
+
+
+def class_findings(counts: pd.DataFrame, names: list[str] | tuple[str, ...], options: AuditOptions,
+                   wording: ClassWording = DETECTION_WORDING) -> pd.DataFrame:
+    """unused-class, missing-in-val, class-imbalance and few-instances from per-split class counts (boxes for
+    detection, images for classification: audit/classify.py passes CLASSIFY_WORDING)."""
     train = split_instances(counts, TRAIN)
     val = split_instances(counts, VAL)
+    unit, metric = wording.unit, wording.metric
     parts = []
     if options.runs("unused-class"):
         unused = np.flatnonzero(train == 0)
         parts.append(finding_rows("unused-class", split=TRAIN, message=[
-            f"class '{names[k]}' (id {k}) has no usable instance in train: the model cannot learn it" for k in unused]))
+            f"class '{names[k]}' (id {k}) {wording.unused}: the model cannot learn it" for k in unused]))
     if options.runs("missing-in-val") and len(val):
         missing = np.flatnonzero((train > 0) & (val == 0))
+        measured = "val AP" if metric == "AP" else metric
         parts.append(finding_rows("missing-in-val", split=VAL, message=[
-            f"class '{names[k]}' has {train[k]} train instances and none in val: its val AP cannot be measured"
+            f"class '{names[k]}' has {train[k]} train {unit} and none in val: its {measured} cannot be measured"
             for k in missing]))
     present = np.flatnonzero(train > 0)
     if options.runs("class-imbalance") and len(present) >= 2:
@@ -59,12 +79,12 @@ def class_findings(counts: pd.DataFrame, names: list[str] | tuple[str, ...], opt
         ratio = train[most] / train[least]
         if ratio > options.imbalance_ratio:
             parts.append(finding_rows("class-imbalance", split=TRAIN, message=[
-                f"most frequent class '{names[most]}' has {train[most]} train instances, least frequent "
+                f"most frequent class '{names[most]}' has {train[most]} train {unit}, least frequent "
                 f"'{names[least]}' {train[least]}: {ratio:.1f}x (above {options.imbalance_ratio:g}x); "
                 "see doctor weights / doctor rebalance"]))
     if options.runs("few-instances"):
         few = np.flatnonzero((train > 0) & (train < options.min_instances))
         parts.append(finding_rows("few-instances", split=TRAIN, message=[
-            f"class '{names[k]}' has {train[k]} train instances (fewer than {options.min_instances}): "
-            "expect a weak, unstable AP for it" for k in few]))
+            f"class '{names[k]}' has {train[k]} train {unit} (fewer than {options.min_instances}): "
+            f"expect a weak, unstable {metric} for it" for k in few]))
     return concat_findings(parts)

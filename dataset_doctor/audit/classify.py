@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dataset_doctor.audit.checks_classes import CLASS_COUNT_COLUMNS, TRAIN, VAL
+from dataset_doctor.audit.checks_classes import CLASS_COUNT_COLUMNS, CLASSIFY_WORDING, TRAIN, class_findings
 from dataset_doctor.audit.checks_images import duplicate_image_findings, duplicate_image_pairs
 from dataset_doctor.audit.checks_shift import scale_shift_table
 from dataset_doctor.audit.finding_table import concat_findings, finding_rows
@@ -86,31 +86,8 @@ def class_image_counts(images: pd.DataFrame, splits: list[str], names: list[str]
 
 
 def _class_findings(counts: pd.DataFrame, names: list[str], options: AuditOptions) -> pd.DataFrame:
-    train = counts.loc[counts["split"] == TRAIN, "instances"].to_numpy()
-    val = counts.loc[counts["split"] == VAL, "instances"].to_numpy()
-    parts = []
-    if options.runs("unused-class"):
-        parts.append(finding_rows("unused-class", split=TRAIN, message=[
-            f"class '{names[k]}' (id {k}) has a folder but no readable train image: the model cannot learn it"
-            for k in np.flatnonzero(train == 0)]))
-    if options.runs("missing-in-val") and len(val):
-        parts.append(finding_rows("missing-in-val", split=VAL, message=[
-            f"class '{names[k]}' has {train[k]} train images and none in val: its accuracy cannot be measured"
-            for k in np.flatnonzero((train > 0) & (val == 0))]))
-    present = np.flatnonzero(train > 0)
-    if options.runs("class-imbalance") and len(present) >= 2:
-        most, least = present[np.argmax(train[present])], present[np.argmin(train[present])]
-        ratio = train[most] / train[least]
-        if ratio > options.imbalance_ratio:
-            parts.append(finding_rows("class-imbalance", split=TRAIN, message=[
-                f"most frequent class '{names[most]}' has {train[most]} train images, least frequent "
-                f"'{names[least]}' {train[least]}: {ratio:.1f}x (above {options.imbalance_ratio:g}x); "
-                "see doctor weights / doctor rebalance"]))
-    if options.runs("few-instances"):
-        parts.append(finding_rows("few-instances", split=TRAIN, message=[
-            f"class '{names[k]}' has {train[k]} train images (fewer than {options.min_instances}): expect a weak, "
-            "unstable accuracy for it" for k in np.flatnonzero((train > 0) & (train < options.min_instances))]))
-    return concat_findings(parts)
+    """The detection audit's class checks, counted in images and spoken of as accuracy."""
+    return class_findings(counts, names, options, CLASSIFY_WORDING)
 
 
 def _with_class_conflicts(findings: pd.DataFrame, pairs: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
