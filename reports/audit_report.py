@@ -237,31 +237,24 @@ def _image_size_section(page: Page, result: AuditResult, index) -> None:
     page.section("Image sizes", "geometry")
     figure = audit_figures.image_sizes(result, index.images)
     page.figure(figure.figure, figure.caption)
-    shift = result.scale_shift
     page.heading("Size shift between train and val")
-    page.table(pd.DataFrame({
-        "class": shift["class"], "train images": shift["train_instances"].astype(int),
-        "val images": shift["val_instances"].astype(int),
-        "train median side px": shift["train_median_side"].round(1),
-        "val median side px": shift["val_median_side"].round(1), "val / train": shift["side_ratio"].round(2),
-        "KS D": shift["statistic"].round(3), "p-value": [f"{p:.1e}" if p == p else "" for p in shift["p_value"]],
-        "size shift": ["yes" if flagged else "" for flagged in shift["flagged"]],
-    }), float_format="{:.3g}")
+    page.table(_shift_table(result, unit="images", flag="size shift"), float_format="{:.3g}")
     page.paragraph(f"Kolmogorov-Smirnov test per class on image area (side = its square root); flagged when p is "
                    f"below {result.options.shift_alpha:g} / classes tested and D is at least "
                    f"{result.options.shift_min_effect:g} (classes with fewer than "
                    f"{result.options.shift_min_instances} images on a side are not tested).", note=True)
 
 
-def _shift_table(result: AuditResult) -> pd.DataFrame:
+def _shift_table(result: AuditResult, unit: str = "boxes", flag: str = "scale shift") -> pd.DataFrame:
+    """The KS test per class as a table: box sizes for detection, image sizes (unit "images") for classification."""
     shift = result.scale_shift
     return pd.DataFrame({
-        "class": shift["class"], "train boxes": shift["train_instances"].astype(int),
-        "val boxes": shift["val_instances"].astype(int),
+        "class": shift["class"], f"train {unit}": shift["train_instances"].astype(int),
+        f"val {unit}": shift["val_instances"].astype(int),
         "train median side px": shift["train_median_side"].round(1),
         "val median side px": shift["val_median_side"].round(1), "val / train": shift["side_ratio"].round(2),
         "KS D": shift["statistic"].round(3), "p-value": [f"{p:.1e}" if p == p else "" for p in shift["p_value"]],
-        "scale shift": ["yes" if flagged else "" for flagged in shift["flagged"]],
+        flag: ["yes" if flagged else "" for flagged in shift["flagged"]],
     })
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from trainer.config import MODEL_SCALES
-from trainer.model.detector import SCALES, C2f, ConvBNAct, scaled_depth, scaled_width
+from trainer.model.detector import SCALES, C2f, ConvBNAct, FusableModel, scaled_depth, scaled_width
 
 # The detector's depth and width multiples; P5 uncapped (max_channels 1024 for every scale), see the docstring.
 CLASSIFIER_SCALES: dict[str, tuple[float, float, int]] = {
@@ -59,7 +59,7 @@ class ClassifyHead(nn.Module):
         return self.linear(self.dropout(self.pool(self.conv(x)).flatten(1)))
 
 
-class Classifier(nn.Module):
+class Classifier(FusableModel):
     """`Classifier(ClassifierConfig(scale="s", num_classes=10))`; images (B, 3, H, W) -> logits (B, num_classes).
 
     Any input size works (the pool is global); 224 is the family's training size.
@@ -100,18 +100,6 @@ class Classifier(nn.Module):
         """Softmax over the classes, (B, num_classes)."""
         return self(images).softmax(dim=1)
 
-    def fuse(self) -> Classifier:
-        """Fold every BatchNorm into its conv: same outputs in eval mode, fewer ops. Inference only."""
-        for module in self.modules():
-            if isinstance(module, ConvBNAct):
-                module.fuse()
-        self.fused = True
-        return self.eval()
-
-    def train(self, mode: bool = True) -> Classifier:
-        if mode and self.fused:
-            raise RuntimeError("a fused model has no BatchNorm left to train; build or load an unfused one")
-        return super().train(mode)
 
 
 def classifier_summary(model: Classifier, image_size: int = 224) -> str:

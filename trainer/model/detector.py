@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -295,7 +296,29 @@ def dfl_expectation(box_logits: Tensor, bins: Tensor) -> Tensor:
     return probabilities @ bins.to(probabilities.device, probabilities.dtype)
 
 
-class Detector(nn.Module):
+FusedT = TypeVar("FusedT", bound="FusableModel")
+
+
+class FusableModel(nn.Module):
+    """What the detector and the classifier share: conv+BN folding for inference, and refusing to train after it."""
+
+    fused: bool = False
+
+    def fuse(self: FusedT) -> FusedT:
+        """Fold every BatchNorm into its conv: same outputs in eval mode, fewer ops. Inference only."""
+        for module in self.modules():
+            if isinstance(module, ConvBNAct):
+                module.fuse()
+        self.fused = True
+        return self.eval()
+
+    def train(self: FusedT, mode: bool = True) -> FusedT:
+        if mode and self.fused:
+            raise RuntimeError("a fused model has no BatchNorm left to train; build or load an unfused one")
+        return super().train(mode)
+
+
+class Detector(FusableModel):
     """The whole network. `Detector(ModelConfig(scale="s", num_classes=7))`."""
 
     def __init__(self, config: ModelConfig | None = None):
@@ -336,18 +359,6 @@ class Detector(nn.Module):
         """Decode raw maps from a train-mode forward (e.g. to get a validation loss and predictions at once)."""
         return self.head.decode(outputs)
 
-    def fuse(self) -> Detector:
-        """Fold every BatchNorm into its conv: same outputs in eval mode, fewer ops. Inference only."""
-        for module in self.modules():
-            if isinstance(module, ConvBNAct):
-                module.fuse()
-        self.fused = True
-        return self.eval()
-
-    def train(self, mode: bool = True) -> Detector:
-        if mode and self.fused:
-            raise RuntimeError("a fused model has no BatchNorm left to train; build or load an unfused one")
-        return super().train(mode)
 
 
 def count_parameters(model: nn.Module) -> int:
