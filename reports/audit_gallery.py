@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.audit.terminal import location
 from dataset_doctor.dataset.images import DEFAULT_MAX_PIXELS
@@ -100,12 +101,13 @@ class ImageLookup:
 
 
 def finding_pictures(result: AuditResult, lookup: ImageLookup, per_check: int) -> dict[str, list[Picture]]:
-    """For each check whose findings are about an image or a label file, pictures of its first `per_check`."""
+    """For each check whose findings are about an image or a label file, pictures of its first `per_check`
+    (not the label-error checks: their section draws the label and the model's box side by side)."""
     pictures: dict[str, list[Picture]] = {}
     findings = result.findings
     located = findings[findings["image"].notna() | findings["label"].notna()]
     for check, group in located.groupby("check", sort=False):
-        if check in PAIR_CHECKS:
+        if check in PAIR_CHECKS or check in LABEL_ERROR_CHECKS:
             continue
         pictures[check] = [_finding_picture(finding, lookup) for finding in group.head(per_check).itertuples()]
     return pictures

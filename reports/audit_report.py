@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.priorities import Problem, next_steps, top_problems, verdict_level, verdict_sentence
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.audit.terminal import location
@@ -37,11 +38,13 @@ from reports.audit_gallery import (
 )
 from reports.audit_link import dataset_report_name, reports_dir
 from reports.html import Page, escape
+from reports.label_errors_section import SUSPECT_PICTURES, label_errors_html, suspects_link
 
 EXAMPLES_PER_CHECK = 4  # pictures per check in the findings gallery
 PAIRS_PER_CHECK = 6  # duplicate / leak pairs shown as pictures
 MAX_TABLE_ROWS = 5000  # findings table rows; the JSON output has them all
 MAX_SCATTER_POINTS = 4000  # boxes per split in the per-box scatter
+LABEL_ERRORS_ANCHOR = "label-errors"  # the section's id; links filter it with #label-errors?class=ID&check=CHECK
 SECTION_OF_CHECK = {"unused-class": "classes", "missing-in-val": "classes", "class-imbalance": "classes",
                     "few-instances": "classes", "scale-shift": "geometry"}
 _SYMBOL = {ERROR: "✗", WARNING: "!", "good": "✓"}
@@ -89,21 +92,24 @@ def check_report_path(path: str | Path) -> Path:
 
 
 def write_audit_report(result: AuditResult, index: DatasetIndex, path: str | Path, *,
-                       create_dirs: bool = False) -> Path:
+                       create_dirs: bool = False, suspect_pictures: int = SUSPECT_PICTURES) -> Path:
     """Build the report and write it atomically (temporary file, then rename); returns the path.
-    create_dirs makes the missing folders (as for the default doctor_reports/); otherwise they must exist."""
+    create_dirs makes the missing folders (as for the default doctor_reports/); otherwise they must exist.
+    suspect_pictures: label-error suspects shown with a picture (the rest as table rows)."""
     path = Path(path).expanduser()
     try:
         if create_dirs:
             path.parent.mkdir(parents=True, exist_ok=True)
         check_report_path(path)
-        return build_audit_report(result, index).write(path)
+        return build_audit_report(result, index, suspect_pictures=suspect_pictures).write(path)
     except OSError as error:
         raise DoctorError(f"cannot write the HTML report: {error.strerror or error}", path) from None
 
 
-def build_audit_report(result: AuditResult, index: DatasetIndex) -> Page:
-    """The whole report as a Page (render() gives the HTML)."""
+def build_audit_report(result: AuditResult, index: DatasetIndex, *,
+                       suspect_pictures: int = SUSPECT_PICTURES) -> Page:
+    """The whole report as a Page (render() gives the HTML). With predictions (result.label_suspects) it has a
+    "likely label errors" section whose first `suspect_pictures` suspects get a picture."""
     name = Path(result.root).name or result.dataset
     page = Page(f"Dataset audit: {name}", subtitle=f"{result.dataset} · {_overview(result)}")
     page.style(_CSS)
@@ -115,6 +121,8 @@ def build_audit_report(result: AuditResult, index: DatasetIndex) -> Page:
     else:
         _geometry_section(page, result, index)
     _findings_section(page, result, lookup)
+    if result.label_suspects is not None and result.task == "detect":
+        _label_errors_section(page, result, lookup, suspect_pictures)
     _comparison_section(page, result, lookup)
     _settings_section(page, result)
     return page
@@ -295,6 +303,10 @@ def _findings_section(page: Page, result: AuditResult, lookup: ImageLookup) -> N
             parts.append(gallery_html(pictures[row.check]))
             more = f"First {shown} of {row.count:,}. " if row.count > shown else ""
             parts.append(f'<p class="note">{escape(more + highlight_note(row.check))}</p>')
+        elif row.check in LABEL_ERROR_CHECKS:
+            parts.append(f'<p class="note">Pictures of the label and of the model&#x27;s box side by side under <a '
+                         f'href="{escape(suspects_link(LABEL_ERRORS_ANCHOR, check=row.check))}">likely label '
+                         "errors</a>.</p>")
         elif row.check in ("duplicate-image", "split-leak"):
             parts.append('<p class="note">Shown next to their match under '
                          '<a href="#comparison">train/val comparison</a>.</p>')
@@ -314,6 +326,19 @@ def _findings_table(findings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"check": findings["check"].tolist(), "severity": findings["severity"].tolist(),
                          "split": [split or "" for split in findings["split"]], "file": files,
                          "line": pd.Series(lines, dtype=object), "message": findings["message"].tolist()})
+
+
+def _label_errors_section(page: Page, result: AuditResult, lookup: ImageLookup, pictures: int) -> None:
+    """The model-assisted label audit (--predictions): the suspects of the checks that ran, best score first."""
+    page.section("Likely label errors", LABEL_ERRORS_ANCHOR)
+    suspects = result.label_suspects
+    suspects = suspects[[result.options.runs(check) for check in suspects["check"]]]
+    page.paragraph(f"The labels read against a detector's predictions: {len(suspects):,} suspect(s). A suspect is "
+                   "where the model and the label disagree; the model can be the one that is wrong, so look before "
+                   "you accept. Filter by type and by class; label_review.csv (beside the JSON or this report) "
+                   "lists them all for doctor fix --apply-suggestions.", note=True)
+    page.html(label_errors_html(suspects, lookup, result.classes, LABEL_ERRORS_ANCHOR, pictures=pictures,
+                                max_rows=MAX_TABLE_ROWS))
 
 
 def _comparison_section(page: Page, result: AuditResult, lookup: ImageLookup) -> None:

@@ -34,6 +34,7 @@ from rich.console import Console
 from dataset_doctor.dataset.images import read_image_file
 from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
+from reports.audit_gallery import ImageLookup
 from reports.audit_link import (
     audit_json_for,
     default_audit_candidates,
@@ -42,6 +43,7 @@ from reports.audit_link import (
     scale_shift_notes,
 )
 from reports.html import Page, escape, image_data_uri, thumbnail_figure
+from reports.label_errors_section import label_errors_html, suspect_counts, suspects_link
 from reports.thumbnails import encode_jpeg
 from reports.training_figures import (
     MANY_CLASSES,
@@ -70,7 +72,8 @@ BATCH_MAX_SIDE = 1280  # training batch grids are re-encoded at most this wide/h
 MIN_BOXES_FOR_SIZE = 5  # boxes a class needs in train and in val before their median sizes are compared
 CONFUSED_SHARE = 0.2  # a class "is predicted as" another when at least this share of its val boxes are
 CONFUSED_MIN_BOXES = 2  # ... and at least this many (one box is an accident)
-SUSPECTS_SHOWN = 30  # label-error suspects listed on the page, best score first
+SUSPECTS_SHOWN = 30  # label-error suspects shown with a picture, best score first (the rest as table rows)
+SUSPECTS_ANCHOR = "label-suspects"  # their section; #label-suspects?class=ID opens it filtered to a class
 
 _EXTRA_STYLE = """<style>
 .finding { border-left: 4px solid var(--line); padding: 4px 12px; margin: 10px 0; }
@@ -225,6 +228,8 @@ def build_report_page(source: ReportSource, progress: dict[str, Any] | None = No
     """The page (not yet written), the per-class numbers and their diagnosis: one builder for every source."""
     classes = source_class_numbers(source)
     diagnosis = diagnose_run(classes, source.facts)
+    suspects, suspects_problem = val_label_suspects(source)
+    counts = suspect_counts(suspects, len(source.classes)) if suspects is not None else None
     page = Page(source.title, subtitle=source.subtitle)
     page.html(_EXTRA_STYLE)
     if progress is not None:  # a run still training: see write_live_report
@@ -238,14 +243,14 @@ def build_report_page(source: ReportSource, progress: dict[str, Any] | None = No
     else:
         _predictions_overview_section(page, source)
     _curves_section(page, source)
-    _per_class_section(page, source, classes, diagnosis)
+    _per_class_section(page, source, classes, diagnosis, counts)
     if source.run is not None:
         _forgetting_section(page, source.run)
-    _class_diagnosis_section(page, classes, diagnosis)
+    _class_diagnosis_section(page, classes, diagnosis, counts)
     _confusion_section(page, source)
     _pr_section(page, source)
     _val_images_section(page, source)
-    _label_suspects_section(page, source)
+    _label_suspects_section(page, source, suspects, suspects_problem)
     if source.run is not None:
         _batches_section(page, source.run)
     return page, classes, diagnosis
@@ -538,7 +543,8 @@ def _curves_section(page: Page, source: ReportSource) -> None:
                             "vs val comparison below is measured here from your predictions).")
 
 
-def _per_class_section(page: Page, source: ReportSource, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:
+def _per_class_section(page: Page, source: ReportSource, classes: list[ClassNumbers], diagnosis: Diagnosis,
+                       suspects_per_class: list[int] | None = None) -> None:
     page.section("Per class", "per-class")
     if not classes:
         page.paragraph("per_class.csv is missing: the run has not finished (it is written by the final "
@@ -562,6 +568,8 @@ def _per_class_section(page: Page, source: ReportSource, classes: list[ClassNumb
         "class weight": [c.class_weight for c in classes],
     }).astype({"train AP50": float, "val AP50": float, "train AP50-95": float, "val AP50-95": float,
                "val P": float, "val R": float})
+    if suspects_per_class is not None:  # the val predictions were read against the labels
+        frame["val label suspects"] = suspects_per_class[:len(classes)]
     if source.run is None:
         frame = frame.drop(columns=["class weight"]).rename(columns={"train subset instances":
                                                                      "train instances evaluated"})
@@ -570,7 +578,9 @@ def _per_class_section(page: Page, source: ReportSource, classes: list[ClassNumb
               f"the {source.facts.train_images:,} train images with a prediction file")
     page.paragraph(f"Train AP is measured on {subset}, exactly like val (same thresholds, COCO's protocol), from "
                    f"the predictions of {source.predictions_by}; P and R are at each class's best-F1 confidence. "
-                   "Empty cells: the class has no box there, so its AP cannot be measured. Click a header to sort.",
+                   "Empty cells: the class has no box there, so its AP cannot be measured. val label suspects: the "
+                   "label errors the model-assisted audit suspects in the class's val labels (below). Click a "
+                   "header to sort.",
                    note=True)
 
 
@@ -596,7 +606,8 @@ def _forgetting_section(page: Page, run: TrainingRun) -> None:
                    "forgetting. A base class this run's data.yaml dropped scores 0 after.", note=True)
 
 
-def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis: Diagnosis) -> None:
+def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis: Diagnosis,
+                             suspects_per_class: list[int] | None = None) -> None:
     page.section("Diagnosis per class", "class-diagnosis")
     if not classes:
         page.paragraph("No per-class results yet.", note=True)
@@ -609,12 +620,13 @@ def _class_diagnosis_section(page: Page, classes: list[ClassNumbers], diagnosis:
         page.html('<div class="finding info"><p><span class="level info">info</span><b>low on train and val like every '
                   f"class of this run: {escape(', '.join(like_the_run))}</b></p><p>The run as a whole is "
                   "undertrained (see the verdict): train it longer before judging classes one by one.</p></div>")
-    ordered = sorted(pairs, key=lambda pair: -max((f.severity for f in pair[1]), default=0))
-    for numbers, all_findings in ordered:
+    ordered = sorted(enumerate(pairs), key=lambda item: -max((f.severity for f in item[1][1]), default=0))
+    for class_id, (numbers, all_findings) in ordered:
         findings = [f for f in all_findings if not _like_the_run(f)]
         if all(f.level == "good" for f in all_findings) or not findings:
             continue
-        page.html(_class_block(numbers.name, findings))
+        page.html(_class_block(numbers.name, findings,
+                               _suspects_line(numbers.name, class_id, findings, suspects_per_class)))
     if fine:
         page.html('<div class="finding good"><p><span class="level good">good</span><b>fine: '
                   f"{escape(', '.join(fine))}</b></p><p>High on train and on val. If they fail on real images, the "
@@ -702,41 +714,38 @@ def _predictions_overview_section(page: Page, source: ReportSource) -> None:
                   "links it.</p>")
 
 
-def _label_suspects_section(page: Page, source: ReportSource) -> None:
-    """The model-assisted label audit (dataset_doctor/audit/label_errors.py) on the val predictions."""
-    page.section("Label-error suspects", "label-suspects")
+def val_label_suspects(source: ReportSource) -> tuple[pd.DataFrame | None, str | None]:
+    """The model-assisted label audit (dataset_doctor/audit/label_errors.py) of the val labels against the
+    source's val predictions: (suspects, None), or (None, why there are none to show)."""
     index, predictions = source.index, source.val_predictions
     if index is None or predictions is None:
-        page.paragraph("No val images or predictions to read the labels against.", note=True)
-        return
+        return None, "No val images or predictions to read the labels against."
     from dataset_doctor.audit.checks_predictions import label_suspects, split_audit_predictions
 
     try:
         read = split_audit_predictions(index, predictions, "val")
-        suspects = label_suspects(index, index.usable_boxes(), read)
+        return label_suspects(index, index.usable_boxes(), read), None
     except DoctorError as error:
-        page.paragraph(f"Label suspects cannot be listed: {error}", note=True)
+        return None, f"Label suspects cannot be listed: {error}"
+
+
+def _label_suspects_section(page: Page, source: ReportSource, suspects: pd.DataFrame | None,
+                            problem: str | None) -> None:
+    """The val labels' suspects, as the audit report shows them (reports/label_errors_section.py)."""
+    page.section("Label-error suspects", SUSPECTS_ANCHOR)
+    if suspects is None or source.index is None or source.val_predictions is None:
+        page.paragraph(problem or "No val images or predictions to read the labels against.", note=True)
         return
     dataset = str(source.dataset or "data.yaml")
     page.paragraph(f"The val labels read against the predictions (the model-assisted audit of doctor audit "
                    f"--predictions): {len(suspects):,} suspect(s), best score first; the first "
-                   f"{min(len(suspects), SUSPECTS_SHOWN)} are listed. A class that is low on train and val with "
+                   f"{min(len(suspects), SUSPECTS_SHOWN)} with a picture. A class that is low on train and val with "
                    "many suspects more likely has label problems than too little capacity.", note=True)
+    page.html(label_errors_html(suspects, ImageLookup(source.index), source.classes, SUSPECTS_ANCHOR,
+                                pictures=SUSPECTS_SHOWN))
     if suspects.empty:
         return
-    shown = suspects.head(SUSPECTS_SHOWN)
-    names = source.classes
-
-    def class_name(value: object) -> str:
-        return names[int(value)] if not pd.isna(value) and 0 <= int(value) < len(names) else ""
-
-    page.table(pd.DataFrame({
-        "check": shown["check"].to_numpy(), "score": shown["score"].astype(float).to_numpy(),
-        "image": shown["image"].to_numpy(), "line": [None if pd.isna(v) else int(v) for v in shown["line"]],
-        "class": [class_name(v) for v in shown["class"]],
-        "suggested": [class_name(v) for v in shown["suggested_class"]],
-        "message": shown["message"].to_numpy()}), filterable=True)
-    kept = predictions
+    kept = source.val_predictions
     if source.save_predictions_command:
         kept = Path("preds") / "labels"
         page.html(f"<p>Save the val predictions first: <code>{escape(source.save_predictions_command)}</code>.</p>")
@@ -778,7 +787,22 @@ def _like_the_run(finding: RunFinding) -> bool:
     return finding.rule == "both-low" and finding.level == "info"
 
 
-def _class_block(name: str, findings: list[RunFinding]) -> str:
+def _suspects_line(name: str, class_id: int, findings: list[RunFinding],
+                   suspects_per_class: list[int] | None) -> str:
+    """For a class low on train and val (labels likely wrong, or too little capacity): a link to its val label
+    suspects, filtered to it, or that the model-assisted audit found none."""
+    if suspects_per_class is None or not any(f.rule == "both-low" for f in findings):
+        return ""
+    count = suspects_per_class[class_id] if class_id < len(suspects_per_class) else 0
+    if not count:
+        return (f"<p>No label-error suspect of '{escape(name)}' among its val labels: the labels the model sees look "
+                "right, so capacity or too few examples is the likelier cause.</p>")
+    return (f'<p class="suspects-link"><a href="{escape(suspects_link(SUSPECTS_ANCHOR, class_id))}">{count:,} '
+            f"label-error suspect{'' if count == 1 else 's'} of '{escape(name)}'</a> among the val labels: look at "
+            "them first, wrong labels keep even the train AP low.</p>")
+
+
+def _class_block(name: str, findings: list[RunFinding], extra: str = "") -> str:
     """One class: each finding as a line (level, title, numbers), then its next steps together, without repeats."""
     worst = max(findings, key=lambda f: f.severity).level
     lines = "".join(f'<p><span class="level {escape(f.level)}">{escape(f.level)}</span><b>{escape(f.title)}</b>: '
@@ -789,7 +813,7 @@ def _class_block(name: str, findings: list[RunFinding]) -> str:
             if (step.command or step.text) not in seen:
                 seen.add(step.command or step.text)
                 steps.append(step)
-    return (f'<div class="class-block"><h3>{escape(name)}</h3><div class="finding {escape(worst)}">{lines}'
+    return (f'<div class="class-block"><h3>{escape(name)}</h3><div class="finding {escape(worst)}">{lines}{extra}'
             f"{_steps_html(steps)}</div></div>")
 
 

@@ -33,10 +33,12 @@ class RenderedPage:
     console: list[str]  # every console message and uncaught error
 
 
-def open_in_chromium(page: Path, profile_dir: Path, budget_ms: int = 20000) -> RenderedPage:
-    """Load a local HTML file, let its scripts run, and return the resulting DOM and console output."""
+def open_in_chromium(page: Path, profile_dir: Path, budget_ms: int = 20000, fragment: str = "") -> RenderedPage:
+    """Load a local HTML file (at `#fragment` when given), let its scripts run, and return the resulting DOM and
+    console output."""
     command = [CHROMIUM, *_FLAGS, f"--user-data-dir={profile_dir}", "--enable-logging=stderr", "--v=0",
-               f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri()]
+               f"--virtual-time-budget={budget_ms}", "--dump-dom",
+               page.resolve().as_uri() + (f"#{fragment}" if fragment else "")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     console = [match.group("message") for match in _CONSOLE.finditer(result.stderr)]
     return RenderedPage(result.stdout, console)
