@@ -47,8 +47,9 @@ STYLE = """
 .label-errors .legend span { display: inline-block; margin-right: 14px; font-size: 13px; }
 .label-errors .legend i { display: inline-block; width: 14px; height: 10px; margin-right: 5px; border: 2px solid; }
 .label-errors .suspects { display: flex; flex-wrap: wrap; gap: 14px; margin: 10px 0; }
-.label-errors .suspect { width: 352px; margin: 0; border-bottom: 1px solid var(--line); padding-bottom: 8px; }
-.label-errors .suspect img { width: 100%; border: 1px solid var(--line); border-radius: 4px; display: block; }
+.label-errors .suspect { width: 340px; margin: 0; border-bottom: 1px solid var(--line); padding-bottom: 8px; }
+.label-errors .suspect img { width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px;
+                             display: block; }
 .label-errors .suspect p { margin: 3px 0; font-size: 12px; word-break: break-all; }
 .label-errors .suspect .score { font-weight: 700; }
 """
@@ -85,7 +86,8 @@ _SCRIPT = """
     cls.addEventListener('change', apply);
     window.addEventListener('hashchange', fromHash);
     apply();
-    fromHash();
+    // the scroll waits for the page's figures and pictures, which move the section down as they render
+    if (document.readyState === 'complete') { fromHash(); } else { window.addEventListener('load', fromHash); }
   });
 })();
 """
@@ -189,7 +191,8 @@ def _card(row, classes: tuple[int, ...], lookup: ImageLookup, names: Sequence[st
     alt = f"{row.check} at {where}"
     return (f'<figure class="suspect suspect-item" data-check="{escape(row.check)}" '
             f'data-classes="{" ".join(str(c) for c in classes)}" data-score="{float(row.score):.4f}">'
-            f'<img src="{image_data_uri(encode_jpeg(picture, JPEG_QUALITY))}" alt="{escape(alt)}" loading="lazy">'
+            f'<img src="{image_data_uri(encode_jpeg(picture, JPEG_QUALITY))}" alt="{escape(alt)}" '
+            f'width="{picture.shape[1]}" height="{picture.shape[0]}" loading="lazy">'
             f'<figcaption><p><span class="score">{float(row.score):.2f}</span> <b>{escape(row.check)}</b> '
             f"({escape(_KIND.get(row.check, ''))}) <code>{escape(where)}</code></p>"
             f"<p>{escape(_classes_text(row, names))}</p><p>{escape(row.message)}</p></figcaption></figure>")
