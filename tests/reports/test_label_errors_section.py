@@ -180,3 +180,19 @@ def test_the_section_renders_and_filters_in_chromium(planted, tmp_path):
     visible = [item["data-check"] for item in items_of(block).items if "display: none" not in item.get("style", "")]
     assert visible == ["wrong-class"]  # the link's filter applied: 1 of 3 pictures + 2 rows
     assert "1 of 5 shown" in block
+
+
+def test_a_suspect_in_an_undecodable_image_gets_a_tile_saying_why(make_dataset, tmp_path):
+    data_yaml = make_dataset({"train": {"t.jpg": "0 0.5 0.5 0.2 0.2\n"},
+                              "val": {"ok.jpg": "0 0.5 0.5 0.2 0.2\n", "bad.jpg": None}}, names=["cat"])
+    (data_yaml.parent / "images" / "val" / "bad.jpg").write_bytes(b"not a jpeg at all")
+    predictions = write_files(tmp_path / "predictions", {"ok.txt": "0 0.5 0.5 0.2 0.2 0.9\n",
+                                                         "bad.txt": "0 0.5 0.5 0.2 0.2 0.9\n"})
+    index = build_index(data_yaml, progress=False)
+    result = run_audit(index, predictions=read_audit_predictions(index, predictions,
+                                                                 LabelErrorOptions(confidence=0.3)))
+    block = section(build_audit_report(result, index).render(), ANCHOR)
+    assert [item["data-check"] for item in items_of(block).items] == ["missing-box"]
+    data = re.search(r'src="data:image/jpeg;base64,([^"]+)"', block).group(1)
+    tile = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+    assert tile.shape[:2] == (170, 344) and abs(float(tile.mean()) - 200) < 25  # the grey placeholder
