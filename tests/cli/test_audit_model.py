@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from tests.cli.test_audit_predictions import assert_one_line_error, doctor, tree_hashes
+from tests.cli.test_audit_predictions import LABEL_ERRORS, assert_one_line_error, doctor, tree_hashes
 from trainer.checkpoint import save_checkpoint
 from trainer.model.detector import Detector, ModelConfig
 
@@ -68,6 +68,7 @@ def test_model_audit_predicts_like_doctor_predict_and_finds_the_same(make_datase
     again = doctor("audit", data, "--predictions", preds, "--json", tmp_path / "dir.json", "--no-html")
     assert again.exit_code == result.exit_code, again.output
     assert _findings(tmp_path / "model.json") == _findings(tmp_path / "dir.json")
+    assert any(finding["check"] in LABEL_ERRORS for finding in _findings(tmp_path / "model.json"))
     record = json.loads((tmp_path / "model.json").read_text())["label_audit"]
     assert record["model"] == str(weights) and record["splits"] == ["train", "val"]
     assert record["files_read"] == len(TRAIN) + len(VAL) and record["in_sample"] == {}
