@@ -17,7 +17,7 @@ from trainer.data.loader import make_eval_loader
 from trainer.data.predict_source import image_set_from_source
 from trainer.devices import choose_device
 from trainer.export.onnx_runtime import load_detector
-from trainer.model.inference import Predictions, predict
+from trainer.model.inference import Predictions, predict, write_yolo_predictions
 
 
 def predict_images(weights: str | Path, source: str | Path, *, split: str = "val", imgsz: int = 640,
@@ -36,3 +36,16 @@ def predict_images(weights: str | Path, source: str | Path, *, split: str = "val
         dataset = dataset.view(positions)
     loader = make_eval_loader(dataset, batch, device=choice.device)
     return predict(model, loader, choice.device, conf, iou, max_det, choice.amp_dtype), names
+
+
+def predict_splits(weights: str | Path, data_yaml: str | Path, splits: list[str], out_dir: Path, *,
+                   imgsz: int = 640, conf: float = 0.001, iou: float = 0.7, max_det: int = 300, batch: int = 16,
+                   device: str = "", warn: Callable[[str], None] = print) -> list[str]:
+    """Every image of each split predicted by `predict_images` (the one inference path) into
+    out_dir/<split>/<image stem>.txt, the layout `doctor audit --predictions` reads; returns the model's names."""
+    names: list[str] = []
+    for split in splits:
+        predictions, names = predict_images(weights, data_yaml, split=split, imgsz=imgsz, conf=conf, iou=iou,
+                                            max_det=max_det, batch=batch, device=device, warn=warn)
+        write_yolo_predictions(out_dir / split, predictions)
+    return names

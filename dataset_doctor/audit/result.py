@@ -58,6 +58,9 @@ class AuditResult:
     # With --predictions: checks_predictions.SUSPECT_COLUMNS, one row per label-error suspect, best score first
     # (also those of ignored checks: the review CSV leaves them out itself); None without predictions.
     label_suspects: pd.DataFrame | None = None
+    # With --predictions / --model: where the predictions came from and which splits are in-sample (the JSON's
+    # "label_audit"; cli/audit_model.py); None without predictions, and then absent from the JSON.
+    label_audit: dict | None = None
     # "detect", or "classify" for a folder-per-class dataset (audit/classify.py): then every instance is an image,
     # box_geometry / box_stats are empty and scale_shift compares image sizes
     task: str = "detect"
@@ -95,6 +98,8 @@ class AuditResult:
                           "instances": self.instances(split)} for split in self.splits}
         data = {"dataset": self.dataset, "classes": list(self.classes), "splits": splits,
                 "findings": findings_records(self.findings), "summary": self.summary}
+        if self.label_audit is not None:
+            data["label_audit"] = self.label_audit
         if self.task != "detect":  # detection JSON keeps its exact shape; a classification one says what it is
             data = {"task": self.task, **data}
         return data

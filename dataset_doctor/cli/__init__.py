@@ -13,7 +13,7 @@ from dataset_doctor.cli.app import app, main
 COMMAND_MODULES = (
     "demo", "sample",  # Get started
     "audit", "fix", "weights", "rebalance", "split",  # Check and fix data
-    "train", "val", "predict", "evaluate", "report", "diagnose", "export",  # Train and evaluate
+    "train", "val", "predict", "evaluate", "report", "diagnose", "crossval", "export",  # Train and evaluate
 )
 for _module in COMMAND_MODULES:
     import_module(f"dataset_doctor.cli.{_module}")

@@ -30,7 +30,8 @@ class FailOn(str, Enum):
 
 _DEFAULTS = AuditOptions()
 _THRESHOLDS = "Thresholds"
-_LABEL_ERRORS = "Label errors (--predictions)"
+_LABEL_ERRORS = "Label errors (--predictions or --model)"
+DEFAULT_PREDICT_CONF = 0.001  # --model: predictions this low let spurious-box tell "barely seen" from "not there"
 REVIEW_CSV = "label_review.csv"
 
 
@@ -52,8 +53,9 @@ def audit(
         help="classify (folder-per-class: ROOT/train/<class>/*.jpg) or detect (YOLO labels); default: detected "
              "from the layout.")] = None,
     imgsz: Annotated[int | None, typer.Option(
-        help=f"Training image size (long side after letterboxing): tiny-box and box sizes use it [default: "
-             f"{_DEFAULTS.imgsz}, {CLASSIFY_IMGSZ} for classification].", show_default=False,
+        help=f"Training image size (long side after letterboxing): tiny-box and box sizes use it; with --model "
+             f"also the prediction size [default: {_DEFAULTS.imgsz}, {CLASSIFY_IMGSZ} for classification, the "
+             f"checkpoint's training size with --model].", show_default=False,
         rich_help_panel=_THRESHOLDS)] = None,
     tiny_image_px: Annotated[int, typer.Option(
         help="tiny-image (classification): an image whose short side is under this many pixels.",
@@ -96,6 +98,22 @@ def audit(
                             "(matched by image stem) or in DIR/<split>/: adds the checks missing-box, wrong-class, "
                             "mislocated-box and spurious-box. Predict at a low confidence (0.001-0.05), or what the "
                             "model barely sees is taken for nothing.", rich_help_panel=_LABEL_ERRORS)] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", metavar="WEIGHTS",
+        help="Instead of --predictions: one of our checkpoints (best.pt, or a doctor export .onnx) predicts every "
+             "split first, as doctor predict does. A model predicting its own train images has learnt their "
+             "errors: the audit says so; doctor crossval gives out-of-sample predictions.",
+        rich_help_panel=_LABEL_ERRORS)] = None,
+    predictions_out: Annotated[Path | None, typer.Option(
+        "--predictions-out", metavar="DIR",
+        help="--model: keep its predictions in this new directory (DIR/<split>/, for --predictions later); "
+             "default: a temporary folder.", rich_help_panel=_LABEL_ERRORS)] = None,
+    conf: Annotated[float | None, typer.Option(
+        help=f"--model: the prediction confidence threshold (not --confidence, the audit's) [default: "
+             f"{DEFAULT_PREDICT_CONF}].", show_default=False, rich_help_panel=_LABEL_ERRORS)] = None,
+    device: Annotated[str | None, typer.Option(
+        help="--model: cpu, cuda or a GPU id [default: cuda if available].", show_default=False,
+        rich_help_panel=_LABEL_ERRORS)] = None,
     review_csv: Annotated[Path | None, typer.Option(
         metavar="FILE", help=f"Where to write the suspects to review (default: {REVIEW_CSV} beside the --json file, "
                              f"else beside the HTML report); mark rows accept=yes, then doctor fix "
@@ -116,11 +134,23 @@ def audit(
     """
     if html_file is not None and no_html:
         raise DoctorError("--html FILE and --no-html contradict each other: give one")
-    if predictions is None and (review_csv is not None or confidence is not None or class_confidence):
-        raise DoctorError("--review-csv, --confidence and --class-confidence need --predictions DIR")
+    if predictions is not None and model is not None:
+        raise DoctorError("give either --predictions DIR or --model WEIGHTS, not both")
+    if model is None and (predictions_out is not None or conf is not None or device is not None):
+        raise DoctorError("--predictions-out, --conf and --device need --model WEIGHTS")
+    if predictions is None and model is None and (review_csv is not None or confidence is not None
+                                                  or class_confidence):
+        raise DoctorError("--review-csv, --confidence and --class-confidence need --predictions DIR or --model "
+                          "WEIGHTS")
     from dataset_doctor.dataset.classify_index import TASK_CLASSIFY, detect_task
 
     detected, why = detect_task(data_yaml, task.value if task is not None else None)
+    model_names = None
+    if model is not None and detected != TASK_CLASSIFY:
+        from dataset_doctor.cli.audit_model import check_model
+
+        model_names, trained_size = check_model(model)
+        imgsz = imgsz if imgsz is not None else trained_size
     if imgsz is None:
         imgsz = CLASSIFY_IMGSZ if detected == TASK_CLASSIFY else _DEFAULTS.imgsz
     options = AuditOptions(
@@ -141,21 +171,34 @@ def audit(
     to_stdout = json_file is not None and str(json_file) == "-"
     out = error_console if to_stdout else console
     if detected == TASK_CLASSIFY:
-        if predictions is not None:
-            raise DoctorError("--predictions (the model-assisted label audit) works on detection datasets only")
+        if predictions is not None or model is not None:
+            raise DoctorError("--predictions and --model (the model-assisted label audit) work on detection "
+                              "datasets only")
         _audit_classify(data_yaml, options, why, out, json_file, html_file, no_html, examples, workers)
     index = build_index(data_yaml, workers=workers, use_cache=not no_cache, progress=out.is_terminal)
     read = None
-    if predictions is not None:
+    if predictions is not None or model is not None:
         from dataset_doctor.audit.checks_predictions import read_audit_predictions
         from dataset_doctor.audit.label_errors import LabelErrorOptions
 
         overrides = _class_confidences(class_confidence, index.names)
-        read = read_audit_predictions(index, predictions, LabelErrorOptions(confidence=confidence,
-                                                                            class_confidence=overrides))
+        label_options = LabelErrorOptions(confidence=confidence, class_confidence=overrides)
+        if model is not None:
+            from dataset_doctor.cli.audit_model import check_classes
+
+            check_classes(model, model_names, index)
+            read = _predict_and_read(model, index, predictions_out, imgsz=imgsz,
+                                     conf=conf if conf is not None else DEFAULT_PREDICT_CONF, device=device or "",
+                                     options=label_options, out=out)
+        else:
+            read = read_audit_predictions(index, predictions, label_options)
         for warning in read.warnings():
             error_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     result = run_audit(index, options, predictions=read)
+    in_sample_warning = None
+    if read is not None:
+        result.label_audit, in_sample_warning = _label_audit_record(read, model, predictions_out, index, data_yaml,
+                                                                    imgsz, conf)
     for part in render_audit(result, examples):
         out.print(part)
     if read is not None:
@@ -164,6 +207,8 @@ def audit(
         audited = ", ".join(read.splits) or "none"
         out.print(f"label errors: {read.files_read} prediction files read; splits audited: {audited}",
                   highlight=False, markup=False)
+        if in_sample_warning is not None:
+            out.print(f"warning: {in_sample_warning}", style="yellow", highlight=False, markup=False)
         target = review_csv if review_csv is not None else _default_review_csv(json_file, html_file, data_yaml)
         written = write_review_csv(result.label_suspects, target, options.ignore)
         out.print(f"review CSV written to {written} (mark accept=yes, then doctor fix {data_yaml} --out DIR "
@@ -179,6 +224,47 @@ def audit(
         written = write_audit_report(result, index, target, create_dirs=html_file is None)
         out.print(f"HTML report written to {written}", highlight=False, markup=False)
     raise typer.Exit(result.exit_code())
+
+
+def _predict_and_read(model: Path, index, predictions_out: Path | None, *, imgsz: int, conf: float, device: str,
+                      options, out):
+    """--model: predict every split (into --predictions-out, else a temporary folder), then read it back exactly
+    as --predictions reads a folder, so both give the same findings."""
+    import tempfile
+
+    from dataset_doctor.audit.checks_predictions import read_audit_predictions
+    from dataset_doctor.cli.audit_model import check_predictions_out, predict_for_audit
+
+    def warn(message: str) -> None:
+        error_console.print(f"warning: {message}", style="yellow", highlight=False, markup=False)
+
+    target = check_predictions_out(predictions_out, index) if predictions_out is not None else None
+    with tempfile.TemporaryDirectory(prefix="doctor-audit-") as scratch:
+        folder = target if target is not None else Path(scratch) / "predictions"
+        out.print(f"predicting every split with {model} (imgsz {imgsz}, conf {conf:g})", highlight=False,
+                  markup=False)
+        predict_for_audit(model, index, folder, imgsz=imgsz, conf=conf, device=device, warn=warn)
+        read = read_audit_predictions(index, folder, options)
+    if target is not None:
+        out.print(f"predictions written to {target}", highlight=False, markup=False)
+    return read
+
+
+def _label_audit_record(read, model: Path | None, predictions_out: Path | None, index, data_yaml: Path,
+                        imgsz: int, conf: float | None) -> tuple[dict, str | None]:
+    """The JSON's label_audit (where the predictions came from, which splits are in-sample) and the in-sample
+    warning for the summary (None when no audited image was trained on, or the model does not say)."""
+    record: dict = {"splits": list(read.splits), "files_read": read.files_read,
+                    "min_confidence": read.min_confidence}
+    if model is None:
+        return {"predictions": read.directory, **record}, None
+    from dataset_doctor.cli.audit_model import in_sample, in_sample_message
+
+    counts = in_sample(model, index, list(read.splits))
+    message = in_sample_message(counts, data_yaml)
+    return {"predictions": str(predictions_out) if predictions_out is not None else None, "model": str(model),
+            "imgsz": imgsz, "conf": conf if conf is not None else DEFAULT_PREDICT_CONF, **record,
+            "in_sample": counts, "in_sample_warning": message}, message
 
 
 def _audit_classify(root: Path, options: AuditOptions, why: str, out, json_file: Path | None,

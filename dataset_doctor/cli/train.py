@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -133,23 +134,7 @@ def train(
     else:
         if data is None:
             raise DoctorError("give a data.yaml to train on, or --resume RUN_DIR")
-        settings = TrainSettings(
-            TrainConfig(data=str(data), model=model, weights=str(weights) if weights else None,
-                        weights_names=str(weights_names) if weights_names else None, freeze=freeze,
-                        freeze_epochs=freeze_epochs, replay=str(replay) if replay else None,
-                        replay_ratio=replay_ratio, epochs=epochs,
-                        batch=batch, nbs=nbs, optimizer=optimizer, lr0=lr0, lrf=lrf, momentum=momentum,
-                        weight_decay=weight_decay, warmup_epochs=warmup_epochs, cos_lr=cos_lr, ema=ema, amp=amp,
-                        device=device, seed=seed, threads=threads, patience=patience, eval_every=eval_every,
-                        class_weights=class_weights, class_weight_method=class_weight_method,
-                        class_weight_max_ratio=max_ratio, focal_gamma=focal_gamma, sync_bn=sync_bn,
-                        project=str(project), name=name, exist_ok=exist_ok,
-                        audit_report=str(audit_report) if audit_report else None, tensorboard=tensorboard),
-            DataConfig(imgsz=imgsz, multi_scale=multi_scale, cache=cache, workers=workers, sampler=sampler,
-                       max_pixels=max_pixels),
-            AugmentConfig(mosaic=mosaic, close_mosaic=close_mosaic, fliplr=fliplr, scale=scale,
-                          copy_paste=copy_paste),
-        )
+        settings = detection_settings(locals())  # every option by its parameter name
         run_dir = launch_training(settings, console=console, on_evaluation=hook)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process runs this command
         from reports.training_report import write_training_report  # plotly loads only now
@@ -170,3 +155,28 @@ def _live_report_hook():
         write_live_report(run_dir, progress, console)
 
     return on_evaluation
+
+
+def detection_settings(options: Mapping[str, Any]) -> TrainSettings:
+    """The run's settings from `doctor train`'s option values, keyed by parameter name (imgsz resolved): what
+    train() starts, and what `doctor crossval` gives each fold (it takes every doctor train option)."""
+    def path(name: str) -> str | None:
+        return str(options[name]) if options[name] else None
+
+    o = options
+    return TrainSettings(
+        TrainConfig(data=str(o["data"]), model=o["model"], weights=path("weights"), weights_names=path("weights_names"),
+                    freeze=o["freeze"], freeze_epochs=o["freeze_epochs"], replay=path("replay"),
+                    replay_ratio=o["replay_ratio"], epochs=o["epochs"], batch=o["batch"], nbs=o["nbs"],
+                    optimizer=o["optimizer"], lr0=o["lr0"], lrf=o["lrf"], momentum=o["momentum"],
+                    weight_decay=o["weight_decay"], warmup_epochs=o["warmup_epochs"], cos_lr=o["cos_lr"],
+                    ema=o["ema"], amp=o["amp"], device=o["device"], seed=o["seed"], threads=o["threads"],
+                    patience=o["patience"], eval_every=o["eval_every"], class_weights=o["class_weights"],
+                    class_weight_method=o["class_weight_method"], class_weight_max_ratio=o["max_ratio"],
+                    focal_gamma=o["focal_gamma"], sync_bn=o["sync_bn"], project=str(o["project"]), name=o["name"],
+                    exist_ok=o["exist_ok"], audit_report=path("audit_report"), tensorboard=o["tensorboard"]),
+        DataConfig(imgsz=o["imgsz"] if o["imgsz"] is not None else _D.imgsz, multi_scale=o["multi_scale"],
+                   cache=o["cache"], workers=o["workers"], sampler=o["sampler"], max_pixels=o["max_pixels"]),
+        AugmentConfig(mosaic=o["mosaic"], close_mosaic=o["close_mosaic"], fliplr=o["fliplr"], scale=o["scale"],
+                      copy_paste=o["copy_paste"]),
+    )

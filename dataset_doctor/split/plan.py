@@ -50,7 +50,21 @@ def plan_split(index: DatasetIndex, ratios: dict[str, float], seed: int = 0) -> 
     exists = images["path"].map(os.path.isfile).to_numpy()
     not_found = images.loc[~exists, "image"].tolist()
     images = images[exists].reset_index(drop=True)
-    counts = _instance_counts(index, images)
+    counts = instance_counts(index, images)
+    unit_of_image, split_of_image = stratify_groups(images, counts, list(ratios.values()), seed)
+
+    plan = images.rename(columns={"split": "source_split"})
+    plan["source_split"] = plan["source_split"].astype(str)
+    plan["group"] = unit_of_image
+    plan["split"] = np.array(list(ratios), dtype=object)[split_of_image]
+    return SplitPlan(index, dict(ratios), seed, plan[PLAN_COLUMNS].reset_index(drop=True), counts, not_found)
+
+
+def stratify_groups(images: pd.DataFrame, counts: sparse.csr_matrix, ratios: list[float],
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(duplicate group of each image, position in `ratios` of each image): exact and near-duplicate images
+    (content_hash / phash columns) form one unit with their summed class counts, stratified as one. Shared by
+    `doctor split` and `doctor crossval`'s folds (split.folds)."""
     groups = duplicate_groups(images["content_hash"].tolist(), images["phash"].tolist())
     _, unit_of_image = np.unique(groups, return_inverse=True)
     units = int(unit_of_image.max(initial=-1)) + 1
@@ -59,16 +73,11 @@ def plan_split(index: DatasetIndex, ratios: dict[str, float], seed: int = 0) -> 
                                    shape=(units, len(images)))
     unit_counts = (membership @ counts).astype(np.int64)
     sizes = np.bincount(unit_of_image, minlength=units)
-    unit_split = iterative_stratification(unit_counts, list(ratios.values()), seed, sizes)
-
-    plan = images.rename(columns={"split": "source_split"})
-    plan["source_split"] = plan["source_split"].astype(str)
-    plan["group"] = unit_of_image
-    plan["split"] = np.array(list(ratios), dtype=object)[unit_split[unit_of_image]]
-    return SplitPlan(index, dict(ratios), seed, plan[PLAN_COLUMNS].reset_index(drop=True), counts, not_found)
+    unit_split = iterative_stratification(unit_counts, ratios, seed, sizes)
+    return unit_of_image, unit_split[unit_of_image]
 
 
-def _instance_counts(index: DatasetIndex, images: pd.DataFrame) -> sparse.csr_matrix:
+def instance_counts(index: DatasetIndex, images: pd.DataFrame) -> sparse.csr_matrix:
     """Usable boxes (the same rule as audit and training) per kept image and class."""
     boxes = index.usable_boxes()
     row_of_image = pd.Series(np.arange(len(images)), index=images["image_id"].to_numpy())
