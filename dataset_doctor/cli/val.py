@@ -49,7 +49,7 @@ def val(
     choice = choose_device(device)
     model, names = load_detector(weights, choice.device)
     for message in baked_nms_warnings(model, conf, iou, measuring_map=True):
-        console.print(f"[yellow]warning:[/] {message}", highlight=False)
+        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line, unwrapped
     trained = trained_imgsz(weights) if Path(weights).suffix.lower() != ".onnx" else None
     if trained is not None and imgsz != trained:
         console.print(f"note: the model was trained at --imgsz {trained}; evaluating at {imgsz}"
