@@ -42,7 +42,8 @@ def launch_training(settings: TrainSettings | None, resume: Path | None = None,
 
     report.html is the caller's: `doctor train` calls reports.training_report.write_training_report(run_dir)
     after this returns (the trainer never imports reports/). on_evaluation: trainer.loop.train's hook, on the
-    single-process and torchrun paths (processes spawned per GPU would need it picklable: not passed there).
+    single-process and torchrun paths; processes spawned per GPU send rank 0's calls back to this process,
+    which runs the hook (it need not be picklable, and it runs where `doctor train` runs).
     """
     from trainer.loop import train
 
@@ -55,7 +56,7 @@ def launch_training(settings: TrainSettings | None, resume: Path | None = None,
         return _train_as_torchrun_rank(settings, resume, console, on_evaluation)
     choice = choose_device(settings.train.device, settings.train.amp)
     if choice.distributed:
-        return _spawn_one_process_per_gpu(settings, resume, choice.gpu_ids)
+        return _spawn_one_process_per_gpu(settings, resume, choice.gpu_ids, on_evaluation)
     return train(settings, resume=resume, console=console, on_evaluation=on_evaluation)
 
 
@@ -92,29 +93,56 @@ def _shared_run_dir(settings: TrainSettings, resume: Path | None, rank: int) -> 
     return Path(chosen[0])
 
 
-def _spawn_one_process_per_gpu(settings: TrainSettings, resume: Path | None, gpu_ids: tuple[int, ...]) -> Path:
+def _spawn_one_process_per_gpu(settings: TrainSettings, resume: Path | None, gpu_ids: tuple[int | None, ...],
+                               on_evaluation: Callable[[Path, dict], None] | None = None) -> Path:
+    """One worker per id (None: a CPU worker on gloo, how the tests run this path without GPUs). Rank 0's
+    on_evaluation calls come back through a queue and run here, in order, while the workers train."""
     if settings.train.batch % len(gpu_ids):
         raise DoctorError(f"--batch {settings.train.batch} does not split evenly over {len(gpu_ids)} GPUs")
     config = settings.train
     run_dir = Path(resume) if resume is not None else files.new_run_dir(config.project, config.name,
                                                                          config.exist_ok)
     port = _free_port()
-    mp.spawn(_spawned_worker, args=(len(gpu_ids), port, settings, resume, run_dir, gpu_ids), nprocs=len(gpu_ids),
-             join=True)
+    events = mp.get_context("spawn").SimpleQueue() if on_evaluation is not None else None
+    workers = mp.spawn(_spawned_worker, args=(len(gpu_ids), port, settings, resume, run_dir, gpu_ids, events),
+                       nprocs=len(gpu_ids), join=False)
+    try:
+        while not workers.join(timeout=0.5):
+            _relay(events, on_evaluation)
+        _relay(events, on_evaluation)  # what rank 0 sent after the last poll: the final evaluation's call
+    except BaseException:
+        for process in workers.processes:  # a failed hook (or Ctrl-C) stops the run, as on one process
+            if process.is_alive():
+                process.terminate()
+        raise
     return run_dir
 
 
+def _relay(events, on_evaluation: Callable[[Path, dict], None] | None) -> None:
+    while events is not None and on_evaluation is not None and not events.empty():
+        run_dir, progress = events.get()
+        on_evaluation(Path(run_dir), progress)
+
+
 def _spawned_worker(rank: int, world_size: int, port: int, settings: TrainSettings, resume: Path | None,
-                    run_dir: Path, gpu_ids: tuple[int, ...]) -> None:
+                    run_dir: Path, gpu_ids: tuple[int | None, ...], events=None) -> None:
     from trainer.loop import train
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
-    device = torch.device("cuda", gpu_ids[rank])
-    torch.cuda.set_device(device)
-    dist.init_process_group("nccl", rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
+    gpu = gpu_ids[rank]
+    device = torch.device("cpu") if gpu is None else torch.device("cuda", gpu)
+    if gpu is not None:
+        torch.cuda.set_device(device)
+    dist.init_process_group("gloo" if gpu is None else "nccl", rank=rank, world_size=world_size,
+                            timeout=COLLECTIVE_TIMEOUT)
+
+    def send(directory: Path, progress: dict) -> None:  # to the launching process, which runs the hook
+        events.put((str(directory), progress))
+
     try:
-        train(settings, resume=resume, rank=rank, world_size=world_size, run_dir=run_dir, device=device)
+        train(settings, resume=resume, rank=rank, world_size=world_size, run_dir=run_dir, device=device,
+              on_evaluation=send if events is not None and rank == 0 else None)
     finally:
         dist.destroy_process_group()
 

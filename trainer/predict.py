@@ -16,7 +16,7 @@ from trainer.data.dataset import YoloDataset
 from trainer.data.loader import make_eval_loader
 from trainer.data.predict_source import image_set_from_source
 from trainer.devices import choose_device
-from trainer.export.onnx_runtime import load_detector
+from trainer.export.onnx_runtime import baked_nms_warnings, load_detector
 from trainer.model.inference import Predictions, predict, write_yolo_predictions
 
 
@@ -29,6 +29,8 @@ def predict_images(weights: str | Path, source: str | Path, *, split: str = "val
     (seeded, sorted, as the trainer draws its fixed train subset)."""
     choice = choose_device(device)
     model, names = load_detector(weights, choice.device)  # .pt of ours or a doctor export .onnx
+    for message in baked_nms_warnings(model, conf, iou, measuring_map=False):  # an --nms export's own thresholds
+        warn(message)
     images = image_set_from_source(source, split, warn=warn)
     dataset = YoloDataset(images, imgsz, warn=warn)
     if limit is not None and limit < len(dataset):

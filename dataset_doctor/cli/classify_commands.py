@@ -16,12 +16,14 @@ CLASSIFY_IMGSZ = 224
 
 
 def is_classifier_checkpoint(weights: Path) -> bool:
-    """A checkpoint of our classifier. An exported .onnx file, or a file that is no checkpoint of ours, is not:
-    the detection path then reads it and gives its own one-line error."""
+    """A checkpoint of our classifier, or a doctor export .onnx of one (task classify in its metadata). A file
+    that is neither is not: the detection path then reads it and gives its own one-line error."""
     from trainer.checkpoint import load_checkpoint
 
     if Path(weights).suffix.lower() == ".onnx":
-        return False
+        from trainer.export.onnx_runtime import onnx_task
+
+        return onnx_task(weights) == "classify"
     try:
         return load_checkpoint(weights).get("task") == "classify"
     except DoctorError:
@@ -62,17 +64,17 @@ def val_classify(weights: Path, data: Path, split: str, imgsz: int | None, batch
 
     from dataset_doctor.atomic import atomic_write_text
     from dataset_doctor.dataset.classify_index import build_classify_index
-    from trainer.classify_loop import evaluate_dataset, load_classifier
+    from trainer.classify_loop import evaluate_dataset
     from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset
+    from trainer.export.onnx_runtime import load_classifier_model
 
-    model, checkpoint = load_classifier(weights, device or "cpu")
+    model, names, trained_size = load_classifier_model(weights, device or "cpu")  # .pt or exported .onnx
     index = build_classify_index(data)
-    if list(index.names) != checkpoint["names"]:
-        raise DoctorError(f"the model was trained on classes {checkpoint['names']}, the dataset has "
-                          f"{list(index.names)}", weights)
+    if list(index.names) != names:
+        raise DoctorError(f"the model was trained on classes {names}, the dataset has {list(index.names)}", weights)
     if split not in index.splits:
         raise DoctorError(f"no '{split}' split (this dataset has {', '.join(index.splits)})", data)
-    size = imgsz or int(checkpoint["config"]["imgsz"])
+    size = imgsz or trained_size
     rows = index.images[(index.images["split"] == split) & index.images["readable"]]
     dataset = ClassifyDataset(rows["path"].tolist(), rows["class_id"], ClassifyAugment(size))
     result, _ = evaluate_dataset(model, dataset, list(index.names), batch, torch.device(device or "cpu"))
@@ -98,14 +100,14 @@ def predict_classify(weights: Path, source: Path, out: Path, split: str, imgsz: 
     from dataset_doctor.atomic import atomic_write_text, staged_directory
     from dataset_doctor.dataset.classify_index import build_classify_index, classify_root
     from dataset_doctor.dataset.datayaml import IMAGE_EXTENSIONS
-    from trainer.classify_loop import classify_scores, load_classifier, top_k_csv
+    from trainer.classify_loop import classify_scores, top_k_csv
     from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset
+    from trainer.export.onnx_runtime import load_classifier_model
 
     out = out.expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DoctorError("output directory exists and is not empty", out)
-    model, checkpoint = load_classifier(weights, device or "cpu")
-    names = checkpoint["names"]
+    model, names, trained_size = load_classifier_model(weights, device or "cpu")  # .pt or exported .onnx
     if classify_root(source) is not None:
         index = build_classify_index(source)
         rows = index.images[(index.images["split"] == split) & index.images["readable"]]
@@ -118,7 +120,7 @@ def predict_classify(weights: Path, source: Path, out: Path, split: str, imgsz: 
         raise DoctorError("no such image or folder", source)
     if not paths:
         raise DoctorError("no image to predict on", source)
-    size = imgsz or int(checkpoint["config"]["imgsz"])
+    size = imgsz or trained_size
     dataset = ClassifyDataset(paths, [0] * len(paths), ClassifyAugment(size))
     scores = classify_scores(model, dataset, batch, torch.device(device or "cpu"))
     with staged_directory(out, "predict") as staging:

@@ -46,7 +46,7 @@ def predict(
         raise DoctorError("output directory exists and is not empty", out)
 
     def warn(message: str) -> None:  # every warning of the command on one channel, imgsz rounding included
-        console.print(f"[yellow]warning:[/] {message}")
+        console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)  # one line each, not wrapped
 
     predictions, names = predict_images(weights, source, split=split, imgsz=imgsz, conf=conf, iou=iou,
                                         max_det=max_det, batch=batch, device=device, warn=warn)

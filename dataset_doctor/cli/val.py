@@ -38,7 +38,7 @@ def val(
     from trainer.data.dataset import build_dataset
     from trainer.data.loader import make_eval_loader
     from trainer.devices import choose_device
-    from trainer.export.onnx_runtime import load_detector
+    from trainer.export.onnx_runtime import baked_nms_warnings, load_detector
     from trainer.model.inference import evaluate_model
     from trainer.setup import trained_imgsz
 
@@ -48,6 +48,8 @@ def val(
     imgsz = imgsz if imgsz is not None else 640
     choice = choose_device(device)
     model, names = load_detector(weights, choice.device)
+    for message in baked_nms_warnings(model, conf, iou, measuring_map=True):
+        console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)  # one line, unwrapped
     trained = trained_imgsz(weights) if Path(weights).suffix.lower() != ".onnx" else None
     if trained is not None and imgsz != trained:
         console.print(f"note: the model was trained at --imgsz {trained}; evaluating at {imgsz}"

@@ -1,7 +1,7 @@
 """`doctor export WEIGHTS --format onnx`: the EMA weights, conv+bn fused, in eval mode, as one ONNX file.
 
-The graph's input is `images` (B, 3, H, W) float32 RGB in [0, 1], letterboxed to a square imgsz side (what
-our evaluation loader feeds). Its output is either
+The graph's input is `images` (B, 3, H, W) float32 RGB in [0, 1]. A detector takes it letterboxed to a square
+imgsz side (what our evaluation loader feeds); its output is either
 
 - `output0` (B, 4 + nc, anchors): the decoded head, cx, cy, w, h in input pixels then per-class probabilities,
   anchors = sum over strides 8, 16, 32 of (H / s) * (W / s) (8400 at 640), i.e. what
@@ -10,6 +10,10 @@ our evaluation loader feeds). Its output is either
   NonMaxSuppression run per class (class-aware: a box suppresses only boxes of its own class), every class
   whose score passes the threshold making a candidate (as our evaluation's multi-label NMS). Rows come per
   image, per class, best first; at most max_det rows per image and class.
+
+A classifier (task classify) takes it resized and centre-cropped to imgsz (what our classification evaluation
+feeds, trainer/data/classify_dataset.py) and outputs `probabilities` (B, classes): the softmax of the logits,
+each row summing to 1, classes in the order of the metadata's names.
 
 The file's metadata (onnx metadata_props, all strings; JSON where structured) says what a consumer needs:
 names, imgsz, stride, scale, version, data, task, nms, dynamic, half, layout and, with nms, conf / iou / max_det.
@@ -34,6 +38,8 @@ from trainer.model.detector import STRIDES, Detector, ModelConfig
 EXPORT_EXTRA_HINT = "pip install 'dataset-doctor[export]'"
 RAW_LAYOUT = "output0 (batch, 4 + classes, anchors): cx, cy, w, h in input pixels, then class probabilities"
 NMS_LAYOUT = "detections (N, 7): image index, x1, y1, x2, y2, score, class; input pixels"
+CLASSIFY_LAYOUT = "probabilities (batch, classes): softmax of the logits, classes in the order of names"
+CLASSIFY_TASK = "classify"  # trainer.classify_loop.TASK, the checkpoint's "task" (not imported: torch-free path)
 
 
 def require_onnx() -> Any:
@@ -47,7 +53,7 @@ def require_onnx() -> Any:
 
 @dataclass
 class ExportOptions:
-    imgsz: int = 640
+    imgsz: int = 0  # input side; 0: 640 for a detector, the training size for a classifier
     dynamic: bool = False  # batch, height and width free (multiples of 32) instead of (1, 3, imgsz, imgsz)
     half: bool = False  # float16 weights and input (CUDA only: onnxruntime's CPU provider lacks fp16 kernels)
     opset: int = 17
@@ -96,10 +102,44 @@ class _Exportable(nn.Module):
         return torch.cat([image[:, None].float(), corners, score[:, None], cls[:, None].float()], dim=1)
 
 
-def model_for_export(weights: str | Path) -> tuple[Detector, dict[str, Any]]:
+class _ExportableClassifier(nn.Module):
+    """The fused classifier followed by the softmax: a consumer gets probabilities, not logits."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images).float().softmax(dim=1)
+
+
+def is_classifier(checkpoint: dict[str, Any]) -> bool:
+    return checkpoint.get("task") == CLASSIFY_TASK
+
+
+def classifier_for_export(checkpoint: dict[str, Any], weights: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A classifier checkpoint's model, fused and in eval mode, plus its metadata fields. Its "model" entry is
+    already the EMA weights when the run kept an EMA (trainer/classify_loop.py saves what evaluation saw)."""
+    from trainer.config import ClassifyConfig
+    from trainer.model.classifier import Classifier, ClassifierConfig
+
+    try:
+        config = ClassifyConfig(**checkpoint["config"])
+        names = [str(name) for name in checkpoint["names"]]
+        model = Classifier(ClassifierConfig(config.model, len(names), dropout=config.dropout))
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise DoctorError(f"checkpoint model state does not load ({type(error).__name__})", weights) from None
+    info = {"names": names, "scale": config.model, "data": Path(str(config.data)).name if config.data else "",
+            "ema": checkpoint.get("ema") is not None, "imgsz": int(config.imgsz)}
+    return model.eval().fuse(), info
+
+
+def model_for_export(weights: str | Path, checkpoint: dict[str, Any] | None = None
+                     ) -> tuple[Detector, dict[str, Any]]:
     """The checkpoint's EMA model (its raw weights when it has no EMA), fused and in eval mode, plus what the
     metadata needs from the checkpoint (names, scale, the training data's name)."""
-    checkpoint = load_checkpoint(weights)
+    checkpoint = load_checkpoint(weights) if checkpoint is None else checkpoint
     try:
         config = ModelConfig(**checkpoint["model_config"])
         model = Detector(config)
@@ -118,34 +158,49 @@ def model_for_export(weights: str | Path) -> tuple[Detector, dict[str, Any]]:
 
 def export_onnx(weights: str | Path, out: str | Path, options: ExportOptions,
                 device: torch.device | str = "cpu") -> dict[str, str]:
-    """Write the ONNX file atomically at `out`; returns the metadata written into it."""
+    """Write the ONNX file atomically at `out`; returns the metadata written into it. A classifier checkpoint
+    exports the same way (task classify, output probabilities); options.imgsz 0 means its training size."""
     onnx = require_onnx()
     device = torch.device(device)
-    if options.imgsz % max(STRIDES) or options.imgsz <= 0:
-        raise DoctorError(f"--imgsz must be a positive multiple of {max(STRIDES)}, got {options.imgsz}")
+    checkpoint = load_checkpoint(weights)
+    classify = is_classifier(checkpoint)
+    if classify and options.nms:
+        raise DoctorError("--nms is for detectors: a classifier has no boxes to suppress; export without --nms",
+                          weights)
     if options.half and device.type != "cuda":
         raise DoctorError("--half exports float16 for a GPU: it needs --device cuda (onnxruntime's CPU provider "
                           "has no float16 convolutions); export float32 for CPU")
-    model, info = model_for_export(weights)
+    if classify:
+        model, info = classifier_for_export(checkpoint, weights)
+        imgsz = options.imgsz or info["imgsz"]
+        if imgsz < max(STRIDES):
+            raise DoctorError(f"--imgsz must be at least {max(STRIDES)} for a classifier, got {imgsz}")
+    else:
+        imgsz = options.imgsz or 640
+        if imgsz % max(STRIDES) or imgsz <= 0:
+            raise DoctorError(f"--imgsz must be a positive multiple of {max(STRIDES)}, got {imgsz}")
+        model, info = model_for_export(weights, checkpoint)
     model = model.to(device)
     dtype = torch.float16 if options.half else torch.float32
     if options.half:
         model = model.half()
-    wrapper = _Exportable(model, options).eval()
-    example = torch.zeros((1, 3, options.imgsz, options.imgsz), dtype=dtype, device=device)
-    output_name = "detections" if options.nms else "output0"
+    wrapper = (_ExportableClassifier(model) if classify else _Exportable(model, options)).eval()
+    example = torch.zeros((1, 3, imgsz, imgsz), dtype=dtype, device=device)
+    output_name = "probabilities" if classify else "detections" if options.nms else "output0"
     dynamic_axes = None
     if options.dynamic:
-        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"},
-                        output_name: {0: "detections"} if options.nms else {0: "batch", 2: "anchors"}}
+        output_axes = {0: "batch"} if classify else {0: "detections"} if options.nms else {0: "batch", 2: "anchors"}
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, output_name: output_axes}
     metadata = {
-        "producer": "dataset-doctor", "version": _project_version(), "task": "detect",
-        "names": json.dumps(info["names"]), "imgsz": json.dumps([options.imgsz, options.imgsz]),
+        "producer": "dataset-doctor", "version": _project_version(), "task": CLASSIFY_TASK if classify else "detect",
+        "names": json.dumps(info["names"]), "imgsz": json.dumps([imgsz, imgsz]),
         "stride": json.dumps(max(STRIDES)), "strides": json.dumps(list(STRIDES)), "scale": info["scale"],
         "data": info["data"], "ema": json.dumps(info["ema"]), "fused": "true", "nms": json.dumps(options.nms),
         "dynamic": json.dumps(options.dynamic), "half": json.dumps(options.half),
-        "layout": NMS_LAYOUT if options.nms else RAW_LAYOUT,
+        "layout": CLASSIFY_LAYOUT if classify else NMS_LAYOUT if options.nms else RAW_LAYOUT,
     }
+    if classify:  # one feature map, pooled: no anchor strides
+        del metadata["strides"]
     if options.nms:
         metadata.update(conf=json.dumps(options.conf), iou=json.dumps(options.iou), max_det=json.dumps(options.max_det))
 

@@ -14,9 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
-from dataset_doctor.errors import DoctorError
 from dataset_doctor.sample.generate import write_sample_dataset
 from dataset_doctor.sample.spec import SampleSpec
+from tests.tiny_dataset import write_dataset
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig, TrainSettings
 from trainer.data.config import AugmentConfig, DataConfig
@@ -49,6 +49,24 @@ def trained_n(tiny_yaml, tmp_path_factory) -> Path:
                          name="exp", seed=0)
     run = train(TrainSettings(config, DataConfig(imgsz=64, workers=0), AugmentConfig()), progress=False)
     return run / "weights" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def big_boxes_yaml(tmp_path_factory, trained_n) -> Path:
+    """The digits' classes on 12 noise images with two large boxes each: the 1-epoch model's wide early boxes
+    match some at IoU 0.5 (mAP50 ~0.15 on it), so the mAP comparisons below compare real numbers, not zeros."""
+    names = load_model_weights(trained_n)[1]
+    rng = np.random.default_rng(0)
+    val = {}
+    for image in range(12):
+        lines = []
+        for _ in range(2):
+            w, h = rng.uniform(0.4, 0.95, 2)
+            cx, cy = rng.uniform(w / 2, 1 - w / 2), rng.uniform(h / 2, 1 - h / 2)
+            lines.append(f"{rng.integers(len(names))} {cx:.4f} {cy:.4f} {w:.4f} {h:.4f}\n")
+        val[f"{image}.png"] = "".join(lines)
+    return write_dataset(tmp_path_factory.mktemp("big") / "big", {"train": {"t.png": "0 0.5 0.5 0.5 0.5\n"},
+                                                                   "val": val}, names=names, size=(64, 64))
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +136,7 @@ def test_nms_in_graph_gives_torch_boxes(trained_n, tmp_path, dynamic) -> None:
         np.testing.assert_allclose(order(mine), order(found.numpy()), atol=1e-4)
 
 
-def test_doctor_val_on_onnx_gives_the_checkpoints_map(trained_n, tiny_yaml, tmp_path) -> None:
+def test_doctor_val_on_onnx_gives_the_checkpoints_map(trained_n, big_boxes_yaml, tmp_path) -> None:
     for name, dynamic in (("static.onnx", False), ("dynamic.onnx", True)):
         result = runner.invoke(app, ["export", str(trained_n), "--imgsz", "64", "--out", str(tmp_path / name)]
                                + (["--dynamic"] if dynamic else []))
@@ -126,13 +144,15 @@ def test_doctor_val_on_onnx_gives_the_checkpoints_map(trained_n, tiny_yaml, tmp_
     metrics, counts = [], []
     for weights in (trained_n, tmp_path / "static.onnx", tmp_path / "dynamic.onnx"):
         json_file = tmp_path / f"{weights.name}.json"
-        result = runner.invoke(app, ["val", str(weights), str(tiny_yaml), "--imgsz", "64", "--batch", "4",
-                                     "--workers", "0", "--device", "cpu", "--json", str(json_file)])
+        result = runner.invoke(app, ["val", str(weights), str(big_boxes_yaml), "--imgsz", "64", "--batch", "4",
+                                     "--workers", "0", "--device", "cpu", "--conf", "0.0001", "--json",
+                                     str(json_file)])
         assert result.exit_code == 0, result.output
         metrics.append(json.loads(json_file.read_text()))
         counts.append(re.search(r"(\d+) predictions", result.output).group(1))
     reference, *onnx_runs = metrics
     assert counts[0] == counts[1] == counts[2] and int(counts[0]) > 0
+    assert reference["map50"] > 0.05  # real numbers compared, not zeros
     for got in onnx_runs:
         for key in ("map50", "map50_95"):
             assert abs(got[key] - reference[key]) <= 1e-3
@@ -196,7 +216,66 @@ def test_a_missing_dependency_is_one_line(missing, trained_n, tiny_yaml, tmp_pat
     assert f"needs the {missing} package" in result.output and "dataset-doctor[export]" in result.output
 
 
-def test_an_nms_file_is_refused_by_val_in_one_line(trained_n, tmp_path) -> None:
-    export_onnx(trained_n, tmp_path / "nms.onnx", ExportOptions(imgsz=64, nms=True))
-    with pytest.raises(DoctorError, match="without --nms"):
-        OnnxDetector(tmp_path / "nms.onnx")
+def val_metrics(weights: Path, data: Path, out: Path, *extra: str) -> tuple[dict, int, str]:
+    result = runner.invoke(app, ["val", str(weights), str(data), "--imgsz", "64", "--batch", "4", "--workers", "0",
+                                 "--device", "cpu", "--json", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text()), int(re.search(r"(\d+) predictions", result.output).group(1)), result.output
+
+
+# The 1-epoch model scores between 6e-5 and 1.2e-3: thresholds inside that range keep hundreds of boxes.
+LOW_CONF = 1e-4
+
+
+def test_doctor_val_on_an_nms_export_gives_the_checkpoints_map(trained_n, big_boxes_yaml, tmp_path) -> None:
+    """Exported at the thresholds val runs at, the in-graph NMS keeps the boxes ours keeps: the same prediction
+    count, mAP within 1e-3, and no warning; static (one image per run) and dynamic (a batch per run) files."""
+    reference, count, _ = val_metrics(trained_n, big_boxes_yaml, tmp_path / "torch.json", "--conf", str(LOW_CONF))
+    assert count > 100 and reference["map50"] > 0.05  # not two empty evaluations
+    for dynamic in (False, True):
+        export_onnx(trained_n, tmp_path / "nms.onnx", ExportOptions(imgsz=64, dynamic=dynamic, nms=True,
+                                                                     conf=LOW_CONF, iou=0.7))
+        got, onnx_count, output = val_metrics(tmp_path / "nms.onnx", big_boxes_yaml, tmp_path / "onnx.json",
+                                              "--conf", str(LOW_CONF))
+        assert onnx_count == count and "warning" not in output
+        for key in ("map50", "map50_95"):
+            assert abs(got[key] - reference[key]) <= 1e-3
+        for mine, theirs in zip(got["per_class"], reference["per_class"]):
+            for key in ("ap50", "ap50_95"):
+                assert (mine[key] is None) == (theirs[key] is None)
+                assert mine[key] is None or abs(mine[key] - theirs[key]) <= 1e-3
+
+
+def test_a_high_baked_in_conf_warns_in_one_line(trained_n, tiny_yaml, tmp_path) -> None:
+    """An --nms export at deployment's conf 0.25 has dropped the low-score tail val needs: one warning line."""
+    export_onnx(trained_n, tmp_path / "nms.onnx", ExportOptions(imgsz=64, nms=True, conf=0.25, iou=0.7))
+    _, count, output = val_metrics(tmp_path / "nms.onnx", tiny_yaml, tmp_path / "onnx.json")
+    warnings = [line for line in output.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "above 0.25" in warnings[0] and "--conf 0.001" in warnings[0]
+    assert count == 0  # this model never scores 0.25
+    _, _, output = val_metrics(tmp_path / "nms.onnx", tiny_yaml, tmp_path / "again.json", "--conf", "0.3",
+                               "--iou", "0.5")
+    assert "warning" not in output  # asked for no more than the file holds: nothing to warn about
+
+
+def test_doctor_predict_on_an_nms_export_writes_the_checkpoints_labels(trained_n, tiny_yaml, tmp_path) -> None:
+    conf = 2 * LOW_CONF
+    export_onnx(trained_n, tmp_path / "nms.onnx", ExportOptions(imgsz=64, dynamic=True, nms=True, conf=conf,
+                                                                 iou=0.6))
+    outputs = []
+    for weights, out, extra in ((trained_n, "torch", []), (tmp_path / "nms.onnx", "onnx", []),
+                                (tmp_path / "nms.onnx", "asked", ["--conf", str(LOW_CONF), "--iou", "0.7"])):
+        result = runner.invoke(app, ["predict", str(weights), str(tiny_yaml), "--imgsz", "64", "--conf", str(conf),
+                                     "--iou", "0.6", "--device", "cpu", "--out", str(tmp_path / out), *extra])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+    assert "warning" not in outputs[1]
+    assert f"above {conf:g}" in outputs[2] and "IoU 0.6" in outputs[2]  # the file cannot give those boxes back
+    lines = 0
+    for path in sorted((tmp_path / "torch" / "labels").iterdir()):
+        expected, got = label_table(path), label_table(tmp_path / "onnx" / "labels" / path.name)
+        assert got.shape == expected.shape
+        order = lambda table: table[np.lexsort((table[:, 5], table[:, 0]))]  # noqa: E731
+        np.testing.assert_allclose(order(got), order(expected), atol=2e-5)
+        lines += len(expected)
+    assert lines > 100
