@@ -280,12 +280,23 @@ def test_a_run_from_weights_resumes_without_mapping_or_initialising_again(tiny_y
                               ema=False, eval_every=5)
     settings = type(settings)(settings.with_train(batch=16).train, type(settings.data)(imgsz=64, workers=0),
                               type(settings.augment)(mosaic=0.0))
-    run_dir = loop.train(settings, console=Console(file=io.StringIO()), progress=False)
+    original_save = loop.save_checkpoints
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_saving(run, *arguments):  # a crash right after epoch 1's checkpoints are written
+        original_save(run, *arguments)
+        raise Killed
+
+    monkeypatch.setattr(loop, "save_checkpoints", killed_after_saving)
+    with pytest.raises(Killed):
+        loop.train(settings, console=Console(file=io.StringIO()), progress=False)
+    monkeypatch.setattr(loop, "save_checkpoints", original_save)
+    run_dir = tmp_path / "exp"
     args_before = files.read_args(run_dir)
     checkpoint = load_checkpoint(run_dir / files.LAST_CHECKPOINT)
-    assert checkpoint["epoch"] == 1
-    checkpoint["epoch"] = 0  # as if killed after epoch 1 of 2
-    save_checkpoint(run_dir / files.LAST_CHECKPOINT, checkpoint)
+    assert checkpoint["epoch"] == 0
     weights.write_bytes(b"not a checkpoint any more")  # reading it again would be a DoctorError
 
     output = io.StringIO()
