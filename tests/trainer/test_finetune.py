@@ -262,3 +262,120 @@ def test_replay_labels_are_remapped_by_name_and_unknown_classes_left_out():
     replay = remap_replay(base, ["cat", "dog", "fox"], ["dog", "owl", "cat"])
     assert replay.labels[0][:, 0].tolist() == [2, 0] and replay.image_ids.tolist() == [-1]
     assert replay.names == ["replay:a.jpg"]
+
+
+def test_a_run_from_weights_resumes_without_mapping_or_initialising_again(tiny_yaml, tmp_path, monkeypatch):  # noqa: F811
+    """--resume of a --weights run continues from last.pt: the --weights file is not read again (here it is
+    garbage by then), the model is the checkpoint's (not the source's mapped anew), freezing and the fine-tuning
+    learning rate carry over, and the run finishes its epochs."""
+    from trainer.checkpoint import load_checkpoint
+
+    names = yaml.safe_load(Path(tiny_yaml).read_text())["names"]
+    names = list(names.values()) if isinstance(names, dict) else list(names)
+    weights = our_checkpoint(tmp_path / "base.pt", randomised(Detector(ModelConfig(num_classes=2)), seed=6),
+                             [names[1], "zebra"])
+    monkeypatch.setattr(loop, "evaluate_both", lambda run: (None, None))  # the steps are what is tested
+    monkeypatch.setattr(loop, "finish", lambda run, epoch: None)
+    settings = quick_settings(tiny_yaml, tmp_path, weights=str(weights), freeze="backbone", save_batches=0,
+                              ema=False, eval_every=5)
+    settings = type(settings)(settings.with_train(batch=16).train, type(settings.data)(imgsz=64, workers=0),
+                              type(settings.augment)(mosaic=0.0))
+    original_save = loop.save_checkpoints
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_saving(run, *arguments):  # a crash right after epoch 1's checkpoints are written
+        original_save(run, *arguments)
+        raise Killed
+
+    monkeypatch.setattr(loop, "save_checkpoints", killed_after_saving)
+    with pytest.raises(Killed):
+        loop.train(settings, console=Console(file=io.StringIO()), progress=False)
+    monkeypatch.setattr(loop, "save_checkpoints", original_save)
+    run_dir = tmp_path / "exp"
+    args_before = files.read_args(run_dir)
+    checkpoint = load_checkpoint(run_dir / files.LAST_CHECKPOINT)
+    assert checkpoint["epoch"] == 0
+    weights.write_bytes(b"not a checkpoint any more")  # reading it again would be a DoctorError
+
+    output = io.StringIO()
+    run = start_run(None, resume_dir=run_dir, console=Console(file=output, width=300))
+    assert "initialised from" not in output.getvalue()
+    assert run.start_epoch == 1
+    trained = checkpoint["model"]
+    assert all(torch.equal(value, trained[key]) for key, value in run.model.state_dict().items())
+    assert not any(parameter.requires_grad for parameter in run.model.backbone.parameters())  # still frozen
+    assert run.schedule.lr0 == pytest.approx(args_before["resolved"]["lr0"]) == pytest.approx(0.0001)
+    assert files.read_args(run_dir) == args_before  # the class mapping of the start is still what args.yaml says
+
+    loop.train(None, resume=run_dir, console=Console(file=io.StringIO()), progress=False)
+    assert [row["epoch"] for row in files.read_results(run_dir)] == [1, 2]
+    assert load_checkpoint(run_dir / files.LAST_CHECKPOINT)["epoch"] == 1
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.int64: "I64"}  # what a detection state_dict holds
+
+
+def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """The safetensors layout (8-byte little-endian header size, a JSON header of dtype / shape / byte offsets,
+    then the raw little-endian bytes), written here so the test needs no package."""
+    import json
+    import struct
+
+    header, blobs, offset = {}, [], 0
+    for key, value in tensors.items():
+        data = value.detach().contiguous().numpy().tobytes()
+        header[key] = {"dtype": _SAFETENSORS_DTYPES[value.dtype], "shape": list(value.shape),
+                       "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
+def _read_safetensors(filename: str) -> dict[str, torch.Tensor]:
+    """A stand-in for safetensors.torch.load_file (F32 and I64), for machines without the package."""
+    import json
+    import struct
+
+    data = Path(filename).read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    body = data[8 + size:]
+    numpy_dtype = {"F32": "<f4", "I64": "<i8"}
+    return {key: torch.from_numpy(np.frombuffer(body[start:end], dtype=numpy_dtype[entry["dtype"]]).copy()
+                                  ).reshape(entry["shape"])
+            for key, entry in header.items() if key != "__metadata__"
+            for start, end in [entry["data_offsets"]]}
+
+
+def test_safetensors_weights_load_through_the_package_or_say_it_is_missing(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    source = randomised(Detector(ModelConfig(num_classes=80)), seed=7).eval()
+    path = tmp_path / "yolov8n.safetensors"
+    _write_safetensors(path, yolov8_state_dict(source))
+    (tmp_path / "coco.txt").write_text("\n".join(f"c{i}" for i in range(80)))
+
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # as on a machine without the package
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(DoctorError, match="needs the safetensors package: pip install safetensors") as missing:
+        load_source(path, tmp_path / "coco.txt")
+    assert str(path) in str(missing.value) and "\n" not in str(missing.value)
+
+    package = types.ModuleType("safetensors")
+    package.torch = types.SimpleNamespace(load_file=_read_safetensors)
+    monkeypatch.setitem(sys.modules, "safetensors", package)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", package.torch)
+    with pytest.raises(DoctorError, match="--weights-names"):  # a safetensors file carries no class names
+        load_source(path)
+    model, names, kind = load_source(path, tmp_path / "coco.txt")
+    assert kind == "yolov8" and names[79] == "c79"
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(images), source(images))
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken!")
+    with pytest.raises(DoctorError, match="not a readable safetensors file"):
+        load_source(path, tmp_path / "coco.txt")
