@@ -9,6 +9,11 @@ compound (style.md rule 6), so the run records which are on. Mixed precision on 
 (trainer/devices.py: autocast in bf16 where supported, else fp16 with a GradScaler; nothing on CPU), and
 `--cache ram` keeps the decoded images (trainer/data/classify_dataset.py's bases) in memory.
 
+Distributed (DDP, started by trainer/launch.py's launch_classifier: torchrun, or one process per GPU): each of N
+processes takes batch / N images per step from its stride of the same epoch sample (trainer/data/sampler.py),
+DDP averages the gradients (each rank's loss is a mean, so the average is the whole batch's mean), and rank 0
+alone evaluates, logs and writes the run directory while the others wait at the next step's collective.
+
 Every epoch evaluates the (EMA) model the same way on a fixed train subset and on val (centre crop, no
 augmentation): top-1, top-5, per-class precision / recall / accuracy, the confusion matrix
 (trainer/evaluation/classification.py). Run directory:
@@ -42,7 +47,7 @@ from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, 
 from trainer.config import ClassifyConfig
 from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset, fill_base_cache
 from trainer.data.sampler import build_sampler
-from trainer.devices import autocast, choose_device
+from trainer.devices import autocast, choice_for_rank, choose_device
 from trainer.ema import ModelEMA
 from trainer.evaluation.classification import ClassificationResult, evaluate_classification
 from trainer.model.classifier import Classifier, ClassifierConfig
@@ -57,9 +62,12 @@ METRICS_FILE = "metrics.json"
 VAL_PREDICTIONS_FILE = "val_predictions.csv"
 
 
-def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
-                     log=print) -> Path:
-    """Train (or with `resume`, a run directory or its last.pt, continue) and return the run directory."""
+def train_classifier(config: ClassifyConfig, resume: str | Path | None = None, log=print, *, rank: int = 0,
+                     world_size: int = 1, run_dir: Path | None = None, device: torch.device | None = None) -> Path:
+    """Train (or with `resume`, a run directory or its last.pt, continue) and return the run directory.
+
+    rank, world_size, run_dir (rank 0 made it) and device: set by trainer/launch.py for a distributed run."""
+    given_run_dir = run_dir
     checkpoint = None
     if resume is not None:
         resume = Path(resume)
@@ -71,18 +79,23 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         run_dir = last.parent.parent
     _validate(config)
     torch.manual_seed(config.seed)
-    choice = choose_device(config.device, config.amp)
-    if choice.distributed:
-        raise DoctorError("the classifier trains on one device: give --device cpu, cuda or one GPU id")
+    choice = choice_for_rank(device, config.amp) if device is not None else choose_device(config.device, config.amp)
+    if choice.distributed and world_size == 1:
+        raise DoctorError("several GPUs need the distributed launcher (doctor train handles this itself)")
+    if config.batch % world_size:
+        raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} processes")
     device, amp_dtype = choice.device, choice.amp_dtype
+    if rank != 0:
+        log = _silent
     index = build_classify_index(config.data, workers=max(config.workers, 1))
     names = list(index.names)
     train_rows, val_rows = _rows(index, "train"), _rows(index, "val")
     if not len(train_rows):
         raise DoctorError("no readable train image in a class folder", config.data)
     if checkpoint is None:
-        run_dir = new_run_dir(config.project, config.name, config.exist_ok)
-        atomic_write_text(run_dir / ARGS_FILE, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+        run_dir = given_run_dir or new_run_dir(config.project, config.name, config.exist_ok)
+        if rank == 0:
+            atomic_write_text(run_dir / ARGS_FILE, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
 
     counts = index.counts("train")
     weights = compute_class_weights(counts, names)
@@ -103,9 +116,10 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
                                 config.imgsz, config.workers, log)
     train_set = ClassifyDataset(train_rows["path"].tolist(), train_rows["class_id"], augment, config.seed, cache)
     sampler = build_sampler(config.sampler, [np.array([c]) for c in train_rows["class_id"]], weights.weights,
-                            seed=config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch, sampler=sampler, num_workers=config.workers,
-                        drop_last=len(train_rows) > config.batch)
+                            seed=config.seed, rank=rank, world_size=world_size)
+    rank_batch = config.batch // world_size
+    loader = DataLoader(train_set, batch_size=rank_batch, sampler=sampler, num_workers=config.workers,
+                        drop_last=len(sampler) > rank_batch)
     plain = dataclasses.replace(augment, train=False)
     subset = _fixed_subset(len(train_rows), config.train_eval_images, config.seed)
     train_eval = ClassifyDataset(train_rows["path"].to_numpy()[subset].tolist(),
@@ -113,6 +127,11 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
     val_eval = ClassifyDataset(val_rows["path"].tolist(), val_rows["class_id"], plain, cache=cache)
 
     model = Classifier(ClassifierConfig(config.model, len(names), dropout=config.dropout)).to(device)
+    stepped = model  # what the loop calls: the model, or its DDP wrapper (same parameters)
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        stepped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     iterations_per_epoch = len(loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, config.epochs * iterations_per_epoch, config.lr0)
     optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum, config.weight_decay)
@@ -146,7 +165,7 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
             lr = schedule.apply(optimizer, epoch, epoch * iterations_per_epoch + batch_number)
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             with autocast(device, amp_dtype):
-                logits = model(images)
+                logits = stepped(images)
             # the loss in float32: softmax over half-precision logits loses the small probabilities
             loss = F.cross_entropy(logits.float(), targets, weight=loss_weights,
                                    label_smoothing=config.label_smoothing)
@@ -159,6 +178,11 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
             if ema is not None:
                 ema.update(model)
             loss_sum += loss.detach()
+        if world_size > 1:  # the epoch's loss over every rank's share, for the log
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world_size
+        if rank != 0:  # rank 0 evaluates and writes; the others wait at the next step's collective
+            continue
         evaluated = ema.module if ema is not None else model
         precise_batchnorm(evaluated, train_eval, config.batch, config.precise_bn_batches, device)
         train_result, _ = evaluate_dataset(evaluated, train_eval, names, config.batch, device, amp_dtype)
@@ -184,6 +208,8 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         if score > best_top1:
             best_top1 = score
             save_checkpoint(run_dir / WEIGHTS_DIR / "best.pt", state)
+    if world_size > 1:  # no rank leaves (and tears the group down) while rank 0 still evaluates and writes
+        torch.distributed.barrier()
     return run_dir
 
 
@@ -279,6 +305,10 @@ def top_k_csv(paths: list[str], scores: np.ndarray, names: list[str], targets=No
             row += [names[int(cls)], f"{scores[position, cls]:.4f}"]
         rows.append(row)
     return csv_text(header, rows)
+
+
+def _silent(*_) -> None:
+    """The log of ranks other than 0: one process speaks."""
 
 
 def _rows(index: ClassifyIndex, split: str):

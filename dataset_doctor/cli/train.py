@@ -122,7 +122,8 @@ def train(
     if resume is None and data is not None:
         detected, why = detect_task(data, task)
         if detected == TASK_CLASSIFY:
-            console.print(why, highlight=False, markup=False)
+            if int(os.environ.get("RANK", "0")) == 0:
+                console.print(why, highlight=False, markup=False)
             options = {
                 "data": str(data), "model": model, "epochs": epochs, "imgsz": imgsz or 224, "batch": batch,
                 "optimizer": optimizer, "lr0": lr0, "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay,
