@@ -29,6 +29,7 @@ def test_demo_classify_runs_sample_audit_weights_train(tmp_path: Path) -> None:
     assert "Image sizes" in page and "three_leak.jpg" in page and "image classification" in page
     assert json.loads((out / "reports" / "class_weights.json").read_text())["instances"][-1] == 61
     assert (out / "runs" / "demo-classify" / "report.html").is_file()
+    assert "caching 292 images in RAM" in result.output  # 183 train + 109 val readable images, decoded once
     ignored = runner.invoke(app, ["audit", str(sample), "--no-html", "--ignore", "corrupt-image"])
     assert ignored.exit_code == 0, ignored.output
     written = runner.invoke(app, ["sample", str(tmp_path / "again"), "--task", "classify", "--seed", "1"])
