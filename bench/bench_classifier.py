@@ -96,14 +96,15 @@ def _train_counts(root: Path) -> list[int]:
     return [int(count) for count in build_classify_index(root).counts("train")]
 
 
-def weights_table(seeds: list[int], epochs: int, imgsz: int, batch: int) -> str:
+def weights_table(seeds: list[int], epochs: int, imgsz: int, batch: int,
+                  modes: tuple[str, ...] = ("none", "auto")) -> str:
     from dataset_doctor.sample.classify import write_classify_sample
 
     with tempfile.TemporaryDirectory(prefix="bench-cls-") as folder:
         root = write_classify_sample(Path(folder) / "sample", seed=0)
         runs = []
         for seed in seeds:
-            for mode in ("none", "auto"):
+            for mode in modes:
                 runs.append(weights_run(root, Path(folder) / "runs", mode, seed, epochs, imgsz, batch))
                 print(f"# finished: {runs[-1]}", flush=True)  # partial results survive a stopped benchmark
     lines = [f"rare classes (rarest third with val images): {', '.join(runs[0]['rare_classes'])}", "",
@@ -111,7 +112,7 @@ def weights_table(seeds: list[int], epochs: int, imgsz: int, batch: int) -> str:
     for run in runs:
         lines.append(f"| {'on' if run['class_weights'] == 'auto' else 'off'} | {run['seed']} | "
                      f"{run['val_top1']:.3f} | {run['rare']:.3f} | {run['seconds']:.0f} |")
-    for mode in ("none", "auto"):
+    for mode in modes:
         chosen = [run for run in runs if run["class_weights"] == mode]
         lines.append(f"| {'on' if mode == 'auto' else 'off'} | mean | "
                      f"{statistics.mean(r['val_top1'] for r in chosen):.3f} | "
@@ -129,9 +130,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="weights: epochs per run")
     parser.add_argument("--imgsz", type=int, default=96, help="weights: image size")
     parser.add_argument("--batch", type=int, default=32, help="weights: batch size")
+    parser.add_argument("--modes", default="none,auto", help="weights: class weights none (off), auto (on), or both "
+                                                            "(one process per mode runs them side by side)")
     args = parser.parse_args()
     if args.command == "weights":
-        print(weights_table([int(s) for s in args.seeds.split(",")], args.epochs, args.imgsz, args.batch))
+        print(weights_table([int(s) for s in args.seeds.split(",")], args.epochs, args.imgsz, args.batch,
+                            tuple(args.modes.split(","))))
         return
     print(model_table())
     print()
