@@ -5,7 +5,14 @@ trainer/schedule.py), optimizer groups (trainer/optim.py), EMA (trainer/ema.py),
 (uniform or balanced, trainer/data/sampler.py), class weights (dataset_doctor/weights.py, the numbers
 `doctor weights` prints), atomic checkpoints (trainer/checkpoint.py) and the run directory (trainer/run_dir.py).
 The loss is cross-entropy with label smoothing, optionally class-weighted; loss weights and the balanced sampler
-compound (style.md rule 6), so the run records which are on.
+compound (style.md rule 6), so the run records which are on. Mixed precision on CUDA is the detector's
+(trainer/devices.py: autocast in bf16 where supported, else fp16 with a GradScaler; nothing on CPU), and
+`--cache ram` keeps the decoded images (trainer/data/classify_dataset.py's bases) in memory.
+
+Distributed (DDP, started by trainer/launch.py's launch_classifier: torchrun, or one process per GPU): each of N
+processes takes batch / N images per step from its stride of the same epoch sample (trainer/data/sampler.py),
+DDP averages the gradients (each rank's loss is a mean, so the average is the whole batch's mean), and rank 0
+alone evaluates, logs and writes the run directory while the others wait at the next step's collective.
 
 Every epoch evaluates the (EMA) model the same way on a fixed train subset and on val (centre crop, no
 augmentation): top-1, top-5, per-class precision / recall / accuracy, the confusion matrix
@@ -38,8 +45,9 @@ from dataset_doctor.errors import DoctorError
 from dataset_doctor.weights import compute_class_weights
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from trainer.config import ClassifyConfig
-from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset
+from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset, fill_base_cache
 from trainer.data.sampler import build_sampler
+from trainer.devices import autocast, choice_for_rank, choose_device
 from trainer.ema import ModelEMA
 from trainer.evaluation.classification import ClassificationResult, evaluate_classification
 from trainer.model.classifier import Classifier, ClassifierConfig
@@ -54,9 +62,12 @@ METRICS_FILE = "metrics.json"
 VAL_PREDICTIONS_FILE = "val_predictions.csv"
 
 
-def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
-                     log=print) -> Path:
-    """Train (or with `resume`, a run directory or its last.pt, continue) and return the run directory."""
+def train_classifier(config: ClassifyConfig, resume: str | Path | None = None, log=print, *, rank: int = 0,
+                     world_size: int = 1, run_dir: Path | None = None, device: torch.device | None = None) -> Path:
+    """Train (or with `resume`, a run directory or its last.pt, continue) and return the run directory.
+
+    rank, world_size, run_dir (rank 0 made it) and device: set by trainer/launch.py for a distributed run."""
+    given_run_dir = run_dir
     checkpoint = None
     if resume is not None:
         resume = Path(resume)
@@ -68,15 +79,23 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         run_dir = last.parent.parent
     _validate(config)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
+    choice = choice_for_rank(device, config.amp) if device is not None else choose_device(config.device, config.amp)
+    if choice.distributed and world_size == 1:
+        raise DoctorError("several GPUs need the distributed launcher (doctor train handles this itself)")
+    if config.batch % world_size:
+        raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} processes")
+    device, amp_dtype = choice.device, choice.amp_dtype
+    if rank != 0:
+        log = _silent
     index = build_classify_index(config.data, workers=max(config.workers, 1))
     names = list(index.names)
     train_rows, val_rows = _rows(index, "train"), _rows(index, "val")
     if not len(train_rows):
         raise DoctorError("no readable train image in a class folder", config.data)
     if checkpoint is None:
-        run_dir = new_run_dir(config.project, config.name, config.exist_ok)
-        atomic_write_text(run_dir / ARGS_FILE, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+        run_dir = given_run_dir or new_run_dir(config.project, config.name, config.exist_ok)
+        if rank == 0:
+            atomic_write_text(run_dir / ARGS_FILE, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
 
     counts = index.counts("train")
     weights = compute_class_weights(counts, names)
@@ -87,19 +106,32 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         if config.class_weights == "auto" else None
 
     augment = ClassifyAugment(config.imgsz, config.augment, config.crop_scale, config.fliplr,
-                              config.hsv_h, config.hsv_s, config.hsv_v)
-    train_set = ClassifyDataset(train_rows["path"].tolist(), train_rows["class_id"], augment, config.seed)
+                              config.hsv_h, config.hsv_s, config.hsv_v, config.randaugment,
+                              config.randaugment_magnitude)
+    cache = None
+    if config.cache == "ram":
+        both = [train_rows, val_rows]
+        cache = fill_base_cache([p for rows in both for p in rows["path"]],
+                                np.concatenate([rows[["width", "height"]].to_numpy() for rows in both]),
+                                config.imgsz, config.workers, log)
+    train_set = ClassifyDataset(train_rows["path"].tolist(), train_rows["class_id"], augment, config.seed, cache)
     sampler = build_sampler(config.sampler, [np.array([c]) for c in train_rows["class_id"]], weights.weights,
-                            seed=config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch, sampler=sampler, num_workers=config.workers,
-                        drop_last=len(train_rows) > config.batch)
+                            seed=config.seed, rank=rank, world_size=world_size)
+    rank_batch = config.batch // world_size
+    loader = DataLoader(train_set, batch_size=rank_batch, sampler=sampler, num_workers=config.workers,
+                        drop_last=len(sampler) > rank_batch)
     plain = dataclasses.replace(augment, train=False)
     subset = _fixed_subset(len(train_rows), config.train_eval_images, config.seed)
     train_eval = ClassifyDataset(train_rows["path"].to_numpy()[subset].tolist(),
-                                 train_rows["class_id"].to_numpy()[subset], plain)
-    val_eval = ClassifyDataset(val_rows["path"].tolist(), val_rows["class_id"], plain)
+                                 train_rows["class_id"].to_numpy()[subset], plain, cache=cache)
+    val_eval = ClassifyDataset(val_rows["path"].tolist(), val_rows["class_id"], plain, cache=cache)
 
     model = Classifier(ClassifierConfig(config.model, len(names), dropout=config.dropout)).to(device)
+    stepped = model  # what the loop calls: the model, or its DDP wrapper (same parameters)
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        stepped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     iterations_per_epoch = len(loader)
     optimizer_name, lr0 = choose_optimizer(config.optimizer, config.epochs * iterations_per_epoch, config.lr0)
     optimizer = build_optimizer(model, optimizer_name, lr0, config.momentum, config.weight_decay)
@@ -107,6 +139,10 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
                         warmup_min_iterations=0, warmup_bias_lr=0.0, warmup_momentum=0.8,
                         momentum=config.momentum)
     ema = ModelEMA(model, decay=0.9999) if config.ema else None
+    scaler = torch.amp.GradScaler("cuda", enabled=choice.needs_grad_scaler)
+    if amp_dtype is not None:
+        log(f"mixed precision: {str(amp_dtype).replace('torch.', '')}"
+            + (" with a grad scaler" if choice.needs_grad_scaler else ""))
     start_epoch, best_top1, rows = 0, -1.0, []
     if checkpoint is not None:
         model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
@@ -114,6 +150,8 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         if ema is not None and checkpoint.get("ema") is not None:
             ema.load_state_dict(checkpoint["ema"])
         sampler.load_state_dict(checkpoint["sampler"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
         restore_rng_states(checkpoint["rng"])
         start_epoch, best_top1, rows = checkpoint["epoch"] + 1, checkpoint["best_top1"], checkpoint["rows"]
         log(f"resuming {run_dir} at epoch {start_epoch + 1}/{config.epochs}")
@@ -126,19 +164,29 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         for batch_number, (images, targets) in enumerate(loader):
             lr = schedule.apply(optimizer, epoch, epoch * iterations_per_epoch + batch_number)
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            logits = model(images)
-            loss = F.cross_entropy(logits, targets, weight=loss_weights, label_smoothing=config.label_smoothing)
+            with autocast(device, amp_dtype):
+                logits = stepped(images)
+            # the loss in float32: softmax over half-precision logits loses the small probabilities
+            loss = F.cross_entropy(logits.float(), targets, weight=loss_weights,
+                                   label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients (a no-op without a scaler)
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             if ema is not None:
                 ema.update(model)
             loss_sum += loss.detach()
+        if world_size > 1:  # the epoch's loss over every rank's share, for the log
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world_size
+        if rank != 0:  # rank 0 evaluates and writes; the others wait at the next step's collective
+            continue
         evaluated = ema.module if ema is not None else model
         precise_batchnorm(evaluated, train_eval, config.batch, config.precise_bn_batches, device)
-        train_result, _ = evaluate_dataset(evaluated, train_eval, names, config.batch, device)
-        val_result, val_scores = evaluate_dataset(evaluated, val_eval, names, config.batch, device)
+        train_result, _ = evaluate_dataset(evaluated, train_eval, names, config.batch, device, amp_dtype)
+        val_result, val_scores = evaluate_dataset(evaluated, val_eval, names, config.batch, device, amp_dtype)
         row = {"epoch": epoch + 1, "train_loss": float(loss_sum) / max(iterations_per_epoch, 1), "lr": lr,
                "train_top1": train_result.top1, "train_top5": train_result.top5,
                "val_top1": val_result.top1 if len(val_eval) else None,
@@ -151,7 +199,8 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         state = {"task": TASK, "config": dataclasses.asdict(config), "names": names, "epoch": epoch,
                  "model": evaluated.state_dict(), "optimizer": optimizer.state_dict(),
                  "ema": ema.state_dict() if ema is not None else None, "sampler": sampler.state_dict(),
-                 "rng": rng_states(), "best_top1": max(best_top1, score), "rows": rows}
+                 "rng": rng_states(), "best_top1": max(best_top1, score), "rows": rows,
+                 "scaler": scaler.state_dict()}
         if ema is not None:  # resume needs the live weights too; last.pt's "model" is what evaluation saw
             state["train_model"] = model.state_dict()
         _write_epoch(run_dir, rows, names, weights, config, train_result, val_result, val_eval, val_scores)
@@ -159,6 +208,8 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None,
         if score > best_top1:
             best_top1 = score
             save_checkpoint(run_dir / WEIGHTS_DIR / "best.pt", state)
+    if world_size > 1:  # no rank leaves (and tears the group down) while rank 0 still evaluates and writes
+        torch.distributed.barrier()
     return run_dir
 
 
@@ -193,19 +244,23 @@ def precise_batchnorm(model: torch.nn.Module, dataset, batch: int, batches: int,
 
 
 def evaluate_dataset(model: torch.nn.Module, dataset: ClassifyDataset, names: list[str], batch: int,
-                     device: torch.device) -> tuple[ClassificationResult, np.ndarray]:
+                     device: torch.device, amp_dtype: torch.dtype | None = None
+                     ) -> tuple[ClassificationResult, np.ndarray]:
     """Softmax scores of every image (centre crop) and the metrics on them."""
-    scores = classify_scores(model, dataset, batch, device)
+    scores = classify_scores(model, dataset, batch, device, amp_dtype)
     return evaluate_classification(scores, dataset.targets, names), scores
 
 
 @torch.no_grad()
-def classify_scores(model: torch.nn.Module, dataset, batch: int, device: torch.device) -> np.ndarray:
+def classify_scores(model: torch.nn.Module, dataset, batch: int, device: torch.device,
+                    amp_dtype: torch.dtype | None = None) -> np.ndarray:
     was_training = model.training
     model.eval()
     parts = []
     for images, _ in DataLoader(dataset, batch_size=batch, shuffle=False):
-        parts.append(model(images.to(device)).softmax(dim=1).float().cpu().numpy())  # CPU-GPU sync point
+        with autocast(device, amp_dtype):
+            logits = model(images.to(device))
+        parts.append(logits.float().softmax(dim=1).cpu().numpy())  # CPU-GPU sync point
     model.train(was_training)
     num_classes = model.num_classes if hasattr(model, "num_classes") else 0
     return np.concatenate(parts) if parts else np.zeros((0, num_classes))
@@ -252,6 +307,10 @@ def top_k_csv(paths: list[str], scores: np.ndarray, names: list[str], targets=No
     return csv_text(header, rows)
 
 
+def _silent(*_) -> None:
+    """The log of ranks other than 0: one process speaks."""
+
+
 def _rows(index: ClassifyIndex, split: str):
     images = index.images
     return images[(images["split"] == split) & images["readable"]].reset_index(drop=True)
@@ -269,7 +328,10 @@ def _validate(config: ClassifyConfig) -> None:
              (config.imgsz >= 32, "--imgsz must be at least 32 for a classifier (stride 32)"),
              (config.class_weights in ("none", "auto"), "--class-weights must be none or auto for a classifier"),
              (config.sampler in ("uniform", "balanced"), "--sampler must be uniform or balanced"),
-             (0.0 <= config.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")]
+             (0.0 <= config.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
+             (config.cache in ("none", "ram"), "--cache must be none or ram"),
+             (config.randaugment >= 0, "--randaugment must be >= 0 (0: off)"),
+             (0 <= config.randaugment_magnitude <= 10, "--randaugment-magnitude must be in 0..10")]
     for ok, message in rules:
         if not ok:
             raise DoctorError(message)

@@ -150,6 +150,10 @@ class ClassifyConfig:
     hsv_h: float = 0.015  # hue jitter, fraction of the hue circle
     hsv_s: float = 0.7  # saturation jitter, fraction
     hsv_v: float = 0.4  # value jitter, fraction
+    randaugment: int = 0  # RandAugment-style ops per training image, drawn from albumentations ones (0: off)
+    randaugment_magnitude: int = 9  # their strength, 0..10 (timm's scale)
+    cache: str = "none"  # "ram": keep decoded (and, when large, shrunk) images in memory
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); no-op on CPU
     train_eval_images: int = 500  # fixed train subset evaluated like val every epoch (train vs val accuracy)
     precise_bn_batches: int = 4  # before each evaluation, BatchNorm statistics recomputed on this many batches
     seed: int = 0

@@ -8,6 +8,8 @@ Three ways in, one training function:
   WORLD_SIZE, LOCAL_RANK and the rendezvous; each process trains its share. NCCL on GPUs, gloo on CPU (so a
   distributed run can be tested without a GPU: `--device cpu`).
 
+The classifier (trainer/classify_loop.py) starts the same three ways through launch_classifier.
+
 `--batch` is the total batch: each of N processes takes batch / N images per step, and the loss is scaled so the
 gradient equals a single-process step on the whole batch (see trainer/loop.py). Learning rates therefore need no
 rescaling when the number of GPUs changes. Rank 0 alone logs, evaluates, checkpoints and writes the run directory.
@@ -151,3 +153,67 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def launch_classifier(config, resume: Path | None = None, log=print) -> Path:
+    """The classifier's launcher: one process, torchrun's ranks, or one spawned process per GPU of --device 0,1.
+
+    config: a trainer.config.ClassifyConfig (with `resume`, read from the run's last.pt by train_classifier).
+    Returns the run directory (rank 0 creates it; a resumed run keeps its own)."""
+    from trainer.checkpoint import load_checkpoint
+    from trainer.classify_loop import train_classifier
+    from trainer.config import ClassifyConfig
+
+    if resume is not None:
+        last = Path(resume) / files.WEIGHTS_DIR / "last.pt" if Path(resume).is_dir() else Path(resume)
+        config = ClassifyConfig(**load_checkpoint(last)["config"])
+    if _under_torchrun():
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", rank))
+        use_cuda = config.device.strip().lower() != "cpu" and torch.cuda.is_available()
+        device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        try:
+            run_dir = _shared_classify_run_dir(config, resume, rank)
+            return train_classifier(config, resume=resume, log=log, rank=rank, world_size=world_size,
+                                    run_dir=run_dir, device=device)
+        finally:
+            dist.destroy_process_group()
+    choice = choose_device(config.device, config.amp)
+    if not choice.distributed:
+        return train_classifier(config, resume=resume, log=log)
+    gpu_ids = choice.gpu_ids
+    if config.batch % len(gpu_ids):
+        raise DoctorError(f"--batch {config.batch} does not split evenly over {len(gpu_ids)} GPUs")
+    run_dir = Path(resume) if resume is not None else files.new_run_dir(config.project, config.name,
+                                                                         config.exist_ok)
+    mp.spawn(_spawned_classifier, args=(len(gpu_ids), _free_port(), config, resume, run_dir, gpu_ids),
+             nprocs=len(gpu_ids), join=True)
+    return run_dir
+
+
+def _shared_classify_run_dir(config, resume: Path | None, rank: int) -> Path | None:
+    """Rank 0 creates the run directory and tells the others (a resumed run: train_classifier finds its own)."""
+    if resume is not None:
+        return None
+    chosen = [str(files.new_run_dir(config.project, config.name, config.exist_ok)) if rank == 0 else None]
+    dist.broadcast_object_list(chosen, src=0)
+    return Path(chosen[0])
+
+
+def _spawned_classifier(rank: int, world_size: int, port: int, config, resume: Path | None, run_dir: Path,
+                        gpu_ids: tuple[int, ...]) -> None:
+    from trainer.classify_loop import train_classifier
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    device = torch.device("cuda", gpu_ids[rank])
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
+    try:
+        train_classifier(config, resume=resume, log=print if rank == 0 else (lambda *_: None), rank=rank,
+                         world_size=world_size, run_dir=None if resume is not None else run_dir, device=device)
+    finally:
+        dist.destroy_process_group()

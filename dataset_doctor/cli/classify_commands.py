@@ -39,18 +39,23 @@ def is_classify_run(run_dir: Path) -> bool:
 
 
 def train_classify(settings: dict, resume: Path | None) -> Path:
-    """Train a classifier from the shared train options (trainer/classify_loop.py) and write its report."""
+    """Train a classifier from the shared train options (trainer/classify_loop.py) and write its report.
+
+    Through trainer/launch.py: one process, torchrun's ranks (`torchrun --nproc_per_node N -m dataset_doctor
+    train ROOT`), or one process per GPU for `--device 0,1`; rank 0 alone speaks and writes the report."""
+    import os
+
     from reports.classify_report import write_classify_report
-    from trainer.classify_loop import train_classifier
     from trainer.config import ClassifyConfig
+    from trainer.launch import launch_classifier
 
     def log(message: str) -> None:
         console.print(message, highlight=False, markup=False)
 
-    if resume is not None:
-        run_dir = train_classifier(ClassifyConfig(), resume=resume, log=log)
-    else:
-        run_dir = train_classifier(ClassifyConfig(**settings), log=log)
+    config = ClassifyConfig() if resume is not None else ClassifyConfig(**settings)
+    run_dir = launch_classifier(config, resume=resume, log=log)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun every process runs this command
+        return run_dir
     report = write_classify_report(run_dir)
     console.print(f"report: {report}", highlight=False, markup=False)
     console.print(f"results in [bold]{run_dir}[/]")

@@ -98,9 +98,9 @@ def _classify_demo(out: Path, epochs: int, imgsz: int, device: str, seed: int, s
     _step("3/4 doctor weights: loss weights from the images per class")
     weights(sample_dir, method=WeightMethod("inverse"), json_file=out / "reports" / "class_weights.json")
     _step(f"4/4 doctor train: a YOLO classifier, {epochs} epochs at {imgsz} px, class weights auto (no flips: "
-          "digits)")
+          "digits; images decoded once: --cache ram)")
     train(sample_dir, epochs=epochs, imgsz=imgsz, device=device or "cpu", seed=seed, fliplr=0.0, batch=32,
-          project=out / "runs", name="demo-classify", exist_ok=True, workers=0)
+          project=out / "runs", name="demo-classify", exist_ok=True, workers=0, cache="ram")
     run_dir = out / "runs" / "demo-classify"
     console.print(Rule(f"done in {(time.perf_counter() - started) / 60:.1f} min"))
     console.print(f"audit report:    [bold]{audit_html}[/]", soft_wrap=True)

@@ -79,6 +79,11 @@ def train(
     copy_paste: Annotated[float, typer.Option(help="Probability per image of pasting one train instance into it "
                                                    "(rare classes favoured by class weight); 0: off.")]
     = _A.copy_paste,
+    randaugment: Annotated[int, typer.Option(min=0, help="Classifier: RandAugment-style ops per training image "
+                                                         "(albumentations: rotate, shear, colour, posterize, "
+                                                         "solarize...); 0: off.")] = 0,
+    randaugment_magnitude: Annotated[int, typer.Option(min=0, max=10, help="Classifier: strength of the "
+                                                                           "--randaugment ops, 0..10.")] = 9,
     multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Random input size per batch, "
                                                                     "imgsz +/- 50%.")] = False,
     cache: Annotated[str, typer.Option(help="none, or ram: keep decoded images in memory.")] = _D.cache,
@@ -118,16 +123,22 @@ def train(
     if resume is None and data is not None:
         detected, why = detect_task(data, task)
         if detected == TASK_CLASSIFY:
-            console.print(why, highlight=False, markup=False)
+            if int(os.environ.get("RANK", "0")) == 0:
+                console.print(why, highlight=False, markup=False)
             options = {
                 "data": str(data), "model": model, "epochs": epochs, "imgsz": imgsz or 224, "batch": batch,
                 "optimizer": optimizer, "lr0": lr0, "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay,
                 "warmup_epochs": warmup_epochs, "class_weights": class_weights, "sampler": sampler, "ema": ema,
                 "fliplr": fliplr, "seed": seed, "workers": workers or 0, "device": device or "cpu",
+                "cache": cache, "amp": amp, "randaugment": randaugment,
+                "randaugment_magnitude": randaugment_magnitude,
                 "project": str(project), "name": name, "exist_ok": exist_ok}
             # options left unset (None: the detector's fine-tuning-aware defaults) take the classifier's own
             train_classify({key: value for key, value in options.items() if value is not None}, None)
             return
+    if randaugment:
+        raise DoctorError("--randaugment is a classifier option (folder-per-class datasets); the detector's "
+                          "augmentation is --mosaic, --scale, --fliplr, --copy-paste")
     imgsz = imgsz if imgsz is not None else _D.imgsz
     if resume is not None:
         run_dir = launch_training(None, resume=resume, console=console, on_evaluation=hook)

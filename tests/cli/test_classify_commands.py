@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
@@ -28,6 +29,7 @@ def test_demo_classify_runs_sample_audit_weights_train(tmp_path: Path) -> None:
     assert "Image sizes" in page and "three_leak.jpg" in page and "image classification" in page
     assert json.loads((out / "reports" / "class_weights.json").read_text())["instances"][-1] == 61
     assert (out / "runs" / "demo-classify" / "report.html").is_file()
+    assert "caching 292 images in RAM" in result.output  # 183 train + 109 val readable images, decoded once
     ignored = runner.invoke(app, ["audit", str(sample), "--no-html", "--ignore", "corrupt-image"])
     assert ignored.exit_code == 0, ignored.output
     written = runner.invoke(app, ["sample", str(tmp_path / "again"), "--task", "classify", "--seed", "1"])
@@ -81,9 +83,13 @@ def test_train_val_predict_a_classifier(tmp_path: Path) -> None:
     files.update({f"val/{name}/{i}.png": (64, 64) for name in ("cat", "dog") for i in range(2)})
     root = write_class_tree(tmp_path / "d", files)
     trained = runner.invoke(app, ["train", str(root), "--epochs", "1", "--imgsz", "64", "--batch", "4",
-                                  "--project", str(tmp_path / "runs"), "--device", "cpu", "--workers", "0"])
+                                  "--project", str(tmp_path / "runs"), "--device", "cpu", "--workers", "0",
+                                  "--cache", "ram", "--randaugment", "2", "--randaugment-magnitude", "5"])
     assert trained.exit_code == 0, trained.output
     run = tmp_path / "runs" / "exp"
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    assert (args["cache"], args["randaugment"], args["randaugment_magnitude"], args["amp"]) == ("ram", 2, 5, True)
+    assert "caching 12 images in RAM" in trained.output
     assert "task: classify (detected" in trained.output and (run / "report.html").is_file()
     page = (run / "report.html").read_text()
     assert "Most confident wrong val predictions" in page and "class weights on" in page
@@ -98,3 +104,9 @@ def test_train_val_predict_a_classifier(tmp_path: Path) -> None:
     assert lines[0] == "image,class1,prob1,class2,prob2" and len(lines) == 5
     resumed = runner.invoke(app, ["train", "--resume", str(run)])
     assert resumed.exit_code == 0, resumed.output  # already complete: nothing left to train, report rewritten
+
+
+def test_randaugment_is_refused_for_a_detection_dataset(make_dataset) -> None:
+    data_yaml = make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\n"}, "val": {"b.jpg": "0 0.5 0.5 0.2 0.2\n"}})
+    result = runner.invoke(app, ["train", str(data_yaml), "--randaugment", "2", "--epochs", "1"])
+    assert result.exit_code == 2 and "--randaugment is a classifier option" in result.output

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dataset_doctor.errors import DoctorError
 from tests.tiny_dataset import write_class_tree
 from trainer.classify_loop import load_classifier, precise_batchnorm, train_classifier
 from trainer.config import ClassifyConfig
@@ -125,3 +126,77 @@ def test_train_augment_is_seeded_by_the_draw(tiny_root: Path) -> None:
     assert not torch.equal(first, dataset[SampleKey(0, 0, 6)][0])
     plain = ClassifyDataset(paths, [0] * len(paths), ClassifyAugment(48))
     assert plain[0][0].shape == (3, 48, 48)
+
+
+def _results_without_time(run: Path) -> list[dict]:
+    with open(run / "results.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def test_cache_ram_and_amp_do_not_change_a_cpu_run(tiny_root: Path, tmp_path: Path) -> None:
+    """--cache ram decodes once and then serves the same bases: the same batches, so the same run; --amp is the
+    detector's CUDA-only autocast, a no-op on CPU (float32 numbers unchanged, no grad scaler)."""
+    runs, logs = {}, {}
+    for name, cache, amp in (("plain", "none", False), ("cached", "ram", True)):
+        logs[name] = []
+        runs[name] = train_classifier(_config(tiny_root, tmp_path, name=name, epochs=2, augment=True, cache=cache,
+                                              amp=amp), log=logs[name].append)
+    assert _results_without_time(runs["plain"]) == _results_without_time(runs["cached"])
+    caching = [m for m in logs["cached"] if "caching" in m]
+    assert len(caching) == 1 and caching[0].startswith("caching 24 images in RAM")  # train + val (12 + 12)
+    assert not any("caching" in m or "mixed precision" in m for m in logs["plain"])
+    assert not any("mixed precision" in m for m in logs["cached"])
+    state = torch.load(runs["cached"] / "weights" / "last.pt", weights_only=True)
+    assert state["config"]["cache"] == "ram" and state["scaler"] == {}  # a disabled GradScaler has no state
+
+
+def test_cached_bases_are_the_decoded_ones_and_large_images_shrink(tmp_path: Path, monkeypatch) -> None:
+    import trainer.data.dataset as detector_data
+    from trainer.data.classify_dataset import base_cache_bytes, fill_base_cache, load_base
+    from trainer.data.sampler import SampleKey
+
+    root = write_class_tree(tmp_path / "d", {"train/a/big.png": (200, 140), "train/a/small.jpg": (40, 50)})
+    paths = [str(root / "train/a/big.png"), str(root / "train/a/small.jpg")]
+    sizes = np.array([[200, 140], [40, 50]])
+    assert load_base(paths[0], 32).shape == (64, 91, 3)  # short side 140 > 2 x 32: shrunk to 64
+    assert load_base(paths[1], 32).shape == (50, 40, 3)  # small: as decoded
+    assert base_cache_bytes(sizes, 32) == 64 * 91 * 3 + 50 * 40 * 3
+    messages: list[str] = []
+    cache = fill_base_cache(paths + paths[:1], np.concatenate([sizes, sizes[:1]]), 32, log=messages.append)
+    assert sorted(cache) == sorted(paths) and messages == ["caching 2 images in RAM: about 0.0 MiB"]
+    for train in (True, False):
+        augment = ClassifyAugment(32, train=train, randaugment=2)
+        cached, plain = (ClassifyDataset(paths, [0, 0], augment, seed=3, cache=c) for c in (cache, None))
+        for key in ([SampleKey(i, 1, 7 + i) for i in range(2)] if train else [0, 1]):
+            assert torch.equal(cached[key][0], plain[key][0])
+    monkeypatch.setattr(detector_data, "available_memory_bytes", lambda: 1000)
+    messages.clear()
+    assert fill_base_cache(paths, sizes, 32, log=messages.append) is None
+    assert "more than 80% of the 0.0 GiB available: not caching" in messages[0]
+
+
+def test_randaugment_adds_seeded_ops_to_training_only(tiny_root: Path) -> None:
+    from trainer.data.classify_dataset import randaugment_ops
+    from trainer.data.sampler import SampleKey
+
+    paths = sorted(str(p) for p in (tiny_root / "train").rglob("*.png"))
+    base = ClassifyDataset(paths, [0] * len(paths), ClassifyAugment(48, train=True), seed=1)
+    strong = ClassifyDataset(paths, [0] * len(paths), ClassifyAugment(48, train=True, randaugment=3), seed=1)
+    keys = [SampleKey(i, 0, i) for i in range(6)]
+    changed = [not torch.equal(base[key][0], strong[key][0]) for key in keys]
+    assert sum(changed) >= 5  # 3 of 13 ops; only a rare draw of near-identity ops leaves an image as it was
+    assert all(torch.equal(strong[key][0], strong[key][0]) for key in keys[:2])  # seeded by the draw
+    assert strong[keys[0]][0].shape == (3, 48, 48)
+    evaluation = ClassifyAugment(48, randaugment=3)
+    assert torch.equal(ClassifyDataset(paths, [0] * 12, evaluation)[0][0],
+                       ClassifyDataset(paths, [0] * 12, ClassifyAugment(48))[0][0])
+    assert len(randaugment_ops(9)) == 13
+    with pytest.raises(DoctorError, match="--randaugment-magnitude"):
+        train_classifier(ClassifyConfig(data=str(tiny_root), randaugment_magnitude=11), log=lambda *_: None)
+
+
+def test_a_gpu_device_without_a_gpu_is_one_line(tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """The classifier chooses its device like the detector (it used torch.device(text): '--device 0' crashed)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DoctorError, match="asks for a GPU"):
+        train_classifier(_config(tiny_root, tmp_path, device="0"), log=lambda *_: None)

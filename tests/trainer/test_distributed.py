@@ -3,6 +3,8 @@ writes, and `torchrun ... -m dataset_doctor train` works as the README documents
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -229,3 +231,54 @@ def test_a_killed_torchrun_run_resumes_where_it_stopped(small_yaml, tmp_path, is
     final_again = load_checkpoint(killed / files.LAST_CHECKPOINT)["model"]
     for name, tensor in final_whole.items():
         assert torch.allclose(tensor.float(), final_again[name].float(), rtol=1e-3, atol=1e-4), name
+
+
+def classifier_rank_worker(rank: int, world_size: int, port: int, config, out: str) -> None:
+    """One rank of a distributed classifier run started as torchrun would (env:// variables), through
+    launch_classifier; it records its live model after the last step (through the EMA's update hook)."""
+    import trainer.classify_loop as classify_loop
+    from trainer.launch import launch_classifier
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    seen = []
+
+    class RecordingEMA(classify_loop.ModelEMA):
+        def update(self, model: torch.nn.Module) -> None:
+            super().update(model)
+            seen[:] = [model]
+
+    classify_loop.ModelEMA = RecordingEMA
+    if rank == 1:
+        refuse_writes_under(config.project)
+    launch_classifier(config, log=lambda *_: None)
+    torch.save(seen[0].state_dict(), Path(out) / f"rank{rank}.pt")
+
+
+def test_two_cpu_processes_train_one_classifier_and_only_rank_zero_writes(tmp_path):
+    """DDP for the classifier: after every step both ranks hold the same weights (without the DDP wrapper each
+    would learn from its own half of the batches and drift apart), rank 0 alone writes, and the epoch's loss is
+    close to one process's on the whole batch (BatchNorm sees 4 images per rank instead of 8: close, not equal)."""
+    from tests.tiny_dataset import write_class_tree
+    from trainer.classify_loop import train_classifier
+    from trainer.config import ClassifyConfig
+
+    files_ = {f"{split}/{name}/{i}.png": (40, 40) for split in ("train", "val") for name in "abc" for i in range(4)}
+    root = write_class_tree(tmp_path / "data", files_)
+    config = ClassifyConfig(data=str(root), epochs=1, imgsz=32, batch=8, optimizer="SGD", lr0=0.01,
+                            warmup_epochs=0, project=str(tmp_path / "runs"), name="ddp", seed=0)
+    mp.spawn(classifier_rank_worker, args=(2, free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    zero, one = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    parameters = [key for key in zero if not key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(parameters) > 50
+    for key in parameters:  # BatchNorm statistics are each rank's own until DDP broadcasts rank 0's
+        assert torch.equal(zero[key], one[key]), key
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp"]
+    single = train_classifier(dataclasses.replace(config, name="single"), log=lambda *_: None)
+    together, alone = (list(csv.DictReader((run / "results.csv").read_text().splitlines()))
+                       for run in (tmp_path / "runs" / "ddp", single))
+    assert [row["epoch"] for row in together] == ["1"]
+    for ddp_row, single_row in zip(together, alone):
+        assert float(ddp_row["lr"]) == pytest.approx(float(single_row["lr"]))
+        assert float(ddp_row["train_loss"]) == pytest.approx(float(single_row["train_loss"]), rel=0.25)

@@ -101,3 +101,43 @@ def test_ignore_leaves_checks_out(classify_sample_root: Path) -> None:
                                 AuditOptions(ignore={"corrupt-image", "tiny-image", "color-mode-mix"}))
     assert not {"corrupt-image", "tiny-image", "color-mode-mix"} & set(result.findings["check"])
     assert result.exit_code() == 0
+
+
+def test_a_real_cmyk_jpeg_is_read_detected_and_counted(tmp_path: Path) -> None:
+    """A four-component JPEG (Adobe CMYK, as Pillow and print workflows write it) among RGB JPEGs: readable,
+    decoded to 3 channels for training, and reported in the colour-mode mix with grayscale and RGBA."""
+    import io
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dataset_doctor.cli import app
+    from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset
+
+    cmyk = io.BytesIO()
+    Image.fromarray(noise_image("cmyk", (48, 40))).convert("CMYK").save(cmyk, "JPEG", quality=90)
+    assert cmyk.getvalue()[:2] == b"\xff\xd8" and Image.open(io.BytesIO(cmyk.getvalue())).mode == "CMYK"
+    files = {f"train/a/rgb{i}.jpg": (48, 40) for i in range(4)}
+    files.update({"train/a/print.jpg": cmyk.getvalue(), "train/a/gray.jpg": noise_image("g", (48, 40))[..., 0],
+                  "train/a/alpha.png": np.dstack([noise_image("r", (48, 40)), np.full((40, 48), 255, np.uint8)]),
+                  "val/a/v.jpg": (48, 40)})
+    root = write_class_tree(tmp_path / "d", files)
+
+    index = build_classify_index(root)
+    colors = dict(zip(index.images["image"], index.images["color"]))
+    assert colors["train/a/print.jpg"] == "cmyk" and colors["train/a/gray.jpg"] == "gray"
+    assert colors["train/a/alpha.png"] == "rgba" and colors["train/a/rgb0.jpg"] == "rgb"
+    assert index.images.set_index("image").loc["train/a/print.jpg", "readable"]
+    image, _ = ClassifyDataset([str(root / "train/a/print.jpg")], [0], ClassifyAugment(32))[0]
+    assert tuple(image.shape) == (3, 32, 32)
+
+    result = CliRunner().invoke(app, ["audit", str(root), "--no-html", "--min-instances", "1",
+                                      "--json", str(tmp_path / "a.json")])
+    assert result.exit_code == 0, result.output  # warnings only
+    mix = {f["image"]: f["message"] for f in json.loads((tmp_path / "a.json").read_text())["findings"]
+           if f["check"] == "color-mode-mix"}
+    assert mix == {"train/a/print.jpg": "CMYK image among 4 RGB ones of train",
+                   "train/a/gray.jpg": "grayscale image among 4 RGB ones of train",
+                   "train/a/alpha.png": "RGBA image among 4 RGB ones of train"}
+    assert "3 images in a colour mode (grayscale, RGBA, CMYK...)" in " ".join(result.output.split())
