@@ -155,7 +155,10 @@ def audit(
                                                                             class_confidence=overrides))
         for warning in read.warnings():
             error_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
-    result = run_audit(index, options, predictions=read)
+    from dataset_doctor.audit.rebalanced import read_rebalance_origin
+
+    result = run_audit(index, options, predictions=read, origin=read_rebalance_origin(index.config.yaml_path,
+                                                                                      index.names))
     for part in render_audit(result, examples):
         out.print(part)
     if read is not None:
