@@ -178,7 +178,8 @@ def rare_ap50(run: dict, names: list[str]) -> float:
 
 
 def table(results: dict[tuple[str, str], list[dict]], rare: dict[str, list[str]], seeds: list[int]) -> str:
-    lines = [f"| dataset | configuration | val mAP50-95 (mean ± sd, {len(seeds)} seeds) | rarest-third val AP50 |",
+    seeds_said = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    lines = [f"| dataset | configuration | val mAP50-95 (mean ± sd, {seeds_said}) | rarest-third val AP50 |",
              "|---|---|---:|---:|"]
     for (name, key), runs in results.items():
         maps = np.array([run["map50_95"] for run in runs])
