@@ -1,7 +1,7 @@
 """Training ablation of the imbalance levers (issue 20): which one helps a model, by how much, over seeds.
 
     PYTHONPATH=. nice -n 10 python bench/bench_imbalance.py --work /tmp/imbalance      # hours on 2 CPU cores
-    PYTHONPATH=. python bench/bench_imbalance.py --epochs 1 --seeds 0 --datasets sample --imgsz 64   # a smoke run
+    PYTHONPATH=. nice -n 10 python bench/bench_imbalance.py --work /tmp/imbalance-quick --quick   # smoke run
 
 Configurations, each trained from scratch (scale n) with the same epochs, imgsz and batch:
     (a) nothing            --class-weights none
@@ -15,9 +15,16 @@ seeds each. Each run's best.pt is scored by `doctor val --split val --json` on t
 (never a rebalanced one): val mAP50-95 and the mean val AP50 of the rarest third of classes (by train
 instances of the source). The table reports mean and spread (sample standard deviation) over the seeds.
 
-Every run is a separate `doctor` process; finished runs are kept under --work and reused when the script is
-started again, so an interrupted ablation resumes where it stopped. Prints a markdown table and writes it to
---table (default WORK/imbalance.md) for bench/README.md.
+Every run is a separate `doctor` process. Each (dataset, configuration, seed) result is stored under
+WORK/scores as soon as it finishes (its name carries epochs, imgsz and batch, so runs with other settings are
+never reused), and a rerun skips the stored ones: an interrupted ablation resumes where it stopped. The markdown
+table is rewritten to --table (default WORK/imbalance.md) after every finished run, so a partial ablation still
+leaves a table. At the start it prints the runs left and a rough ETA (from the runs already timed in WORK, else
+from the CPU training rate measured in bench/README.md), and after each run the ETA from the runs so far.
+
+`--quick` is the smoke run that proves every lever runs end to end: 1 epoch, imgsz 64, batch 8, seed 0,
+`--workers 0`, both datasets cut to their first 60 train / 30 val images (a copy under WORK), targets 60,
+all six configurations. Its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +52,69 @@ CONFIGS = {
 }
 
 
+CPU_RATE_320 = 7.5  # training images per second, scale n, imgsz 320, 2 cores (bench/README.md "Training")
+RUN_OVERHEAD_S = 60.0  # per run before any is timed: start-up, validation, reports, `doctor val`
+QUICK = {"epochs": 1, "imgsz": 64, "batch": 8, "seeds": [0], "images": (60, 30), "sample_target": 60,
+         "aquarium_target": 60, "workers": 0}
+
+
 def doctor(*arguments: str) -> None:
+    """One `doctor` command in its own process; exit code 1 (findings/warnings) is not a failure."""
     command = [sys.executable, "-m", "dataset_doctor", *arguments]
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": str(REPO)})
     if completed.returncode not in (0, 1):
         raise SystemExit(f"failed: {' '.join(command)}\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+
+
+def subset(data_yaml: Path, out: Path, train: int, val: int) -> Path:
+    """The first `train` / `val` images of a dataset (with their labels) copied to OUT: a small one for --quick."""
+    import shutil
+
+    from dataset_doctor.dataset.index import build_index
+
+    if (out / "data.yaml").is_file():
+        return out / "data.yaml"
+    index = build_index(data_yaml, progress=False)
+    for split, count in (("train", train), ("val", val)):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for _, row in index.images_in(split).head(count).iterrows():
+            shutil.copyfile(row["path"], out / "images" / split / Path(row["path"]).name)
+            if row["label_exists"]:
+                shutil.copyfile(row["label_path"], out / "labels" / split / Path(row["label_path"]).name)
+    names = ", ".join(repr(name) for name in index.names)
+    (out / "data.yaml").write_text(f"train: images/train\nval: images/val\nnames: [{names}]\n")
+    return out / "data.yaml"
+
+
+def run_name(name: str, key: str, seed: int, args: argparse.Namespace) -> str:
+    """Settings in the name: a rerun with other epochs/imgsz/batch never reuses a run made with these."""
+    return f"{name}-{key}-s{seed}-e{args.epochs}-i{args.imgsz}-b{args.batch}"
+
+
+def train_images(data_yaml: Path, method: str | None, target: int, max_copies: int) -> int:
+    """Train images a configuration trains on: the source's, plus the image copies the plan adds."""
+    from dataset_doctor.dataset.index import build_index
+    from dataset_doctor.rebalance.plan import make_rebalance_plan
+    from dataset_doctor.rebalance.sources import collect_train_sources
+
+    sources = collect_train_sources(build_index(data_yaml, progress=False))
+    added = make_rebalance_plan(sources.count_matrix(), target, max_copies).plan.added_images if method == "images" \
+        else 0
+    return len(sources.images) + int(added)
+
+
+def seconds_per_image_epoch(work: Path, imgsz: int) -> float:
+    """From the runs timed in WORK at this imgsz, else the README's CPU rate scaled by pixels (a rough guess)."""
+    timed = [json.loads(path.read_text()) for path in (work / "timing").glob(f"*-i{imgsz}-*.json")]
+    if timed:
+        return sum(t["seconds"] for t in timed) / sum(t["images"] * t["epochs"] for t in timed)
+    return 1.0 / min(CPU_RATE_320 * (320 / imgsz) ** 2, 60.0)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def rarest_third(data_yaml: Path) -> list[str]:
@@ -64,7 +129,7 @@ def rarest_third(data_yaml: Path) -> list[str]:
 
 
 def rebalanced(work: Path, data_yaml: Path, method: str, target: int, max_copies: int) -> Path:
-    out = work / f"{data_yaml.parent.name}-{method}-{target}"
+    out = work / f"{data_yaml.parent.name}-{method}-{target}-c{max_copies}"
     if not (out / "data.yaml").is_file():
         doctor("rebalance", str(data_yaml), "--target", str(target), "--out", str(out), "--method", method,
                "--max-copies", str(max_copies))
@@ -73,22 +138,31 @@ def rebalanced(work: Path, data_yaml: Path, method: str, target: int, max_copies
 
 def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: argparse.Namespace,
             target: int) -> dict:
-    """Train one configuration with one seed (or reuse its finished run) and score it on the source's val."""
+    """Train one configuration with one seed (or reuse its stored result) and score it on the source's val."""
     _, extra, weights, method = CONFIGS[key]
-    run_name = f"{name}-{key}-s{seed}"
-    scores = work / "scores" / f"{run_name}.json"
+    label = run_name(name, key, seed, args)
+    scores = work / "scores" / f"{label}.json"
     if scores.is_file():
         return json.loads(scores.read_text())
+    started = time.perf_counter()
     train_yaml = rebalanced(work, data_yaml, method, target, args.max_copies) if method else data_yaml
-    run = work / "runs" / run_name
+    run = work / "runs" / label
     if not (run / "weights" / "best.pt").is_file():
         doctor("train", str(train_yaml), "--model", "n", "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
                "--batch", str(args.batch), "--seed", str(seed), "--class-weights", weights,
-               "--project", str(work / "runs"), "--name", run_name, "--exist-ok", "--device", "cpu",
-               "--eval-every", str(args.epochs), "--patience", "0",
+               "--project", str(work / "runs"), "--name", label, "--exist-ok", "--device", "cpu",
+               "--eval-every", str(args.epochs), "--patience", "0", "--no-live-report",
+               *(["--workers", str(args.workers)] if args.workers is not None else []),
                *[part.format(copy_paste=args.copy_paste) for part in extra])
-    scores.parent.mkdir(parents=True, exist_ok=True)
-    doctor("val", str(run / "weights" / "best.pt"), str(data_yaml), "--split", "val", "--json", str(scores))
+    partial = scores.with_suffix(".partial")  # renamed when complete: a killed `doctor val` leaves no score
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    doctor("val", str(run / "weights" / "best.pt"), str(data_yaml), "--split", "val", "--imgsz", str(args.imgsz),
+           "--json", str(partial), *(["--workers", str(args.workers)] if args.workers is not None else []))
+    timing = work / "timing" / f"{label}.json"
+    timing.parent.mkdir(parents=True, exist_ok=True)
+    timing.write_text(json.dumps({"seconds": time.perf_counter() - started, "epochs": args.epochs,
+                                  "images": train_images(train_yaml, None, target, args.max_copies)}) + "\n")
+    partial.replace(scores)
     return json.loads(scores.read_text())
 
 
@@ -104,7 +178,8 @@ def rare_ap50(run: dict, names: list[str]) -> float:
 
 
 def table(results: dict[tuple[str, str], list[dict]], rare: dict[str, list[str]], seeds: list[int]) -> str:
-    lines = [f"| dataset | configuration | val mAP50-95 (mean ± sd, {len(seeds)} seeds) | rarest-third val AP50 |",
+    seeds_said = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    lines = [f"| dataset | configuration | val mAP50-95 (mean ± sd, {seeds_said}) | rarest-third val AP50 |",
              "|---|---|---:|---:|"]
     for (name, key), runs in results.items():
         maps = np.array([run["map50_95"] for run in runs])
@@ -128,7 +203,14 @@ def main() -> None:
     parser.add_argument("--aquarium-target", type=int, default=200)
     parser.add_argument("--max-copies", type=int, default=30)
     parser.add_argument("--table", type=Path, help="markdown output (default WORK/imbalance.md)")
+    parser.add_argument("--workers", type=int, help="data-loading workers of train and val (default: theirs)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 epoch, imgsz 64, batch 8, seed 0, 60/30-image datasets, targets 60")
     args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.imgsz, args.batch = QUICK["epochs"], QUICK["imgsz"], QUICK["batch"]
+        args.seeds, args.workers = QUICK["seeds"], QUICK["workers"]
+        args.sample_target, args.aquarium_target = QUICK["sample_target"], QUICK["aquarium_target"]
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -140,15 +222,39 @@ def main() -> None:
         datasets["sample"] = (sample, args.sample_target)
     if "aquarium" in args.datasets:
         datasets["aquarium"] = (args.aquarium, args.aquarium_target)
+    if args.quick:
+        datasets = {name: (subset(path, work / f"{name}-quick", *QUICK["images"]), target)
+                    for name, (path, target) in datasets.items()}
     rare = {name: rarest_third(path) for name, (path, _) in datasets.items()}
+    todo = [(name, key, seed) for name in datasets for key in args.configs for seed in args.seeds
+            if not (work / "scores" / f"{run_name(name, key, seed, args)}.json").is_file()]
+    images = {(name, key): train_images(datasets[name][0], CONFIGS[key][3], datasets[name][1], args.max_copies)
+              for name, key, _ in todo}
+    total = len(datasets) * len(args.configs) * len(args.seeds)
+    rate = seconds_per_image_epoch(work, args.imgsz)
+    timed = any((work / "timing").glob(f"*-i{args.imgsz}-*.json"))
+    overhead = 0.0 if timed else RUN_OVERHEAD_S * len(todo)  # timed runs' rate already holds their overhead
+    print(f"{len(todo)} of {total} runs left ({total - len(todo)} stored in {work / 'scores'}); rough ETA "
+          f"{_duration(sum(images[name, key] for name, key, _ in todo) * args.epochs * rate + overhead)} "
+          f"({1 / rate:.1f} train images/s {'as timed here' if timed else 'assumed'}; a shared machine is slower)",
+          file=sys.stderr, flush=True)
     results: dict[tuple[str, str], list[dict]] = {}
+    table_path = args.table or work / "imbalance.md"
+    started, finished = time.perf_counter(), 0
     for name, (data_yaml, target) in datasets.items():
         for key in args.configs:
             for seed in args.seeds:
+                fresh = (name, key, seed) in todo
                 results.setdefault((name, key), []).append(run_one(work, name, data_yaml, key, seed, args, target))
-                print(f"done: {name} ({key}) seed {seed}", file=sys.stderr, flush=True)
+                table_path.write_text(table(results, rare, args.seeds) + "\n")
+                if fresh:
+                    finished += 1
+                    left = len(todo) - finished
+                    eta = (time.perf_counter() - started) / finished * left
+                    print(f"done: {name} ({key}) seed {seed}; {left} left, ETA {_duration(eta)}", file=sys.stderr,
+                          flush=True)
     text = table(results, rare, args.seeds)
-    (args.table or work / "imbalance.md").write_text(text + "\n")
+    table_path.write_text(text + "\n")
     print(text)
 
 

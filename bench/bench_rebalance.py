@@ -126,46 +126,71 @@ def blood_like_dataset(root: Path, train: int = 250, val: int = 60, seed: int = 
 
 
 def _shifted_classes(data_yaml: Path) -> set[str]:
+    """Classes `doctor audit` flags for scale-shift (an output is audited with its rebalance.json, as the CLI does)."""
     from dataset_doctor.audit import AuditOptions, run_audit
+    from dataset_doctor.audit.rebalanced import read_rebalance_origin
 
-    table = run_audit(build_index(data_yaml, progress=False), AuditOptions()).scale_shift
+    index = build_index(data_yaml, progress=False)
+    table = run_audit(index, AuditOptions(), origin=read_rebalance_origin(data_yaml, index.names)).scale_shift
     return set(table.loc[table["flagged"], "class"])
+
+
+def _size_drift(source: Path, output: Path) -> str:
+    """The largest KS D between a class's train box areas (w * h) in the output and in the source, and which."""
+    from scipy.stats import ks_2samp
+
+    before = collect_train_sources(build_index(source, progress=False))
+    after = collect_train_sources(build_index(output, progress=False)).boxes
+    worst, name = 0.0, ""
+    for k, label in enumerate(before.names):
+        a = before.boxes.loc[before.boxes["cls"] == k]
+        b = after.loc[after["cls"] == k]
+        if len(a) and len(b):
+            statistic = float(ks_2samp(a["w"] * a["h"], b["w"] * b["h"]).statistic)
+            if statistic > worst:
+                worst, name = statistic, label
+    return f"{worst:.2f} ({name})"
 
 
 def object_methods(work: Path, name: str, data_yaml: Path, target: int, workers: int, max_copies: int,
                    max_pastes: int) -> list[str]:
     """Markdown rows: images / paste / auto written at `target`, with the naive baseline's image count."""
-    from dataset_doctor.rebalance.paste_plan import assign_pastes, compare_methods, paste_effects
+    from dataset_doctor.rebalance.paste_plan import assign_pastes, plan_methods
+    from dataset_doctor.rebalance.report import methods_record, rebalance_json
 
     sources = collect_train_sources(build_index(data_yaml, progress=False))
     counts = sources.count_matrix()
     before = counts.sum(axis=0)
     frequent = int(np.argmax(before))
     plan = make_rebalance_plan(counts, target, max_copies)
-    comparison = compare_methods(counts, paste_effects(sources.boxes, counts.shape[1]), plan,
-                                 max_per_host=max_pastes)
+    comparison = plan_methods(sources.boxes, counts, plan, max_per_host=max_pastes)
     source_shift = _shifted_classes(data_yaml)
     rows = []
     for method, outcome in comparison.outcomes.items():
         out = work / f"{name}-{method}"
         started = time.perf_counter()
+        record = {"classes": list(sources.names), "before": before.tolist(), "target": target, "method": method,
+                  "object_methods": methods_record(comparison, sources.names)}
         written = write_rebalanced_dataset(sources, outcome.copies, out, workers=workers, progress=False,
                                            pastes=assign_pastes(sources.boxes, len(sources.images),
-                                                                outcome.pastes, 0, max_pastes))
+                                                                outcome.pastes, 0, max_pastes, outcome.clean_pastes),
+                                           extra_files={"rebalance.json": lambda _, r=record: rebalance_json(r)})
         seconds = time.perf_counter() - started
         new_shift = sorted(_shifted_classes(out / "data.yaml") - source_shift)
+        drift = _size_drift(data_yaml, out / "data.yaml")
         rows.append(f"| {name} | {target} | {comparison.ratio(before):.2f} | {method} | "
                     f"{comparison.ratio(written.instances):.2f} | {_count(comparison.surplus(written.instances))} | "
                     f"{written.added_images} | {_count(plan.naive.added_images)} | {written.pasted} | "
                     f"{written.instances[frequent] / before[frequent]:.2f}x | "
-                    f"{', '.join(new_shift) if new_shift else 'none'} | {seconds:.0f}s |")
+                    f"{', '.join(new_shift) if new_shift else 'none'} | {drift} | {seconds:.0f}s |")
         shutil.rmtree(out)
     return rows
 
 
 OBJECT_HEADER = ("| dataset | target | before max/min | method | written max/min | surplus instances | added images "
-                 "| naive added images | pasted instances | frequent class growth | new scale-shift | write time |\n"
-                 "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")
+                 "| naive added images | pasted instances | frequent class growth | new scale-shift "
+                 "| max size KS D vs source train | write time |\n"
+                 "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
 
 
 def main() -> None:

@@ -185,6 +185,24 @@ def _classes_section(page: Page, result: AuditResult) -> None:
     page.paragraph(f"weight: the per-class loss weights `doctor weights` computes from the train instances "
                    f"(method {weights.method}) and `doctor train --class-weights auto` applies. Rare classes "
                    f"weigh more; the instance-weighted mean is 1. {notes}", note=True)
+    if result.rebalance is not None:
+        _rebalance_part(page, result)
+
+
+def _rebalance_part(page: Page, result: AuditResult) -> None:
+    """A `doctor rebalance` output: train instances before, per method, as written and now (rebalance.json)."""
+    from dataset_doctor.audit.rebalanced import max_min_ratio
+
+    frame = result.rebalance.copy()
+    totals = {column: (f"{max_min_ratio(frame[column], frame['before']):.2f}" if column != "class"
+                       else "max/min ratio") for column in frame.columns}
+    frame = pd.concat([frame.astype(object), pd.DataFrame([totals])], ignore_index=True)
+    page.heading(f"Rebalanced: doctor rebalance --method {result.rebalance_method}")
+    page.table(frame, float_format="{:.1f}")
+    page.paragraph("Train instances per class: before (the source), what each method would give (expected "
+                   "counts; the one written is named above), as written, and as this audit counts them. From "
+                   "rebalance.json beside data.yaml. The scale-shift test counts a class's train boxes as the "
+                   "distinct source boxes they were made from.", note=True)
 
 
 def _imbalance_sentence(result: AuditResult) -> str:

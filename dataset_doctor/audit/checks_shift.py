@@ -7,6 +7,9 @@ Three guards keep it from crying wolf:
 - the p-value must pass a Bonferroni-corrected level (alpha / classes tested), since one test runs per class;
 - the KS statistic D (the largest gap between the two cumulative distributions, itself an effect size) must
   reach `shift_min_effect`: with 100k boxes a trivial shift is "significant", not worth a warning.
+In a `doctor rebalance` output (`train_sources`, from its rebalance.json) the train boxes are copies and pastes
+of fewer source boxes; the test counts the distinct ones (the guard and the p-value's n), since a copy is no
+new observation: 500 boxes made from 6 are as untestable as the 6 were, and D is measured on all of them.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from dataset_doctor.audit.options import AuditOptions
 
 _EXACT_KS_LIMIT = 10_000  # n_train * n_val up to which the KS p-value is computed exactly
 SHIFT_COLUMNS = ["class_id", "class", "train_instances", "val_instances", "tested", "statistic", "p_value",
-                 "train_median_side", "val_median_side", "side_ratio", "flagged"]
+                 "train_median_side", "val_median_side", "side_ratio", "train_sources", "flagged"]
 
 
 def scale_shift_table(geometry: pd.DataFrame, names: list[str] | tuple[str, ...], options: AuditOptions,
-                      train: str = "train", val: str = "val") -> pd.DataFrame:
+                      train: str = "train", val: str = "val",
+                      train_sources: np.ndarray | None = None) -> pd.DataFrame:
     """One row per class: instance counts, KS statistic and p-value where tested, median box side (square root
-    of the area) at imgsz in each split, and whether it is flagged."""
+    of the area) at imgsz in each split, the distinct train boxes counted, and whether it is flagged.
+
+    `train_sources`: per class, how many distinct boxes the train boxes were made from (a rebalance output).
+    """
     nc = len(names)
     split = geometry["split"].astype(str).to_numpy()
     cls = geometry["cls"].to_numpy()
@@ -43,14 +50,15 @@ def scale_shift_table(geometry: pd.DataFrame, names: list[str] | tuple[str, ...]
     rows = []
     for k in range(nc):
         a, b = np.sort(samples[train][k]), np.sort(samples[val][k])
-        tested = min(len(a), len(b)) >= options.shift_min_instances
+        distinct = len(a) if train_sources is None else int(min(len(a), train_sources[k]))
+        tested = min(distinct, len(b)) >= options.shift_min_instances
         statistic = p_value = np.nan
         if tested:
-            statistic, p_value = _ks_test(a, b)
+            statistic, p_value = _ks_test(a, b) if distinct == len(a) else _ks_test_copies(a, b, distinct)
         train_side = float(np.exp(np.median(a) / 2)) if len(a) else np.nan
         val_side = float(np.exp(np.median(b) / 2)) if len(b) else np.nan
         rows.append((k, names[k], len(a), len(b), tested, statistic, p_value, train_side, val_side,
-                     val_side / train_side if len(a) and len(b) else np.nan))
+                     val_side / train_side if len(a) and len(b) else np.nan, distinct))
     table = pd.DataFrame(rows, columns=SHIFT_COLUMNS[:-1])
     tests = int(table["tested"].sum())
     level = options.shift_alpha / max(tests, 1)
@@ -77,12 +85,26 @@ def _ks_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return statistic, float(np.clip(kolmogorov(np.sqrt(effective) * statistic), 0, 1))
 
 
+def _ks_test_copies(a: np.ndarray, b: np.ndarray, distinct: int) -> tuple[float, float]:
+    """D on every box of `a`, the p-value from Smirnov's limit with `distinct` train observations."""
+    values = np.concatenate([a, b])
+    gap = np.abs(np.searchsorted(a, values, side="right") / len(a) - np.searchsorted(b, values, side="right") / len(b))
+    statistic = float(gap.max())
+    effective = distinct * len(b) / (distinct + len(b))
+    return statistic, float(np.clip(kolmogorov(np.sqrt(effective) * statistic), 0, 1))
+
+
 def scale_shift_findings(table: pd.DataFrame, options: AuditOptions) -> pd.DataFrame:
     flagged = table[table["flagged"]]
     messages = [
         f"class '{row['class']}': median box side in val is {row['side_ratio']:.2f}x train's "
         f"({row['val_median_side']:.3g} vs {row['train_median_side']:.3g} px at --imgsz {options.imgsz}; "
         f"KS D={row['statistic']:.2f}, p={row['p_value']:.1e}, {row['train_instances']} train / "
-        f"{row['val_instances']} val boxes)"
+        f"{row['val_instances']} val boxes"
+        f"{_made_from(row['train_sources'], row['train_instances'])})"
         for _, row in flagged.iterrows()]
     return finding_rows("scale-shift", split="val", message=messages)
+
+
+def _made_from(sources: int, instances: int) -> str:
+    return "" if sources == instances else f", train made from {sources} distinct boxes"

@@ -38,7 +38,10 @@ class AuditResult:
       original size and at imgsz, and 5/25/50/75/95th percentiles of every box measure.
     - duplicate_pairs: one row per image reported as duplicate-image or split-leak, with its earliest match
       (relative and absolute paths of both; checks_images.PAIR_COLUMNS).
-    - scale_shift: per class: train/val instances, KS statistic and p-value, median box sides, flagged.
+    - scale_shift: per class: train/val instances, KS statistic and p-value, median box sides, the distinct
+      train boxes counted (fewer in a rebalance output), flagged.
+    - rebalance: for a `doctor rebalance` output (its rebalance.json), per class: before, each method's
+      expected count, written, now (audit/rebalanced.rebalance_table); None otherwise.
     """
 
     dataset: str  # the data.yaml path
@@ -64,6 +67,8 @@ class AuditResult:
     # "detect", or "classify" for a folder-per-class dataset (audit/classify.py): then every instance is an image,
     # box_geometry / box_stats are empty and scale_shift compares image sizes
     task: str = "detect"
+    rebalance: pd.DataFrame | None = None
+    rebalance_method: str | None = None  # the --method the rebalance output was written with
 
     @property
     def summary(self) -> dict[str, int]:
@@ -102,6 +107,9 @@ class AuditResult:
             data["label_audit"] = self.label_audit
         if self.task != "detect":  # detection JSON keeps its exact shape; a classification one says what it is
             data = {"task": self.task, **data}
+        if self.rebalance is not None:  # only for a doctor rebalance output
+            data["rebalance"] = {"method": self.rebalance_method,
+                                 "per_class": self.rebalance.to_dict(orient="records")}
         return data
 
 

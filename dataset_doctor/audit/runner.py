@@ -23,6 +23,7 @@ from dataset_doctor.audit.checks_predictions import AuditPredictions, label_erro
 from dataset_doctor.audit.checks_shift import scale_shift_findings, scale_shift_table
 from dataset_doctor.audit.finding_table import concat_findings
 from dataset_doctor.audit.options import AuditOptions
+from dataset_doctor.audit.rebalanced import RebalanceOrigin, rebalance_table
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.dataset.index import DatasetIndex
 from dataset_doctor.findings import CHECKS
@@ -34,14 +35,16 @@ SPLIT_SUMMARY_COLUMNS = ["split", "images", "readable", "backgrounds", "label_fi
 
 
 def run_audit(index: DatasetIndex, options: AuditOptions | None = None,
-              predictions: AuditPredictions | None = None) -> AuditResult:
-    """Audit an indexed dataset. Reads nothing from disk: everything comes from the index, and the label-error
-    checks from `predictions` (checks_predictions.read_audit_predictions) when given."""
+              predictions: AuditPredictions | None = None, origin: RebalanceOrigin | None = None) -> AuditResult:
+    """Audit an indexed dataset. Reads nothing from disk: everything comes from the index, the label-error
+    checks from `predictions` (checks_predictions.read_audit_predictions) and, for a `doctor rebalance` output,
+    its rebalance.json from `origin` (rebalanced.read_rebalance_origin), when given."""
     with gc_paused():
-        return _run_audit(index, options or AuditOptions(), predictions)
+        return _run_audit(index, options or AuditOptions(), predictions, origin)
 
 
-def _run_audit(index: DatasetIndex, options: AuditOptions, predictions: AuditPredictions | None) -> AuditResult:
+def _run_audit(index: DatasetIndex, options: AuditOptions, predictions: AuditPredictions | None,
+               origin: RebalanceOrigin | None = None) -> AuditResult:
     images, boxes, names, splits = index.images, index.boxes, list(index.names), index.splits
     errors = index.box_errors(options.out_of_bounds_tolerance).to_numpy()
     valid = errors == ""
@@ -65,7 +68,7 @@ def _run_audit(index: DatasetIndex, options: AuditOptions, predictions: AuditPre
     parts.append(duplicate_image_findings(pairs, options))
     if options.runs("huge-image"):
         parts.append(huge_image_findings(images, options))
-    shift = scale_shift_table(geometry, names, options)
+    shift = scale_shift_table(geometry, names, options, train_sources=None if origin is None else origin.before)
     if options.runs("scale-shift"):
         parts.append(scale_shift_findings(shift, options))
     suspects = label_suspects(index, usable, predictions) if predictions is not None else None
@@ -80,6 +83,8 @@ def _run_audit(index: DatasetIndex, options: AuditOptions, predictions: AuditPre
         class_weights=compute_class_weights(split_instances(class_counts, TRAIN), names),
         box_geometry=geometry, box_stats=box_stats_table(geometry, splits, names), duplicate_pairs=pairs,
         scale_shift=shift, files_read=index.files_read, label_suspects=suspects,
+        rebalance=None if origin is None else rebalance_table(origin, names, split_instances(class_counts, TRAIN)),
+        rebalance_method=None if origin is None else origin.method,
     )
 
 

@@ -17,6 +17,7 @@ from dataset_doctor.audit.checks_classes import TRAIN
 from dataset_doctor.audit.input_size import advice_sentence, input_size_table, suggest_imgsz
 from dataset_doctor.audit.label_errors import LABEL_ERROR_CHECKS
 from dataset_doctor.audit.priorities import fix_command, top_problems, verdict_level, verdict_sentence
+from dataset_doctor.audit.rebalanced import max_min_ratio
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import ERROR, INFO, WARNING, display_name
 
@@ -30,6 +31,8 @@ def render_audit(result: AuditResult, examples: int = 3) -> list[RenderableType]
     """Everything `doctor audit` prints, top to bottom."""
     parts: list[RenderableType] = [_header(result)]
     parts.extend(class_table(result, split) for split in result.splits)
+    if result.rebalance is not None:
+        parts.append(rebalance_table(result))
     small = input_size_note(result)
     if small is not None:
         parts.append(small)
@@ -105,6 +108,27 @@ def class_table(result: AuditResult, split: str) -> Table:
                              style="dim")
         table.caption_justify = "left"
     return table
+
+
+def rebalance_table(result: AuditResult) -> Table:
+    """A rebalance output: train instances before, per method (the one written in bold), written and now."""
+    frame = result.rebalance
+    table = Table(title=f"train instances: made by doctor rebalance --method {result.rebalance_method} "
+                        "(expected counts per method; rebalance.json)", title_justify="left")
+    columns = [c for c in frame.columns if c != "class"]
+    table.add_column("class")
+    for column in columns:
+        table.add_column(column, justify="right", style="bold" if column == result.rebalance_method else None)
+    for _, row in frame.iterrows():
+        table.add_row(Text(display_name(str(row["class"]))), *[_number(row[c]) for c in columns])
+    table.add_section()
+    table.add_row("max/min ratio", *[f"{max_min_ratio(frame[c], frame['before']):.2f}" for c in columns])
+    return table
+
+
+def _number(value) -> str:
+    value = round(float(value), 1)
+    return str(int(value)) if value.is_integer() else f"{value:.1f}"
 
 
 def input_size_note(result: AuditResult) -> Text | None:

@@ -194,7 +194,10 @@ def audit(
             read = read_audit_predictions(index, predictions, label_options)
         for warning in read.warnings():
             error_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
-    result = run_audit(index, options, predictions=read)
+    from dataset_doctor.audit.rebalanced import read_rebalance_origin
+
+    result = run_audit(index, options, predictions=read, origin=read_rebalance_origin(index.config.yaml_path,
+                                                                                      index.names))
     in_sample_warning = None
     if read is not None:
         result.label_audit, in_sample_warning = _label_audit_record(read, model, predictions_out, index, data_yaml,

@@ -74,7 +74,7 @@ def rebalance(
     from dataset_doctor.dataset.index import build_index
     from dataset_doctor.rebalance.materialize import check_output_dir, write_rebalanced_dataset
     from dataset_doctor.rebalance.paste import PasteOptions
-    from dataset_doctor.rebalance.paste_plan import assign_pastes, compare_methods, paste_effects
+    from dataset_doctor.rebalance.paste_plan import assign_pastes, plan_methods
     from dataset_doctor.rebalance.plan import make_rebalance_plan
     from dataset_doctor.rebalance.report import (
         methods_record,
@@ -98,8 +98,7 @@ def rebalance(
     started = time.perf_counter()
     counts = sources.count_matrix()
     plan = make_rebalance_plan(counts, target, max_copies)
-    comparison = compare_methods(counts, paste_effects(sources.boxes, len(sources.names)), plan, method.value,
-                                 max_pastes)
+    comparison = plan_methods(sources.boxes, counts, plan, method.value, max_pastes)
     chosen = comparison.outcomes[method.value]
     planning_seconds = time.perf_counter() - started
 
@@ -119,7 +118,7 @@ def rebalance(
         return rebalance_json(entry)
 
     started = time.perf_counter()
-    jobs = assign_pastes(sources.boxes, len(sources.images), chosen.pastes, seed, max_pastes)
+    jobs = assign_pastes(sources.boxes, len(sources.images), chosen.pastes, seed, max_pastes, chosen.clean_pastes)
     result = write_rebalanced_dataset(
         sources, chosen.copies, out, seed=seed, link=link.value, flip=flip, force=force, workers=workers,
         extra_files={"rebalance.json": record}, pastes=jobs,

@@ -4,6 +4,7 @@ the plan, the written pastes (manifest lines point at real labels), val and the 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -144,3 +145,25 @@ def test_dry_run_shows_the_methods_side_by_side_and_images_pastes_nothing(blood:
     _rebalance(blood, out, "--method", "images")
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert not any(row["source_line"] for row in rows) and any("_rb" in row["file"] for row in rows)
+
+
+def test_audit_of_the_output_shows_before_and_after_per_method(blood: Path, tmp_path: Path) -> None:
+    """`doctor audit` on a rebalance output reads its rebalance.json: per class before, images / paste / auto
+    (the written one in bold), written and now, in the terminal, the HTML report and --json."""
+    out = tmp_path / "out"
+    _rebalance(blood, out, "--method", "paste")
+    report, html = tmp_path / "audit.json", tmp_path / "audit.html"
+    result = CliRunner().invoke(app, ["audit", str(out / "data.yaml"), "--html", str(html), "--json", str(report)])
+    assert result.exit_code in (0, 1), result.output
+    assert "made by doctor rebalance --method paste" in result.output
+    assert "Rebalanced: doctor rebalance --method paste" in html.read_text()
+    data = json.loads(report.read_text())
+    assert data["rebalance"]["method"] == "paste"
+    rows = {row["class"]: row for row in data["rebalance"]["per_class"]}
+    record = json.loads((out / "rebalance.json").read_text())
+    assert [rows[name]["before"] for name in ("red", "white", "platelet")] == record["before"]
+    assert rows["white"]["paste"] == record["object_methods"]["methods"]["paste"]["instances"][1]
+    assert rows["white"]["images"] == record["object_methods"]["methods"]["images"]["instances"][1]
+    assert [rows[name]["now"] for name in ("red", "white", "platelet")] == data["splits"]["train"]["instances"]
+    assert [rows[name]["written"] for name in ("red", "white", "platelet")] == \
+        record["object_methods"]["written"]["instances"]
