@@ -193,7 +193,7 @@ def optimizer_step(run: Run) -> None:
     clip = run.settings.train.grad_clip
     if clip > 0:
         run.scaler.unscale_(run.optimizer)
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=clip, foreach=True)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=clip)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)

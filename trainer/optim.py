@@ -40,10 +40,8 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     groups = [{"params": weights, "weight_decay": weight_decay},
               {"params": norm_weights, "weight_decay": 0.0},
               {"params": biases, "weight_decay": 0.0}]
-    # foreach: the multi-tensor implementation (torch's default on CUDA) on every device; on CPU torch would pick
-    # the per-parameter Python loop, 1.7x slower for the n model (bench/README.md, training profile).
     if name == "SGD":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True, foreach=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
     if name == "AdamW":
-        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), foreach=True)
+        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999))
     raise ValueError(f"unknown optimizer {name!r}")

@@ -263,27 +263,6 @@ def test_ema_update_is_bitwise_the_per_tensor_average_and_copies_integer_buffers
     assert ema.module.state_dict()["1.num_batches_tracked"].item() == 1
 
 
-@pytest.mark.parametrize("name", ["SGD", "AdamW"])
-def test_optimizers_use_the_multi_tensor_step_with_the_loop_steps_result(name):
-    """foreach=True on every device (torch picks the slower per-parameter loop on CPU); same updates."""
-    torch.manual_seed(0)
-    models = [nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1)) for _ in range(2)]
-    models[1].load_state_dict(models[0].state_dict())
-    optimizer = build_optimizer(models[0], name, lr=0.01, momentum=0.9, weight_decay=5e-4)
-    assert all(group["foreach"] is True for group in optimizer.param_groups)
-    looped = build_optimizer(models[1], name, lr=0.01, momentum=0.9, weight_decay=5e-4)
-    for group in looped.param_groups:
-        group["foreach"] = False
-    images = torch.rand(2, 3, 8, 8)
-    for _ in range(3):
-        for model, opt in zip(models, (optimizer, looped)):
-            opt.zero_grad()
-            model(images).square().mean().backward()
-            opt.step()
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-
-
 def test_a_cpu_run_trains_a_channels_last_model(tmp_path):
     """oneDNN's NHWC convolutions are faster on CPU too (issue 22), so every device gets a channels-last model."""
     from trainer.config import TrainConfig, TrainSettings
