@@ -2,7 +2,9 @@
 #   make demo   the whole story on the bundled sample dataset
 #   make test   ruff + pytest
 # CPU torch by default (a CPU build of 2.13.0 is installable from local disk here);
-# on a GPU machine pass your own, e.g. `make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`.
+# on a GPU machine pass your own, e.g. `make test TORCH="torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cu128"`.
+# torch and the project go in ONE pip call (one resolver pass, each download once); that is why a CUDA index is
+# an --extra-index-url: the project's other dependencies still come from the default index.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV ?= .venv
@@ -13,17 +15,17 @@ DEMO_OUT ?= demo_out
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	@# pip older than 23 cannot install a pyproject-only project in editable mode; a newer one is left alone.
+	$(BIN)/python -c "import pip, sys; sys.exit(int(pip.__version__.split('.')[0]) < 23)" \
+		|| $(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 
 # The stamp files depend on pyproject.toml, so a changed dependency list reinstalls.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH) -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH) -e ".[test]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

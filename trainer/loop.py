@@ -65,9 +65,7 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                 iteration = epoch * run.iterations_per_epoch + step
                 lr = run.schedule.apply(run.optimizer, epoch, iteration)
                 batch = batch.to(run.device.device, non_blocking=True)
-                images = batch.images
-                if run.device.device.type == "cuda":
-                    images = images.contiguous(memory_format=torch.channels_last)
+                images = batch.images.contiguous(memory_format=torch.channels_last)  # as the model (setup.py)
                 with autocast(run.device.device, run.device.amp_dtype):
                     outputs = run.model(images)
                 loss, items = run.loss(outputs, batch.targets)

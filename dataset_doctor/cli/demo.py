@@ -3,6 +3,10 @@
 sample -> audit (terminal summary, JSON, HTML report) -> rebalance -> train with class weights (a short CPU
 run) -> training report. Each step is the real command, called with the options a user would type, so what
 it prints is what that command prints.
+
+Sized for 5 minutes on a slow 2-core CPU (about 7 training images/s at 320, issue 22): 400 train / 100 val
+sample images, rebalanced to 150 instances a class (about 430 train images), 3 epochs, so training is about
+1,300 images; before training it prints an ETA from a quick measured step.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ _MARKER = ".doctor-demo"  # marks a folder this command wrote, so a second `make
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (replaced if an earlier demo "
                                            "wrote it).")] = Path("demo_out"),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about a minute each on 2 CPU cores).")] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about a minute each on a slow 2-core CPU).")]
+    = 3,
     imgsz: Annotated[int, typer.Option(help="Training input size.")] = 320,
-    target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 300,
+    target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 150,
+    train_images: Annotated[int, typer.Option(min=50, help="Train images of the sample dataset.")] = 400,
+    val_images: Annotated[int, typer.Option(min=20, help="Val images of the sample dataset.")] = 100,
     device: Annotated[str, typer.Option(help="cpu, cuda or a GPU id. Default: cuda if available.")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the sample dataset, the augmentations and training.")] = 0,
     task: Annotated[str, typer.Option(help="detect, or classify: the story on the folder-per-class sample "
@@ -43,7 +50,7 @@ def demo(
     if task not in ("detect", "classify"):
         raise DoctorError(f"--task must be detect or classify, got {task!r}")
     out = _fresh_output_folder(out)
-    started = time.perf_counter()
+    started = _STARTED[0] = time.perf_counter()
     if task == "classify":
         _classify_demo(out, epochs, 96 if imgsz == 320 else imgsz, device, seed, started)
         return
@@ -52,7 +59,7 @@ def demo(
     audit_html.parent.mkdir()
 
     _step("1/4 a sample dataset: digits on photos, long-tailed, with deliberate defects")
-    sample(sample_dir, seed=seed)
+    sample(sample_dir, seed=seed, train_images=train_images, val_images=val_images)
 
     _step("2/4 doctor audit: what is wrong with it")
     try:
@@ -66,6 +73,7 @@ def demo(
               flip=False)
 
     _step(f"4/4 doctor train: {epochs} epochs at {imgsz} px, class weights auto, on the rebalanced copy")
+    _print_eta(rebalanced_dir / "images" / "train", sample_dir / "images" / "val", epochs, imgsz, device)
     train(rebalanced_dir / "data.yaml", epochs=epochs, imgsz=imgsz, device=device, seed=seed, fliplr=0.0,
           project=out / "runs", name="demo", exist_ok=True, audit_report=audit_html)
 
@@ -107,6 +115,28 @@ def _classify_demo(out: Path, epochs: int, imgsz: int, device: str, seed: int, s
     console.print(f"training report: [bold]{run_dir / 'report.html'}[/]", soft_wrap=True)
 
 
+def _print_eta(train_folder: Path, val_folder: Path, epochs: int, imgsz: int, device: str) -> None:
+    """Print how long training will take, from a quick measured step (trainer/throughput.py) on this machine."""
+    from trainer.devices import choose_device
+    from trainer.throughput import measure_train_images_per_s
+
+    train_count, val_count = _count_images(train_folder), _count_images(val_folder)
+    images_per_s = measure_train_images_per_s("n", 10, imgsz, choose_device(device).device)
+    # Each epoch evaluates val and as many train images; inference runs at about 3x the training speed.
+    seconds = epochs * (train_count + 2 * val_count / 3) / images_per_s
+    console.print(f"ETA: training about {seconds / 60:.1f} min ({epochs} epochs x {train_count} images at "
+                  f"{images_per_s:.1f} images/s measured just now, evaluations included)")
+
+
+def _count_images(folder: Path) -> int:
+    """Image files in `folder` (0 when it is missing)."""
+    from dataset_doctor.dataset.datayaml import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        return 0
+    return sum(1 for entry in folder.iterdir() if entry.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS)
+
+
 def _fresh_output_folder(out: Path) -> Path:
     """`out`, empty: a missing or empty folder is used, an earlier demo's is replaced, anything else refused."""
     out = out.expanduser().resolve()
@@ -123,6 +153,11 @@ def _fresh_output_folder(out: Path) -> Path:
     return out
 
 
+_STARTED = [0.0]  # when the current demo started (perf_counter), for the elapsed time on each step's rule
+
+
 def _step(title: str) -> None:
+    """A step's rule, with the minutes since the demo started: a slow stage shows on a slow machine."""
     console.print()
-    console.print(Rule(f"[bold]{title}[/]", align="left"))
+    elapsed = f"[dim]{(time.perf_counter() - _STARTED[0]) / 60:.1f} min[/] " if _STARTED[0] else ""
+    console.print(Rule(f"{elapsed}[bold]{title}[/]", align="left"))

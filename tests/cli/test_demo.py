@@ -41,3 +41,22 @@ def test_output_folder_is_replaced_only_when_an_earlier_demo_wrote_it(tmp_path):
     (earlier / "old-run.txt").write_text("x")
     again = _fresh_output_folder(tmp_path / "demo")
     assert again == earlier and sorted(p.name for p in again.iterdir()) == [".doctor-demo"]
+
+
+def test_the_eta_before_training_counts_the_images_and_measures_a_step(tmp_path, capsys):
+    """Issue 22: the demo says how long training will take before it starts, from a step measured here."""
+    from dataset_doctor.cli.demo import _print_eta
+    from trainer.throughput import measure_train_images_per_s
+
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir()
+    val.mkdir()
+    for index in range(7):
+        (train / f"{index}.jpg").write_bytes(b"x")
+    (train / "notes.txt").write_text("not an image")
+    (val / "v.png").write_bytes(b"x")
+    _print_eta(train, val, epochs=2, imgsz=64, device="cpu")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "ETA: training about" in printed and "2 epochs x 7 images at" in printed, printed
+    rate = measure_train_images_per_s("n", 3, 64, batch=2, steps=1)
+    assert 0 < rate < float("inf")

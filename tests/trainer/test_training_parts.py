@@ -239,3 +239,38 @@ def test_a_project_that_cannot_be_created_is_refused_before_training(tmp_path):
     with pytest.raises(DoctorError, match="cannot write the output here") as refused:
         files.new_run_dir(below_a_file, "exp")
     assert "a-file/out/exp" in str(refused.value)
+
+
+def test_ema_update_is_bitwise_the_per_tensor_average_and_copies_integer_buffers():
+    """The multi-tensor EMA update (issue 22) computes exactly value * d + source * (1 - d), tensor by tensor."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    ema = ModelEMA(model, decay=0.999)
+    reference = {name: value.clone() for name, value in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    model(torch.rand(2, 3, 8, 8))  # moves BatchNorm's running statistics and num_batches_tracked
+    ema.update(model)
+    decay = min(0.999, 2 / 11)
+    for name, value in ema.module.state_dict().items():
+        source = model.state_dict()[name]
+        if value.dtype.is_floating_point:
+            expected = reference[name].mul_(decay).add_(source, alpha=1 - decay)
+            assert torch.equal(value, expected), name
+        else:
+            assert torch.equal(value, source), name
+    assert ema.module.state_dict()["1.num_batches_tracked"].item() == 1
+
+
+def test_a_cpu_run_trains_a_channels_last_model(tmp_path):
+    """oneDNN's NHWC convolutions are faster on CPU too (issue 22), so every device gets a channels-last model."""
+    from trainer.config import TrainConfig, TrainSettings
+    from trainer.data.config import DataConfig
+
+    settings = TrainSettings(train=TrainConfig(data=str(resume_dataset(tmp_path)), epochs=1, batch=2, device="cpu",
+                                               project=str(tmp_path / "runs"), tensorboard=False, save_batches=0),
+                             data=DataConfig(imgsz=64, workers=0))
+    run = start_run(settings)
+    convolutions = [p for p in run.model.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
