@@ -41,6 +41,7 @@ from dataset_doctor.errors import DoctorError
 from dataset_doctor.split.folds import FoldPlan, plan_folds
 from trainer import run_dir as files
 from trainer.config import TrainSettings
+from trainer.devices import choose_device
 
 STATE_FILE = "crossval.json"
 FOLDS_DIR, RUNS_DIR, PREDICTIONS_DIR = "folds", "runs", "predictions"
@@ -101,8 +102,9 @@ def run_crossval(data_yaml: str | Path, out: str | Path, folds: int, settings: T
     if to_train and known:
         estimate.say(sum(known) / len(known), "from the folds already trained")
     elif to_train:
-        console.print(f"{len(to_train)} folds to train: the estimated total time follows the first evaluation "
-                      "of the first one", highlight=False, markup=False)
+        fold_images = max(len(plan.paths_outside(k)) for k in to_train)
+        estimate.say(_measured_fold_seconds(settings, len(index.names), fold_images, len(val_images)),
+                     "from a training step measured just now; refined after the first evaluation", final=False)
 
     started = time.perf_counter()
     for k in range(folds):
@@ -308,6 +310,21 @@ def _trained_seconds(fold_dir: Path) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def _measured_fold_seconds(settings: TrainSettings, num_classes: int, train_images: int, val_images: int) -> float:
+    """A first estimate of one fold's time, before any fold trains: a few training steps of the fold's model
+    at its size (trainer/throughput.py, as `doctor demo`'s ETA), times the fold's images and epochs, with each
+    evaluation (val and a train subset as large) at about 3x the training speed."""
+    from trainer.config import parse_model_name
+    from trainer.throughput import measure_train_images_per_s
+
+    scale, _ = parse_model_name(settings.train.model)
+    device = choose_device(settings.train.device).device
+    images_per_s = measure_train_images_per_s(scale, num_classes, settings.data.imgsz, device)
+    epochs = settings.train.epochs
+    evaluations = -(-epochs // settings.train.eval_every)
+    return (epochs * train_images + evaluations * 2 * val_images / 3) / images_per_s
+
+
 class _Estimate:
     """The estimated total time, said once: from folds trained before, else at the first evaluation of the
     first fold trained now (its elapsed time plus the trainer's ETA is one fold's time)."""
@@ -315,8 +332,8 @@ class _Estimate:
     def __init__(self, console: Console, folds_to_train: int):
         self.console, self.folds_to_train, self.said = console, folds_to_train, False
 
-    def say(self, fold_seconds: float, how: str) -> None:
-        self.said = True
+    def say(self, fold_seconds: float, how: str, final: bool = True) -> None:
+        self.said = final
         self.console.print(f"estimated total time: about {_duration(fold_seconds * self.folds_to_train)} "
                            f"({self.folds_to_train} folds to train, about {_duration(fold_seconds)} each, {how})",
                            highlight=False, markup=False)

@@ -70,7 +70,10 @@ def test_every_train_image_is_predicted_once_by_a_model_that_never_saw_it(crossv
         assert (tmp_path / "again" / "labels" / f"{stem}.txt").read_text() == \
             (out / "predictions" / "train" / f"{stem}.txt").read_text()
     said = " ".join(output.split())
-    assert said.index("estimated total time: about") < said.index("fold 1/2 trained in")
+    # the first estimate comes before any fold trains (a measured step), the refined one after fold 1's evaluation
+    assert said.index("estimated total time: about") < said.index("fold 1/2: training on")
+    assert "from a training step measured just now" in said
+    assert said.index("measured on the first") < said.index("fold 1/2 trained in")
     assert "2 folds of 8 train images" in said and "fold 2/2 trained in" in said
     assert f"next: doctor audit {data} --predictions {out / 'predictions'}" in said
     assert tree_hashes(data.parent) == before  # the dataset is only read
