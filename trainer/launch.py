@@ -17,10 +17,11 @@ rescaling when the number of GPUs changes. Rank 0 alone logs, evaluates, checkpo
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -70,17 +71,25 @@ def _train_as_torchrun_rank(settings: TrainSettings, resume: Path | None, consol
                             on_evaluation: Callable[[Path, dict], None] | None = None) -> Path:
     from trainer.loop import train
 
+    with _torchrun_group(settings.train.device) as (rank, world_size, device):
+        run_dir = _shared_run_dir(settings, resume, rank)
+        return train(settings, resume=resume, console=console, rank=rank, world_size=world_size, run_dir=run_dir,
+                     device=device, on_evaluation=on_evaluation)
+
+
+@contextlib.contextmanager
+def _torchrun_group(device_spec: str) -> Iterator[tuple[int, int, torch.device]]:
+    """Join torchrun's process group for the whole block: (rank, world_size, this rank's device). NCCL on the
+    rank's GPU unless --device is cpu or there is no GPU, then gloo on the CPU; the group is left on exit."""
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    use_cuda = settings.train.device.strip().lower() != "cpu" and torch.cuda.is_available()
+    use_cuda = device_spec.strip().lower() != "cpu" and torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
     try:
-        run_dir = _shared_run_dir(settings, resume, rank)
-        return train(settings, resume=resume, console=console, rank=rank, world_size=world_size, run_dir=run_dir,
-                     device=device, on_evaluation=on_evaluation)
+        yield rank, world_size, device
     finally:
         dist.destroy_process_group()
 
@@ -168,19 +177,10 @@ def launch_classifier(config, resume: Path | None = None, log=print) -> Path:
         last = Path(resume) / files.WEIGHTS_DIR / "last.pt" if Path(resume).is_dir() else Path(resume)
         config = ClassifyConfig(**load_checkpoint(last)["config"])
     if _under_torchrun():
-        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        local_rank = int(os.environ.get("LOCAL_RANK", rank))
-        use_cuda = config.device.strip().lower() != "cpu" and torch.cuda.is_available()
-        device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-        if use_cuda:
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
-        try:
+        with _torchrun_group(config.device) as (rank, world_size, device):
             run_dir = _shared_classify_run_dir(config, resume, rank)
             return train_classifier(config, resume=resume, log=log, rank=rank, world_size=world_size,
                                     run_dir=run_dir, device=device)
-        finally:
-            dist.destroy_process_group()
     choice = choose_device(config.device, config.amp)
     if not choice.distributed:
         return train_classifier(config, resume=resume, log=log)
