@@ -312,17 +312,16 @@ def _trained_seconds(fold_dir: Path) -> float | None:
 
 def _measured_fold_seconds(settings: TrainSettings, num_classes: int, train_images: int, val_images: int) -> float:
     """A first estimate of one fold's time, before any fold trains: a few training steps of the fold's model
-    at its size (trainer/throughput.py, as `doctor demo`'s ETA), times the fold's images and epochs, with each
-    evaluation (val and a train subset as large) at about 3x the training speed."""
+    at its size (trainer/throughput.py, as `doctor demo`'s ETA), times the fold's images, epochs and evaluations."""
     from trainer.config import parse_model_name
-    from trainer.throughput import measure_train_images_per_s
+    from trainer.throughput import measure_train_images_per_s, training_seconds
 
     scale, _ = parse_model_name(settings.train.model)
     device = choose_device(settings.train.device).device
     images_per_s = measure_train_images_per_s(scale, num_classes, settings.data.imgsz, device)
     epochs = settings.train.epochs
-    evaluations = -(-epochs // settings.train.eval_every)
-    return (epochs * train_images + evaluations * 2 * val_images / 3) / images_per_s
+    return training_seconds(images_per_s, epochs, train_images, val_images,
+                            evaluations=-(-epochs // settings.train.eval_every))
 
 
 class _Estimate:

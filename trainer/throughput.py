@@ -48,3 +48,12 @@ def measure_train_images_per_s(scale: str, num_classes: int, imgsz: int, device:
         if step:
             best = min(best, time.perf_counter() - started)
     return batch / best
+
+
+def training_seconds(images_per_s: float, epochs: int, train_images: int, val_images: int,
+                     evaluations: int | None = None) -> float:
+    """A run's time from a measured training speed: `epochs` passes over the train images, and at each of
+    `evaluations` (default: every epoch) val plus a train subset as large, inference running at about 3x the
+    training speed."""
+    evaluations = epochs if evaluations is None else evaluations
+    return (epochs * train_images + evaluations * 2 * val_images / 3) / images_per_s

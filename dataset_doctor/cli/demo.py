@@ -120,12 +120,11 @@ def _classify_demo(out: Path, epochs: int, imgsz: int, device: str, seed: int, s
 def _print_eta(train_folder: Path, val_folder: Path, epochs: int, imgsz: int, device: str) -> None:
     """Print how long training will take, from a quick measured step (trainer/throughput.py) on this machine."""
     from trainer.devices import choose_device
-    from trainer.throughput import measure_train_images_per_s
+    from trainer.throughput import measure_train_images_per_s, training_seconds
 
     train_count, val_count = _count_images(train_folder), _count_images(val_folder)
     images_per_s = measure_train_images_per_s("n", 10, imgsz, choose_device(device).device)
-    # Each epoch evaluates val and as many train images; inference runs at about 3x the training speed.
-    seconds = epochs * (train_count + 2 * val_count / 3) / images_per_s
+    seconds = training_seconds(images_per_s, epochs, train_count, val_count)
     console.print(f"ETA: training about {seconds / 60:.1f} min ({epochs} epochs x {train_count} images at "
                   f"{images_per_s:.1f} images/s measured just now, evaluations included)")
 
