@@ -141,17 +141,26 @@ def _rebalance_classify(root: Path, target: int, out: Path | None, max_copies: i
     from rich.table import Table
     from rich.text import Text
 
-    from dataset_doctor.rebalance.classify import rebalance_classify
+    from dataset_doctor.rebalance.classify import plan_classify, rebalance_classify
 
     console.print(why, highlight=False, markup=False)
-    if dry_run or out is None:
-        raise DoctorError("a classification dataset is rebalanced with --out DIR (--dry-run is for detection)")
-    result = rebalance_classify(root, out, target, seed=seed, flip=flip, max_copies=max_copies, force=force)
-    table = Table(title=f"train images per class in {result.out}", title_justify="left", header_style="bold")
+    if dry_run:
+        result = plan_classify(root, target, max_copies=max_copies)
+    elif out is None:
+        raise DoctorError("--out DIR is required (or use --dry-run to only print the plan)")
+    else:
+        result = rebalance_classify(root, out, target, seed=seed, flip=flip, max_copies=max_copies, force=force)
+    where = "planned for" if dry_run else "in"
+    table = Table(title=f"train images per class {where} {escape(str(result.out))}", title_justify="left",
+                  header_style="bold")
     for column in ("class", "before", "after"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, before, after in zip(result.names, result.before, result.after):
         table.add_row(Text(name), str(before), str(after))
     console.print(table)
+    if dry_run:
+        console.print(f"dry run: {result.written} augmented images would be written; nothing written.",
+                      highlight=False, markup=False)
+        return
     console.print(f"{result.written} augmented images written; val and test copied unchanged; "
                   f"rebalance_manifest.csv lists every new image", highlight=False, markup=False)

@@ -31,11 +31,28 @@ MANIFEST = "rebalance_manifest.csv"
 
 @dataclass
 class ClassifyRebalanceResult:
-    out: Path
+    out: Path  # the written dataset (for a plan: the source root)
     names: list[str]
     before: list[int]  # readable train images per class
     after: list[int]
     written: int  # new images
+
+
+def new_images_per_class(before: list[int], target: int, max_copies: int) -> list[int]:
+    """How many augmented copies each class gets: up to `target`, at most `max_copies` per source image."""
+    if target < 1:
+        raise DoctorError("--target must be at least 1")
+    return [min(max(target - count, 0), count * max_copies) for count in before]
+
+
+def plan_classify(source: str | Path, target: int,
+                  max_copies: int = DEFAULT_MAX_COPIES) -> ClassifyRebalanceResult:
+    """What `rebalance_classify` would write, counted and nothing written (`doctor rebalance --dry-run`)."""
+    index = build_classify_index(source)
+    before = [int(count) for count in index.counts("train")]
+    need = new_images_per_class(before, target, max_copies)
+    return ClassifyRebalanceResult(index.root, list(index.names), before,
+                                   [b + n for b, n in zip(before, need)], sum(need))
 
 
 def rebalance_classify(source: str | Path, out: str | Path, target: int, seed: int = 0, flip: bool = True,
@@ -46,6 +63,7 @@ def rebalance_classify(source: str | Path, out: str | Path, target: int, seed: i
     destination = check_output_folder(out, force=force, source_folders=[index.root])
     images = index.images[index.images["readable"]].reset_index(drop=True)
     before = index.counts("train")
+    needs = new_images_per_class([int(count) for count in before], target, max_copies)
     pipeline = build_pipeline(flip=flip)
     rows = []
     with staged_directory(destination, "rebalance") as staging:
@@ -59,8 +77,7 @@ def rebalance_classify(source: str | Path, out: str | Path, target: int, seed: i
         for cls, name in enumerate(index.names):
             sources = train[train["class_id"] == cls]
             count = len(sources)
-            need = min(max(target - count, 0), count * max_copies)
-            for number in range(need):
+            for number in range(needs[cls]):
                 source_path = sources["path"].iloc[number % count]
                 pixels = read_image_file(source_path)
                 if pixels is None:

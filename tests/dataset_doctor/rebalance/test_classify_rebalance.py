@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
 from dataset_doctor.dataset.classify_index import build_classify_index
-from dataset_doctor.rebalance.classify import rebalance_classify
+from dataset_doctor.rebalance.classify import plan_classify, rebalance_classify
 from tests.hostile import tree_digest
 from tests.tiny_dataset import write_class_tree
 
@@ -49,3 +49,18 @@ def test_max_copies_caps_and_cli(tmp_path: Path) -> None:
     assert "task: classify" in result.output and "8 augmented images written" in result.output
     refused = CliRunner().invoke(app, ["rebalance", str(root), "--target", "5", "--out", str(root / "inside")])
     assert refused.exit_code == 2 and "inside the source" in refused.output
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
+    root = _dataset(tmp_path / "src")
+    before = tree_digest(tmp_path)
+    result = CliRunner().invoke(app, ["rebalance", str(root), "--target", "5", "--max-copies", "1", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert tree_digest(tmp_path) == before
+    cells = [line.replace("│", " ").split() for line in result.output.splitlines()]
+    rows = {cell[0]: cell[1:] for cell in cells if cell and cell[0] in ("common", "rare")}
+    assert rows == {"common": ["6", "6"], "rare": ["2", "4"]}  # two sources, one copy each
+    assert "2 augmented images would be written; nothing written" in result.output
+    plan = plan_classify(root, target=5, max_copies=10)
+    assert (plan.before, plan.after, plan.written) == ([6, 2], [6, 5], 3)
+    assert plan.after == rebalance_classify(root, tmp_path / "out", target=5, max_copies=10).after
