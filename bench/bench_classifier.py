@@ -73,7 +73,7 @@ def rare_class_accuracy(val_per_class: list[dict], train_counts: dict[str, int])
 
 
 def weights_run(root: Path, project: Path, class_weights: str, seed: int, epochs: int, imgsz: int,
-                batch: int) -> dict:
+                batch: int, **augment: float) -> dict:
     """One classifier run on the sample; its last epoch's val metrics."""
     from trainer.classify_loop import train_classifier
     from trainer.config import ClassifyConfig
@@ -81,7 +81,8 @@ def weights_run(root: Path, project: Path, class_weights: str, seed: int, epochs
     started = time.perf_counter()
     run_dir = train_classifier(ClassifyConfig(
         data=str(root), model="n", epochs=epochs, imgsz=imgsz, batch=batch, class_weights=class_weights,
-        seed=seed, project=str(project), name=f"{class_weights}-{seed}"), log=lambda message: None)
+        seed=seed, project=str(project), name=f"{class_weights}-{seed}", cache="ram", **augment),
+        log=lambda message: None)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     train_counts = dict(zip(metrics["classes"], _train_counts(root)))
     rare, rare_names = rare_class_accuracy(metrics["val"]["per_class"], train_counts)
@@ -97,15 +98,15 @@ def _train_counts(root: Path) -> list[int]:
 
 
 def weights_table(seeds: list[int], epochs: int, imgsz: int, batch: int,
-                  modes: tuple[str, ...] = ("none", "auto")) -> str:
-    from dataset_doctor.sample.classify import write_classify_sample
+                  modes: tuple[str, ...] = ("none", "auto"), max_train: int = 60, **augment: float) -> str:
+    from dataset_doctor.sample.classify import ClassifySampleSpec, write_classify_sample
 
     with tempfile.TemporaryDirectory(prefix="bench-cls-") as folder:
-        root = write_classify_sample(Path(folder) / "sample", seed=0)
+        root = write_classify_sample(Path(folder) / "sample", seed=0, spec=ClassifySampleSpec(max_train=max_train))
         runs = []
         for seed in seeds:
             for mode in modes:
-                runs.append(weights_run(root, Path(folder) / "runs", mode, seed, epochs, imgsz, batch))
+                runs.append(weights_run(root, Path(folder) / "runs", mode, seed, epochs, imgsz, batch, **augment))
                 print(f"# finished: {runs[-1]}", flush=True)  # partial results survive a stopped benchmark
     lines = [f"rare classes (rarest third with val images): {', '.join(runs[0]['rare_classes'])}", "",
              "| class weights | seed | val top-1 | rare-class accuracy | seconds |", "|---|---|---|---|---|"]
@@ -132,10 +133,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="weights: batch size")
     parser.add_argument("--modes", default="none,auto", help="weights: class weights none (off), auto (on), or both "
                                                             "(one process per mode runs them side by side)")
+    parser.add_argument("--max-train", type=int, default=60,
+                        help="weights: train images of the sample's head class (the tail falls as 1/rank)")
+    parser.add_argument("--fliplr", type=float, default=0.5, help="weights: flip probability (digits: 0)")
+    parser.add_argument("--crop-scale", type=float, default=0.08, help="weights: smallest random-crop area")
     args = parser.parse_args()
     if args.command == "weights":
         print(weights_table([int(s) for s in args.seeds.split(",")], args.epochs, args.imgsz, args.batch,
-                            tuple(args.modes.split(","))))
+                            tuple(args.modes.split(",")), args.max_train, fliplr=args.fliplr,
+                            crop_scale=args.crop_scale))
         return
     print(model_table())
     print()

@@ -133,7 +133,7 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     device = choice_for_rank(device, config.amp) if device is not None else choose_device(config.device, config.amp)
     if device.distributed and world_size == 1:
         raise DoctorError("several GPUs need the distributed launcher (doctor train handles this itself)")
-    torch.set_num_threads(config.threads or max(1, _cores() // world_size))
+    torch.set_num_threads(config.threads or default_threads(world_size))
     _seed_everything(config.seed + rank, config.deterministic)
 
     index = _rank_zero_first(lambda: build_index(dataset, progress=rank == 0), world_size, rank)
@@ -416,6 +416,16 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def default_threads(world_size: int = 1) -> int:
+    """torch threads per process without --threads: OMP_NUM_THREADS when the user set it (the variable torch and
+    every OpenMP program honour, so `OMP_NUM_THREADS=1 doctor train` means one thread), else the cores shared
+    among the ranks."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, _cores() // world_size)
 
 
 def _cores() -> int:

@@ -274,3 +274,15 @@ def test_a_cpu_run_trains_a_channels_last_model(tmp_path):
     run = start_run(settings)
     convolutions = [p for p in run.model.parameters() if p.ndim == 4 and p.shape[-1] > 1]
     assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+
+
+def test_default_threads_honour_omp_num_threads(monkeypatch) -> None:
+    from trainer.setup import _cores, default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads(world_size=1) == 1
+    for unusable in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert default_threads(world_size=1) == _cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads(world_size=2) == max(1, _cores() // 2)
