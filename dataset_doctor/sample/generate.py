@@ -153,11 +153,12 @@ class _SampleWriter:
         hsv[..., 2] = np.clip(hsv[..., 2] * rng.uniform(0.6, 1.2) + rng.uniform(-20, 20), 0, 255)
         return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
 
-    def _paste_digit(self, pixels: np.ndarray, cls: int, placed: list, shrink: float):
-        """Blend one upscaled digit into the image; returns its tight box (x1, y1, x2, y2) or None."""
+    def _paste_digit(self, pixels: np.ndarray, cls: int, placed: list, shrink: float, max_share: float = 0.45):
+        """Blend one upscaled digit, at most `max_share` of the short side tall, into the image; returns its
+        tight box (x1, y1, x2, y2) or None."""
         rng, spec = self.rng, self.spec
         height, width = pixels.shape[:2]
-        max_px = min(spec.max_object_px, int(0.45 * min(height, width)))
+        max_px = min(spec.max_object_px, int(max_share * min(height, width)))
         object_h = int(np.exp(rng.uniform(np.log(spec.min_object_px), np.log(max_px))) * shrink)
         object_h = max(object_h, 6)
         two_digits = spec.classes > 10

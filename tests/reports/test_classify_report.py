@@ -35,7 +35,8 @@ def test_report_command_rebuilds_the_classifier_report(classify_run: Path) -> No
     assert "classifier training report written" in result.output
     page = (classify_run / "report.html").read_text(encoding="utf-8")
     assert "Classifier training" in page and "Most confident wrong val predictions" in page
-    assert "mAP" not in page  # not the detection report
+    text = re.sub(r"data:[^\"')\s]+", "", page)  # thumbnails' base64 can spell anything
+    assert "mAP" not in text  # not the detection report
 
 
 def test_report_command_on_a_classifier_run_without_an_epoch_is_one_line(tmp_path: Path) -> None:
