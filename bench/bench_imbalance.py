@@ -179,13 +179,14 @@ def rare_ap50(run: dict, names: list[str]) -> float:
 
 
 def table(results: dict[tuple[str, str], list[dict]], rare: dict[str, list[str]], seeds: list[int]) -> str:
-    seeds_said = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
-    lines = [f"| dataset | configuration | val mAP50-95 (mean ± sd, {seeds_said}) | rarest-third val AP50 |",
-             "|---|---|---:|---:|"]
+    """Mean ± sd over the seeds stored so far; the seeds column says how many (a partial ablation has fewer)."""
+    lines = ["| dataset | configuration | seeds done | val mAP50-95 (mean ± sd) | rarest-third val AP50 |",
+             "|---|---|---:|---:|---:|"]
     for (name, key), runs in results.items():
         maps = np.array([run["map50_95"] for run in runs])
         rare_ap = np.array([rare_ap50(run, rare[name]) for run in runs])
-        lines.append(f"| {name} | ({key}) {CONFIGS[key][0]} | {spread(maps)} | {spread(rare_ap)} |")
+        lines.append(f"| {name} | ({key}) {CONFIGS[key][0]} | {len(runs)} of {len(seeds)} | {spread(maps)} | "
+                     f"{spread(rare_ap)} |")
     return "\n".join(lines)
 
 
