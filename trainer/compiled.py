@@ -18,7 +18,8 @@ traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,21 +48,28 @@ def _compiler_errors() -> tuple[type[BaseException], ...]:
 class CompiledForward:
     """The model's training forward through torch.compile; failures while compiling become one line."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, log: Callable[[str], None] = lambda message: None):
         try:
             self.compiled = torch.compile(model, backend=BACKEND, dynamic=None)
         except Exception as error:  # e.g. dynamo refusing this Python version
             raise _could_not_compile(error) from None
+        self.log = log
         self.proven = False  # a forward and a backward ran compiled: later failures are the model's own
+        self.first_call: float | None = None
 
     def __call__(self, images: torch.Tensor) -> Any:
+        if self.first_call is None:
+            self.first_call = time.perf_counter()
         with self.guard():
             return self.compiled(images)
 
     def backward(self, loss: torch.Tensor) -> None:
-        """loss.backward(), whose first call compiles the backward graph."""
+        """loss.backward(), whose first call compiles the backward graph; then says what compiling cost."""
         with self.guard():
             loss.backward()
+        if not self.proven and self.first_call is not None:
+            self.log(f"--compile: the first training step took {time.perf_counter() - self.first_call:.1f} s "
+                     "(compiling forward and backward); a new input shape compiles again once")
         self.proven = True
 
     @contextmanager

@@ -129,6 +129,8 @@ def train(
     if resume is None and data is not None:
         detected, why = detect_task(data, task)
         if detected == TASK_CLASSIFY:
+            if compile:
+                raise DoctorError("--compile is a detector option: the classifier trains without it")
             if int(os.environ.get("RANK", "0")) == 0:
                 console.print(why, highlight=False, markup=False)
             options = {

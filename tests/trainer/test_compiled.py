@@ -8,17 +8,20 @@ inductor, without its C++ code generation, which took over two minutes for the n
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 from dataset_doctor.cli import app
 from dataset_doctor.sample.generate import write_sample_dataset
 from dataset_doctor.sample.spec import SampleSpec
+from tests.tiny_dataset import write_class_tree
 from trainer import compiled
 from trainer import run_dir as files
 from trainer.checkpoint import load_checkpoint
@@ -62,7 +65,10 @@ def test_compiled_training_saves_what_an_uncompiled_run_saves(small_yaml, tmp_pa
     monkeypatch.setattr(torch, "compile", counting_compile)
     plain = train(settings(small_yaml, tmp_path, "plain"), progress=False)
     assert calls == []
-    fast = train(settings(small_yaml, tmp_path, "fast", compile=True), progress=False)
+    output = io.StringIO()
+    fast = train(settings(small_yaml, tmp_path, "fast", compile=True), progress=False,
+                 console=Console(file=output, width=200))
+    assert "--compile: the first training step took" in output.getvalue()
     # every training batch went through the compiled forward; the last one is smaller (a recompile, fine)
     assert len(calls) == files.read_args(fast)["resolved"]["iterations_per_epoch"] >= 2
     assert calls[-1][0] < calls[0][0] == 8
@@ -94,3 +100,11 @@ def test_a_compiler_failure_is_one_line_naming_the_option(small_yaml, tmp_path, 
     assert "--compile could not compile the model (RuntimeError: InductorError: CppCompileError" in result.output
     assert "run without --compile" in result.output
     assert "Traceback" not in result.output and "many more lines" not in result.output
+
+
+def test_the_classifier_refuses_compile(tmp_path):
+    root = write_class_tree(tmp_path / "pets", {"train/cat/a.png": (32, 32), "train/dog/b.png": (32, 32),
+                                                "val/cat/c.png": (32, 32), "val/dog/d.png": (32, 32)})
+    result = CliRunner().invoke(app, ["train", str(root), "--compile", "--project", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "--compile is a detector option" in result.output, result.output
+    assert not (tmp_path / "runs").exists()
