@@ -69,7 +69,7 @@ class CompiledForward:
             loss.backward()
         if not self.proven and self.first_call is not None:
             self.log(f"--compile: the first training step took {time.perf_counter() - self.first_call:.1f} s "
-                     "(compiling forward and backward); a new input shape compiles again once")
+                     "(compiling forward and backward); a new input shape compiles again")
         self.proven = True
 
     @contextmanager
