@@ -52,6 +52,7 @@ class TrainConfig:
     ema_decay: float = 0.9999  # its decay (ramped up over the first updates)
     grad_clip: float = 10.0  # max gradient norm (0: no clipping)
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler)
+    compile: bool = False  # torch.compile the training forward/backward (speed; compile time paid at the start)
     device: str = ""  # cpu, cuda, 0, or 0,1,2,3 (several GPUs: distributed); "": cuda if available
     seed: int = 0  # seeds sampling, augmentation and initialisation
     deterministic: bool = False  # torch deterministic algorithms (slower; CPU runs are deterministic anyway)

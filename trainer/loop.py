@@ -59,6 +59,7 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
         run.model.train()
         keep_frozen_batchnorm_eval(unwrap(run.model), frozen)
         loss_sums, images_seen, epoch_started = torch.zeros(3), 0, time.perf_counter()
+        forward = run.train_forward or run.model  # --compile: compiled for training only (trainer/compiled.py)
         with EpochProgress(run.console, epoch, config.epochs, run.iterations_per_epoch,
                            enabled=progress and run.is_main) as bar:
             for step, batch in enumerate(run.train_loader):
@@ -67,7 +68,7 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                 batch = batch.to(run.device.device, non_blocking=True)
                 images = batch.images.contiguous(memory_format=torch.channels_last)  # as the model (setup.py)
                 with autocast(run.device.device, run.device.amp_dtype):
-                    outputs = run.model(images)
+                    outputs = forward(images)
                 loss, items = run.loss(outputs, batch.targets)
                 # A CPU-GPU sync point each step: the price of skipping a NaN step on every rank together.
                 if not all_ranks_finite(run, loss):
@@ -76,7 +77,11 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
                 run.bad_steps = 0
                 # DDP averages gradients over ranks; scaling by world size makes the step equal to one process
                 # taking the whole --batch (the loss is already multiplied by the per-rank batch size).
-                run.scaler.scale(loss * run.world_size).backward()
+                scaled = run.scaler.scale(loss * run.world_size)
+                if run.train_forward is not None:  # its first call compiles the backward graph
+                    run.train_forward.backward(scaled)
+                else:
+                    scaled.backward()
                 if accumulation.steps_now(step, run.iterations_per_epoch):  # --nbs: trainer/accumulate.py
                     optimizer_step(run)
                     if run.ema is not None:

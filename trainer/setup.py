@@ -25,6 +25,7 @@ from dataset_doctor.weights import ClassWeights, class_weights_for_index, resolv
 from trainer import run_dir as files
 from trainer.accumulate import Accumulation
 from trainer.checkpoint import load_checkpoint, restore_rng_states
+from trainer.compiled import CompiledForward
 from trainer.config import TrainConfig, TrainSettings, parse_model_name
 from trainer.data.dataset import select_images
 from trainer.data.loader import build_train_loader, make_eval_loader
@@ -85,6 +86,7 @@ class Run:
     warnings: list[str] = field(default_factory=list)  # warnings of this run so far, as in warnings.json
     freeze_layers: int = 0  # --freeze as a count of YOLOv8's numbered layers (0: nothing frozen)
     replay_index: DatasetIndex | None = None  # --replay: the base dataset (its val split measures forgetting)
+    train_forward: CompiledForward | None = None  # --compile: the compiled training forward; model stays plain
 
     @property
     def is_main(self) -> bool:
@@ -176,6 +178,10 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
         device_ids = [device.device.index] if device.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         loss.average_normalizer_across_ranks = True
+    # --compile: the DDP wrapper when distributed (torch: DDP first, then compile); run.model itself stays
+    # uncompiled, so checkpoint keys and the EMA are those of a run without --compile (trainer/compiled.py).
+    train_forward = CompiledForward(model, log=(lambda m: console.print(m, markup=False, highlight=False))
+                                    if rank == 0 else (lambda m: None)) if config.compile else None
 
     if config.batch % world_size:
         raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} devices")
@@ -224,7 +230,8 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
     run_path = resume_dir if resume_dir is not None else run_dir if run_dir is not None else _new_run_dir(config, rank)
     run = Run(settings, run_path, console, device, index, class_weights, sampling_weights, model, ema, loss,
               optimizer, optimizer_name, scaler, schedule, train_loader, val_loader, train_eval_loader, positions,
-              rank=rank, world_size=world_size, freeze_layers=freeze_layers, replay_index=replay_index)
+              rank=rank, world_size=world_size, freeze_layers=freeze_layers, replay_index=replay_index,
+              train_forward=train_forward)
     if rank == 0:  # a resumed (or reused) run directory may hold what a killed checkpoint write left
         for message in files.remove_stale_checkpoint_temporaries(run.dir):
             console.print(f"note: {message}", markup=False, highlight=False, soft_wrap=True)

@@ -96,6 +96,12 @@ def train(
     eval_every: Annotated[int, typer.Option(min=1, help="Evaluate val and the train subset every N epochs.")]
     = _T.eval_every,
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = _T.amp,
+    compile: Annotated[bool, typer.Option("--compile", help="Speed option: run the training forward and backward "
+                                                            "through torch.compile (inductor; CPU needs a C++ "
+                                                            "compiler). Compile time is paid once at the start "
+                                                            "(and once more at the first new input size); measured "
+                                                            "win in bench/README.md. Checkpoints are unchanged.")]
+    = _T.compile,
     ema: Annotated[bool, typer.Option(help="Keep an EMA of the weights (evaluated and saved).")] = _T.ema,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Several GPUs: synchronised BatchNorm.")] = False,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (default: all cores).")] = None,
@@ -123,6 +129,8 @@ def train(
     if resume is None and data is not None:
         detected, why = detect_task(data, task)
         if detected == TASK_CLASSIFY:
+            if compile:
+                raise DoctorError("--compile is a detector option: the classifier trains without it")
             if int(os.environ.get("RANK", "0")) == 0:
                 console.print(why, highlight=False, markup=False)
             options = {
@@ -181,8 +189,9 @@ def detection_settings(options: Mapping[str, Any]) -> TrainSettings:
                     replay_ratio=o["replay_ratio"], epochs=o["epochs"], batch=o["batch"], nbs=o["nbs"],
                     optimizer=o["optimizer"], lr0=o["lr0"], lrf=o["lrf"], momentum=o["momentum"],
                     weight_decay=o["weight_decay"], warmup_epochs=o["warmup_epochs"], cos_lr=o["cos_lr"],
-                    ema=o["ema"], amp=o["amp"], device=o["device"], seed=o["seed"], threads=o["threads"],
-                    patience=o["patience"], eval_every=o["eval_every"], class_weights=o["class_weights"],
+                    ema=o["ema"], amp=o["amp"], compile=o["compile"], device=o["device"], seed=o["seed"],
+                    threads=o["threads"], patience=o["patience"], eval_every=o["eval_every"],
+                    class_weights=o["class_weights"],
                     class_weight_method=o["class_weight_method"], class_weight_max_ratio=o["max_ratio"],
                     focal_gamma=o["focal_gamma"], sync_bn=o["sync_bn"], project=str(o["project"]), name=o["name"],
                     exist_ok=o["exist_ok"], audit_report=path("audit_report"), tensorboard=o["tensorboard"]),
