@@ -51,24 +51,30 @@ _ULTRALYTICS_SCRIPT = textwrap.dedent("""
 
 
 def subset_yaml(data: Path, train_images: int, work: Path) -> Path:
-    """A data.yaml over the first `train_images` train images and the first 20 val images (lists of paths)."""
-    config = yaml.safe_load(data.read_text())
-    root = Path(config.get("path") or data.parent)
-    root = root if root.is_absolute() else (data.parent / root)
+    """A data.yaml over the first `train_images` train images and the first 20 val images (lists of paths),
+    read with the project's own data.yaml resolver (so `../train/images` and .txt splits work as in training)."""
+    from dataset_doctor.dataset.datayaml import list_split_images, load_data_yaml
+
+    config = load_data_yaml(data)
     lists = {}
     for split, count in (("train", train_images), ("val", 20)):
-        folder = root / config[split]
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})
+        images = list_split_images(config, split)
         if len(images) < count and split == "train":
-            raise SystemExit(f"{folder} has {len(images)} images, fewer than --train-images {count}")
+            raise SystemExit(f"{data}: {len(images)} train images, fewer than --train-images {count}")
         listing = work / f"{split}.txt"
-        listing.write_text("".join(f"{p.resolve()}\n" for p in images[:count]))
+        listing.write_text("".join(f"{path.resolve()}\n" for path in images[:count]))
         lists[split] = str(listing)
-    names = config["names"]
     subset = work / "subset.yaml"
     subset.write_text(yaml.safe_dump({"path": str(work), "train": lists["train"], "val": lists["val"],
-                                      "nc": len(names), "names": names}))
+                                      "nc": config.nc, "names": list(config.names)}))
     return subset
+
+
+def images_per_size(option: str) -> dict[int, int]:
+    """--train-images as {imgsz: count}: "320:200,640:100", or one count ("150") for every size (key 0)."""
+    if ":" not in option:
+        return {0: int(option)}
+    return {int(size): int(count) for size, count in (item.split(":") for item in option.split(","))}
 
 
 def epoch_seconds(results_csv: Path) -> list[float]:
@@ -133,10 +139,10 @@ def main() -> None:
         data = work / "sample" / "data.yaml"
         if not data.exists():
             _run([sys.executable, "-m", "dataset_doctor", "sample", str(data.parent)], env)
-    counts = dict(item.split(":") for item in args.train_images.split(",")) if ":" in args.train_images else {}
+    counts = images_per_size(args.train_images)
     rows = []
     for imgsz in [int(size) for size in args.imgsz.split(",")]:
-        count = int(counts.get(str(imgsz), args.train_images if not counts else 200))
+        count = counts.get(imgsz, counts.get(0, 200))
         folder = work / f"{imgsz}"
         folder.mkdir(exist_ok=True)
         subset = subset_yaml(data, count, folder)

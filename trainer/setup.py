@@ -180,8 +180,12 @@ def start_run(settings: TrainSettings | None, resume_dir: Path | None = None, co
         loss.average_normalizer_across_ranks = True
     # --compile: the DDP wrapper when distributed (torch: DDP first, then compile); run.model itself stays
     # uncompiled, so checkpoint keys and the EMA are those of a run without --compile (trainer/compiled.py).
-    train_forward = CompiledForward(model, log=(lambda m: console.print(m, markup=False, highlight=False))
-                                    if rank == 0 else (lambda m: None)) if config.compile else None
+    train_forward = None
+    if config.compile:
+        def say(message: str) -> None:
+            if rank == 0:
+                console.print(message, markup=False, highlight=False)
+        train_forward = CompiledForward(model, log=say)
 
     if config.batch % world_size:
         raise DoctorError(f"--batch {config.batch} does not split evenly over {world_size} devices")

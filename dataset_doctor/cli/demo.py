@@ -31,7 +31,8 @@ _MARKER = ".doctor-demo"  # marks a folder this command wrote, so a second `make
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (replaced if an earlier demo "
                                            "wrote it).")] = Path("demo_out"),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about 25 s each on a 2-core CPU).")]
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about 50 s each, evaluation included, on a "
+                                                    "2-core CPU).")]
     = 5,
     imgsz: Annotated[int, typer.Option(help="Training input size.")] = 320,
     target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 300,

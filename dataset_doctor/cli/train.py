@@ -99,8 +99,9 @@ def train(
     compile: Annotated[bool, typer.Option("--compile", help="Speed option: run the training forward and backward "
                                                             "through torch.compile (inductor; CPU needs a C++ "
                                                             "compiler). Compile time is paid once at the start "
-                                                            "(and once more at the first new input size); measured "
-                                                            "win in bench/README.md. Checkpoints are unchanged.")]
+                                                            "(and once more at the first new input size); on CPU "
+                                                            "it measured no faster (bench/README.md). Checkpoints "
+                                                            "are unchanged.")]
     = _T.compile,
     ema: Annotated[bool, typer.Option(help="Keep an EMA of the weights (evaluated and saved).")] = _T.ema,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="Several GPUs: synchronised BatchNorm.")] = False,

@@ -30,8 +30,5 @@ def test_user_policy_kept():
 
 
 def test_policy_set_before_torch_is_imported():
-    """Importing the package itself must not load torch, or the variable would come too late for libgomp."""
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    probe = "import dataset_doctor, trainer, sys; print('torch' in sys.modules)"
-    completed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert completed.stdout.strip() == "False"
+    """Importing the packages themselves must not load torch, or the variable would come too late for libgomp."""
+    assert _probe("dataset_doctor, trainer", None) == ["PASSIVE", "False"]
