@@ -137,6 +137,17 @@ def rebalanced(work: Path, data_yaml: Path, method: str, target: int, max_copies
     return out / "data.yaml"
 
 
+def run_state(run: Path, epochs: int) -> str:
+    """"done" (every epoch in results.csv and a best checkpoint), "killed" (a last checkpoint short of that) or
+    "new". A killed run's best.pt exists from its first epoch on, so best.pt alone does not mean finished."""
+    from trainer.run_dir import RESULTS_FILE, read_results
+
+    finished = len(read_results(run)) if (run / RESULTS_FILE).is_file() else 0
+    if finished >= epochs and (run / "weights" / "best.pt").is_file():
+        return "done"
+    return "killed" if (run / "weights" / "last.pt").is_file() else "new"
+
+
 def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: argparse.Namespace,
             target: int) -> dict:
     """Train one configuration with one seed (or reuse its stored result) and score it on the source's val."""
@@ -148,7 +159,10 @@ def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: a
     started = time.perf_counter()
     train_yaml = rebalanced(work, data_yaml, method, target, args.max_copies) if method else data_yaml
     run = work / "runs" / label
-    if not (run / "weights" / "best.pt").is_file():
+    state = run_state(run, args.epochs)
+    if state == "killed":  # an interrupted ablation: go on from the run's last checkpoint, never score it half-trained
+        doctor("train", "--resume", str(run))
+    elif state == "new":
         doctor("train", str(train_yaml), "--model", "n", "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
                "--batch", str(args.batch), "--seed", str(seed), "--class-weights", weights,
                "--project", str(work / "runs"), "--name", label, "--exist-ok", "--device", "cpu",
