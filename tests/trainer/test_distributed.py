@@ -172,10 +172,14 @@ def test_two_cpu_processes_train_like_one_and_only_rank_zero_writes(small_yaml, 
     assert [r["epoch"] for r in together] == [r["epoch"] for r in alone] == [1, 2]
     for ddp_row, single_row in zip(together, alone):
         assert ddp_row["lr"] == pytest.approx(single_row["lr"])
-        # Same images per step, same augmentations, same gradient semantics; only BatchNorm sees 4 images per
-        # rank instead of 8, so the numbers are close, not equal.
-        for column in ("box_loss", "cls_loss", "dfl_loss"):
-            assert ddp_row[column] == pytest.approx(single_row[column], rel=0.25), column
+    # Same images per step, same augmentations, same gradient semantics; only BatchNorm sees 4 images per rank
+    # instead of 8, so the numbers are close, not equal. The box terms rest on the few boxes assigned at random
+    # initialisation and are chaotic after the first epoch: a single-process run with lr0 0.0101 instead of 0.01
+    # ends epoch 2 with box loss 0.0325 instead of 0.0254 (+28%) while its cls loss moves 0.1% and its epoch-1
+    # losses under 6%. So every term is held in epoch 1, and only the classification term after it.
+    for column in ("box_loss", "cls_loss", "dfl_loss"):
+        assert together[0][column] == pytest.approx(alone[0][column], rel=0.15), column
+    assert together[1]["cls_loss"] == pytest.approx(alone[1]["cls_loss"], rel=0.1)
 
 
 TORCHRUN = shutil.which("torchrun", path=os.path.dirname(sys.executable))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -250,6 +251,9 @@ def load_resized(path: str, size: tuple[int, int], imgsz: int,
     return resize_to_fit(image, imgsz), (int(original[0]), int(original[1]))
 
 
+RECENT_IMAGES_BYTES = 256 * 2**20  # per training process (each loader worker has its own): YoloDataset.load
+
+
 class YoloDataset(Dataset):
     """Images of an ImageSet as Samples: augmented when `augment` is given, else letterboxed only.
 
@@ -272,6 +276,8 @@ class YoloDataset(Dataset):
         if self.augment is not None and self.augment.copy_paste > 0:
             self.set_paste_weights(None)
         self.cache: list[tuple[np.ndarray, tuple[int, int]]] | None = None
+        self.recent: OrderedDict[int, tuple[np.ndarray, tuple[int, int]]] = OrderedDict()  # see load()
+        self.recent_bytes = 0
         if cache == "ram":
             self.cache = _fill_ram_cache(self, workers, _or_default(log, logger.info),
                                          _or_default(warn, logger.warning))
@@ -312,10 +318,11 @@ class YoloDataset(Dataset):
         """
         self.paste_table = PasteTable.from_labels(self.images.labels, class_weights)
 
-    def pasted_tile(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pasted_tile(self, index: int, rng: np.random.Generator,
+                    loaded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """tile(index), with probability `copy_paste` with one train instance pasted into it
         (dataset_doctor.rebalance.paste: the same paste `doctor rebalance --method paste` writes)."""
-        tile = self.tile(index)
+        tile = self.tile(index, loaded)
         table = self.paste_table
         if self.augment is None or self.augment.copy_paste <= 0 or table is None or not table.ready:
             return tile
@@ -334,6 +341,7 @@ class YoloDataset(Dataset):
         """A dataset over some of these images (all by default) sharing the RAM cache; evaluation=True drops
         augmentation (e.g. the fixed train subset evaluated like val)."""
         clone = copy.copy(self)
+        clone.recent, clone.recent_bytes = OrderedDict(), 0  # keyed by position: never shared with a view
         if positions is not None:
             clone.images = self.images.subset(positions)
             clone.cache = [self.cache[int(p)] for p in positions] if self.cache is not None else None
@@ -346,15 +354,43 @@ class YoloDataset(Dataset):
         """Memory held by the RAM cache (0 without one)."""
         return sum(image.nbytes for image, _ in self.cache) if self.cache is not None else 0
 
+    def __getstate__(self) -> dict:
+        """Loader workers start with an empty buffer of recent images: never pickle up to 256 MB into each one."""
+        state = self.__dict__.copy()
+        state["recent"], state["recent_bytes"] = OrderedDict(), 0
+        return state
+
     def load(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
-        """The image resized to fit imgsz (long side = imgsz), RGB, and the (height, width) of the file."""
+        """The image resized to fit imgsz (long side = imgsz), RGB, and the (height, width) of the file.
+
+        Without --cache, training keeps the most recently loaded images, resized, up to RECENT_IMAGES_BYTES per
+        process (least recently used out first): a mosaic draws four images, so each is loaded about four times an
+        epoch, and decoding was most of the loader's time (on the sample at 320: 61 images/s per process without
+        the buffer, about 180 with it; bench/README.md). Ultralytics' loader keeps a similar buffer of recent
+        images. Kept images are read-only, so no augmentation can change one, and the pixels are exactly those
+        a fresh decode gives: the buffer changes the time, not the training.
+        """
         if self.cache is not None:
             return self.cache[index]
-        return load_resized(self.images.paths[index], self.images.sizes[index], self.imgsz, self.max_pixels)
+        if self.augment is None:
+            return load_resized(self.images.paths[index], self.images.sizes[index], self.imgsz, self.max_pixels)
+        kept = self.recent.get(index)
+        if kept is not None:
+            self.recent.move_to_end(index)
+            return kept
+        loaded = load_resized(self.images.paths[index], self.images.sizes[index], self.imgsz, self.max_pixels)
+        if loaded[0].nbytes <= RECENT_IMAGES_BYTES:
+            loaded[0].flags.writeable = False
+            self.recent[index] = loaded
+            self.recent_bytes += loaded[0].nbytes
+            while self.recent_bytes > RECENT_IMAGES_BYTES:
+                self.recent_bytes -= self.recent.popitem(last=False)[1][0].nbytes
+        return loaded
 
-    def tile(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(resized image, boxes in its pixels x1y1x2y2, classes): the input of the augmentations."""
-        image, _ = self.load(index)
+    def tile(self, index: int, loaded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(resized image, boxes in its pixels x1y1x2y2, classes): the input of the augmentations. `loaded`: the
+        image as load(index) returned it, when the caller has it already (one decode per image, not two)."""
+        image = loaded if loaded is not None else self.load(index)[0]
         labels = self.images.labels[index]
         height, width = image.shape[:2]
         boxes = normalized_cxcywh_to_boxes(labels[:, 1:5], width, height)
@@ -370,7 +406,7 @@ class YoloDataset(Dataset):
         ratio = (resized_width / original_size[1], resized_height / original_size[0])
         pad = ((self.imgsz - resized_width) // 2, (self.imgsz - resized_height) // 2)
         if self.augment is None:
-            tile_image, boxes, classes = self.tile(index)
+            tile_image, boxes, classes = self.tile(index, image)
             boxed = letterbox(tile_image, boxes, self.imgsz)
             output, boxes = boxed.image, boxed.boxes
         else:
@@ -379,7 +415,8 @@ class YoloDataset(Dataset):
             if self.mosaic_active(epoch) and rng.random() < self.augment.mosaic:
                 partners = rng.choice(len(self), size=3, p=self.partner_probabilities)
                 indices += [int(i) for i in partners]
-            output, boxes, classes = augment_sample([self.pasted_tile(i, rng) for i in indices], self.imgsz, rng,
+            tiles = [self.pasted_tile(i, rng, image if position == 0 else None) for position, i in enumerate(indices)]
+            output, boxes, classes = augment_sample(tiles, self.imgsz, rng,
                                                     self.augment, self.pixel_ops)
         normalized = boxes_to_normalized_cxcywh(boxes, self.imgsz, self.imgsz)
         labels = np.concatenate([classes[:, None], normalized], axis=1).astype(np.float32)

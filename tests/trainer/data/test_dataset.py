@@ -4,6 +4,7 @@ evaluation mode's exact inverse mapping, close_mosaic, RAM cache, determinism, b
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -479,3 +480,33 @@ def test_training_reads_a_name_that_is_not_utf8(tmp_path) -> None:
     position = dataset.images.names.index("images/train/bad\udcff\udcfe.jpg")
     image, original = dataset.load(position)
     assert original == (64, 96) and image.shape[:2] == (43, 64)
+
+
+def test_training_keeps_recent_images_without_changing_samples(sample_yaml: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training buffer of recent images (YoloDataset.load): bounded, read-only, per dataset (a view starts
+    empty), and a sample served from it equals the same sample from a dataset that decodes every image."""
+    import trainer.data.dataset as dataset_module
+
+    index = build_index(sample_yaml, progress=False)
+    augment = AugmentConfig(copy_paste=0.5)  # mosaic (four images a sample) and pastes read kept images too
+    keys = [SampleKey(i, 0, i) for i in range(12)]
+    fresh = [build_dataset(index, "train", 64, augment, epochs=20)[key] for key in keys]
+    image_bytes = fresh[0].image.nbytes  # at most one resized image's size (long side 64)
+    monkeypatch.setattr(dataset_module, "RECENT_IMAGES_BYTES", 6 * image_bytes)
+    buffered = build_dataset(index, "train", 64, augment, epochs=20)
+    for _ in range(2):  # the second pass meets images kept by the first
+        for key, expected in zip(keys, fresh, strict=True):
+            sample = buffered[key]
+            np.testing.assert_array_equal(sample.image, expected.image)
+            np.testing.assert_array_equal(sample.labels, expected.labels)
+    assert len(buffered.recent) > 0 and buffered.recent_bytes <= 6 * image_bytes
+    assert buffered.recent_bytes == sum(image.nbytes for image, _ in buffered.recent.values())
+    kept = next(iter(buffered.recent.values()))[0]
+    with pytest.raises(ValueError):
+        kept[0, 0] = 0
+    assert len(buffered.view([3, 1], evaluation=False).recent) == 0
+    assert len(pickle.loads(pickle.dumps(buffered)).recent) == 0  # what a spawned loader worker receives
+    evaluation = build_dataset(index, "train", 64, None)
+    evaluation[0]
+    assert len(evaluation.recent) == 0  # evaluation decodes each image once an epoch: nothing kept
