@@ -3,28 +3,31 @@
     PYTHONPATH=. nice -n 10 python bench/bench_imbalance.py --work /tmp/imbalance      # hours on 2 CPU cores
     PYTHONPATH=. nice -n 10 python bench/bench_imbalance.py --work /tmp/imbalance-quick --quick   # smoke run
 
-Configurations, each trained from scratch (scale n) with the same epochs, imgsz and batch:
+Configurations, each trained from scratch (scale n) with the same epochs (but (g)), imgsz and batch:
     (a) nothing            --class-weights none
     (b) class weights      --class-weights auto
     (c) image rebalance    doctor rebalance --method images --target T, then (b)
     (d) paste rebalance    doctor rebalance --method paste --target T, then (b)
     (e) online copy-paste  --copy-paste P with (b)
     (f) balanced sampler   --sampler balanced --class-weights none
+    (g) (b) for as many steps as (c): more epochs, by (c)'s train images / the source's (the control that
+        separates what (c)'s copies add from what its extra steps add)
 on the sample dataset (800 / 200, seed 0) and on aquarium (real, 7 classes, 6-749 train instances), three
 seeds each. Each run's best.pt is scored by `doctor val --split val --json` on the dataset's own val split
 (never a rebalanced one): val mAP50-95 and the mean val AP50 of the rarest third of classes (by train
 instances of the source). The table reports mean and spread (sample standard deviation) over the seeds.
 
 Every run is a separate `doctor` process. Each (dataset, configuration, seed) result is stored under
-WORK/scores as soon as it finishes (its name carries epochs, imgsz and batch, so runs with other settings are
-never reused), and a rerun skips the stored ones: an interrupted ablation resumes where it stopped. The markdown
-table is rewritten to --table (default WORK/imbalance.md) after every finished run, so a partial ablation still
-leaves a table. At the start it prints the runs left and a rough ETA (from the runs already timed in WORK, else
-from the CPU training rate measured in bench/README.md), and after each run the ETA from the runs so far.
+WORK/scores as soon as it finishes (its name carries epochs, imgsz and batch, so runs with other settings are never
+reused), and a rerun skips the stored ones: an interrupted ablation resumes where it stopped (a run killed mid-
+training goes on from its last checkpoint). The markdown table is rewritten to --table (default WORK/imbalance.md)
+after every finished run, so a partial ablation still leaves a table. At the start it prints the runs left and a
+rough ETA (from the runs already timed in WORK, else from the CPU training rate measured in bench/README.md), and
+after each run the ETA from the runs so far.
 
 `--quick` is the smoke run that proves every lever runs end to end: 1 epoch, imgsz 64, batch 8, seed 0,
 `--workers 0`, both datasets cut to their first 60 train / 30 val images (a copy under WORK), targets 60,
-all six configurations. Its numbers mean nothing.
+all seven configurations. Its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ CONFIGS = {
     "d": ("paste rebalance + weights", [], "auto", "paste"),
     "e": ("--copy-paste online + weights", ["--copy-paste", "{copy_paste}"], "auto", None),
     "f": ("balanced sampler", ["--sampler", "balanced"], "none", None),
+    "g": ("class weights, as many steps as (c)", [], "auto", None),
 }
+# (c) trains on the source plus its image copies, so at the same epochs it takes more steps than the others: (g)
+# is (b) trained for as many steps, which separates what the copies add from what the extra steps add.
+STEPS_LIKE = {"g": "images"}
 
 
 CPU_RATE_320 = 7.5  # training images per second, scale n, imgsz 320, 2 cores (bench/README.md "Training")
@@ -106,6 +113,14 @@ def train_images(data_yaml: Path, method: str | None, target: int, max_copies: i
     return len(sources.images) + int(added)
 
 
+def config_epochs(key: str, data_yaml: Path, target: int, args: argparse.Namespace) -> int:
+    """--epochs, or for a STEPS_LIKE configuration the epochs that give it that method's steps."""
+    if key not in STEPS_LIKE:
+        return args.epochs
+    source = train_images(data_yaml, None, target, args.max_copies)
+    return round(args.epochs * train_images(data_yaml, STEPS_LIKE[key], target, args.max_copies) / source)
+
+
 def seconds_per_image_epoch(work: Path, imgsz: int) -> float:
     """From the runs timed in WORK at this imgsz, else the README's CPU rate scaled by pixels (a rough guess)."""
     timed = [json.loads(path.read_text()) for path in (work / "timing").glob(f"*-i{imgsz}-*.json")]
@@ -159,14 +174,15 @@ def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: a
     started = time.perf_counter()
     train_yaml = rebalanced(work, data_yaml, method, target, args.max_copies) if method else data_yaml
     run = work / "runs" / label
-    state = run_state(run, args.epochs)
+    epochs = config_epochs(key, data_yaml, target, args)
+    state = run_state(run, epochs)
     if state == "killed":  # an interrupted ablation: go on from the run's last checkpoint, never score it half-trained
         doctor("train", "--resume", str(run))
     elif state == "new":
-        doctor("train", str(train_yaml), "--model", "n", "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
+        doctor("train", str(train_yaml), "--model", "n", "--epochs", str(epochs), "--imgsz", str(args.imgsz),
                "--batch", str(args.batch), "--seed", str(seed), "--class-weights", weights,
                "--project", str(work / "runs"), "--name", label, "--exist-ok", "--device", "cpu",
-               "--eval-every", str(args.epochs), "--patience", "0", "--no-live-report",
+               "--eval-every", str(epochs), "--patience", "0", "--no-live-report",
                *(["--workers", str(args.workers)] if args.workers is not None else []),
                *[part.format(copy_paste=args.copy_paste) for part in extra])
     partial = scores.with_suffix(".partial")  # renamed when complete: a killed `doctor val` leaves no score
@@ -175,7 +191,7 @@ def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: a
            "--json", str(partial), *(["--workers", str(args.workers)] if args.workers is not None else []))
     timing = work / "timing" / f"{label}.json"
     timing.parent.mkdir(parents=True, exist_ok=True)
-    timing.write_text(json.dumps({"seconds": time.perf_counter() - started, "epochs": args.epochs,
+    timing.write_text(json.dumps({"seconds": time.perf_counter() - started, "epochs": epochs,
                                   "images": train_images(train_yaml, None, target, args.max_copies)}) + "\n")
     partial.replace(scores)
     return json.loads(scores.read_text())
@@ -267,8 +283,8 @@ def main() -> None:
     rare = {name: rarest_third(path) for name, (path, _) in datasets.items()}
     todo = [(name, key, seed) for name in datasets for key in args.configs for seed in args.seeds
             if not (work / "scores" / f"{run_name(name, key, seed, args)}.json").is_file()]
-    images = {(name, key): train_images(datasets[name][0], CONFIGS[key][3], datasets[name][1], args.max_copies)
-              for name, key, _ in todo}
+    images = {(name, key): train_images(datasets[name][0], STEPS_LIKE.get(key, CONFIGS[key][3]), datasets[name][1],
+                                        args.max_copies) for name, key, _ in todo}  # per epoch of --epochs
     total = len(datasets) * len(args.configs) * len(args.seeds)
     rate = seconds_per_image_epoch(work, args.imgsz)
     timed = any((work / "timing").glob(f"*-i{args.imgsz}-*.json"))
