@@ -395,6 +395,7 @@ def run_facts(run: TrainingRun, index: DatasetIndex | None, audit: Path | None) 
         sampler=str(data.get("sampler", "uniform")), rebalanced_from=rebalance.get("source"),
         rebalance_target=rebalance.get("target"), audit_report=str(audit) if audit else None,
         run_dir=str(run.dir), train_options=tuple(options), zoom=float(run.augment_settings.get("scale", 0.5)),
+        copy_paste=float(run.augment_settings.get("copy_paste", 0.0) or 0.0),
         curve=tuple((int(row["epoch"]), float(row.get("train_map50_95") or 0.0), float(row["val_map50_95"]))
                     for row in run.evaluated))
 

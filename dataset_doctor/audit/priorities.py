@@ -171,7 +171,10 @@ def next_steps(result: AuditResult) -> list[NextStep]:
                 f"Add augmented copies of the images holding rare classes until every class has {target} train "
                 f"instances ({_plural(len(below), 'class', 'classes')} below that now; the median class has "
                 f"{int(np.median(train[train > 0]))}). doctor train also weights the loss by class "
-                "(--class-weights auto, the weights doctor weights prints): the two compound.",
+                "(--class-weights auto, the weights doctor weights prints): the two compound. Without writing a "
+                "copy, doctor train --copy-paste 0.5 pastes boxes of rare classes into other train images as it "
+                "trains (on a real 7-class set over 3 seeds it lifted the rarest classes' val AP50 from 0.110 to "
+                "0.142 on top of class weights; bench/README.md).",
                 f"doctor rebalance {result.dataset} --target {target} --out {_sibling(result, 'rebalanced')}"))
     rare = sorted(np.flatnonzero(train < result.options.min_instances).tolist(), key=lambda k: train[k])
     if rare and ({"few-instances", "unused-class"} & checks):

@@ -209,8 +209,17 @@ def test_too_few_instances_suggests_a_rebalance_with_a_sensible_target():
     diagnosis = diagnose_run(classes, facts())
     few = find(diagnosis, "fox", "few-instances")
     assert few.level == "warning" and "30 train boxes" in few.detail
-    assert commands(few) == ["doctor rebalance /data/set/data.yaml --target 400 --out /data/set-rebalanced"]
+    assert commands(few) == ["doctor rebalance /data/set/data.yaml --target 400 --out /data/set-rebalanced",
+                             "doctor train /data/set/data.yaml --model n --imgsz 640 --epochs 100 --copy-paste 0.5"]
     assert "few-instances" not in rules(diagnosis.findings_of("cat"))
+
+
+def test_too_few_instances_offers_online_copy_paste_only_when_the_run_did_not_use_it():
+    classes = [numbers("cat", 0.9, 0.85, train_instances=1200), numbers("fox", 0.4, 0.3, train_instances=30)]
+    pasted = find(diagnose_run(classes, facts(num_classes=2, copy_paste=0.3)), "fox", "few-instances")
+    assert not any("--copy-paste" in command for command in commands(pasted))
+    elsewhere = find(diagnose_run(classes, facts(num_classes=2, own_trainer=False)), "fox", "few-instances")
+    assert not any("copy-paste" in step.text for step in elsewhere.next_steps)
 
 
 def test_few_instances_on_a_class_that_does_fine_is_only_info():
