@@ -136,12 +136,13 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=60,
                         help="weights: train images of the sample's head class (the tail falls as 1/rank)")
     parser.add_argument("--fliplr", type=float, default=0.5, help="weights: flip probability (digits: 0)")
-    parser.add_argument("--crop-scale", type=float, default=0.08, help="weights: smallest random-crop area")
+    parser.add_argument("--crop-scale", type=float, help="weights: smallest random-crop area (default: the "
+                                                          "trainer's)")
     args = parser.parse_args()
     if args.command == "weights":
+        augment = {"fliplr": args.fliplr, **({"crop_scale": args.crop_scale} if args.crop_scale is not None else {})}
         print(weights_table([int(s) for s in args.seeds.split(",")], args.epochs, args.imgsz, args.batch,
-                            tuple(args.modes.split(",")), args.max_train, fliplr=args.fliplr,
-                            crop_scale=args.crop_scale))
+                            tuple(args.modes.split(",")), args.max_train, **augment))
         return
     print(model_table())
     print()

@@ -16,13 +16,15 @@ OPTIMIZERS = ("auto", "SGD", "AdamW")
 AUTO_SGD_MIN_ITERATIONS = 10_000  # below this many steps AdamW converges faster; above, SGD generalises better
 
 
-def choose_optimizer(name: str, total_iterations: int, lr0: float | None) -> tuple[str, float]:
-    """Resolve `auto` and the default learning rate: (optimizer name, lr0)."""
+def choose_optimizer(name: str, total_iterations: int, lr0: float | None,
+                     adamw_lr: float = 0.001) -> tuple[str, float]:
+    """Resolve `auto` and the default learning rate: (optimizer name, lr0). `adamw_lr`: AdamW's default (the
+    classifier's is lower: trainer/classify_loop.py)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     if name == "auto":
         name = "SGD" if total_iterations > AUTO_SGD_MIN_ITERATIONS else "AdamW"
-    default_lr = 0.01 if name == "SGD" else 0.001
+    default_lr = 0.01 if name == "SGD" else adamw_lr
     return name, lr0 if lr0 is not None else default_lr
 
 

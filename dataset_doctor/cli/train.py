@@ -63,8 +63,8 @@ def train(
     sampler: Annotated[str, typer.Option(help="uniform, or balanced: draw images by their boxes' class "
                                               "weights.")] = _D.sampler,
     optimizer: Annotated[str, typer.Option(help="SGD, AdamW or auto (by run length).")] = _T.optimizer,
-    lr0: Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.01 SGD, 0.001 AdamW; a "
-                                                   "tenth of that with --weights).")]
+    lr0: Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.01 SGD, 0.001 AdamW, "
+                                                   "0.0005 AdamW for a classifier; a tenth of that with --weights).")]
     = None,
     lrf: Annotated[float, typer.Option(help="Final learning rate, fraction of lr0.")] = _T.lrf,
     momentum: Annotated[float, typer.Option(help="SGD momentum / AdamW beta1.")] = _T.momentum,
@@ -84,6 +84,9 @@ def train(
                                                          "solarize...); 0: off.")] = 0,
     randaugment_magnitude: Annotated[int, typer.Option(min=0, max=10, help="Classifier: strength of the "
                                                                            "--randaugment ops, 0..10.")] = 9,
+    crop_scale: Annotated[float | None, typer.Option(min=0.01, max=1.0, help="Classifier: smallest area fraction "
+                                                     "a random resized crop keeps (default 0.7; Inception's 0.08 "
+                                                     "suits ImageNet-sized data).")] = None,
     multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Random input size per batch, "
                                                                     "imgsz +/- 50%.")] = False,
     cache: Annotated[str, typer.Option(help="none, or ram: keep decoded images in memory.")] = _D.cache,
@@ -140,13 +143,14 @@ def train(
                 "warmup_epochs": warmup_epochs, "class_weights": class_weights, "sampler": sampler, "ema": ema,
                 "fliplr": fliplr, "seed": seed, "workers": workers or 0, "device": device or "cpu",
                 "cache": cache, "amp": amp, "randaugment": randaugment,
-                "randaugment_magnitude": randaugment_magnitude,
+                "randaugment_magnitude": randaugment_magnitude, "crop_scale": crop_scale,
                 "project": str(project), "name": name, "exist_ok": exist_ok}
             # options left unset (None: the detector's fine-tuning-aware defaults) take the classifier's own
             train_classify({key: value for key, value in options.items() if value is not None}, None)
             return
-    if randaugment:
-        raise DoctorError("--randaugment is a classifier option (folder-per-class datasets); the detector's "
+    if randaugment or crop_scale is not None:
+        flag = "--randaugment" if randaugment else "--crop-scale"
+        raise DoctorError(f"{flag} is a classifier option (folder-per-class datasets); the detector's "
                           "augmentation is --mosaic, --scale, --fliplr, --copy-paste")
     imgsz = imgsz if imgsz is not None else _D.imgsz
     if resume is not None:

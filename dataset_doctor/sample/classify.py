@@ -61,8 +61,10 @@ class _ClassifyWriter:
         self.root, self.seed, self.spec = root, seed, spec
         self.rng = np.random.default_rng(seed)
         # the detection writer supplies the photo backgrounds and the digit pasting, drawing from our generator
-        # The digit is the image's subject: 40 px up to 90% of the short side (the detection sample's digits,
-        # 20 px up to 45%, left a from-scratch classifier at the class prior after 30 epochs: bench/README.md).
+        # The digit is the image's subject, as in a crop classifier's input: 40 px up to 90% of the short side
+        # (the detection sample's digits, 20 px up to 45%, left a from-scratch classifier at the class prior
+        # after 30 epochs: bench/README.md), and near the centre (_picture), where evaluation's centre crop and
+        # most of training's random crops keep it whole.
         self.paint = _SampleWriter(root, seed, SampleSpec(min_object_px=40, max_object_px=90))
         self.paint.rng = self.rng
         self.defects: list[Defect] = []
@@ -87,12 +89,13 @@ class _ClassifyWriter:
         (self.root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     def _picture(self, cls: int) -> np.ndarray:
-        """A photo crop with one digit of class `cls` filling much of it."""
+        """A photo crop with one digit of class `cls` filling much of it, off the centre by at most half the free
+        room either way."""
         rng, spec = self.rng, self.spec
         width, height = (int(v) for v in rng.integers(spec.min_side, spec.max_side + 1, size=2))
         pixels = self.paint._background(width, height)
         for _ in range(5):
-            if self.paint._paste_digit(pixels, cls, [], shrink=1.0, max_share=0.9) is not None:
+            if self.paint._paste_digit(pixels, cls, [], shrink=1.0, max_share=0.9, centre_jitter=0.5) is not None:
                 break
         return pixels
 

@@ -153,9 +153,11 @@ class _SampleWriter:
         hsv[..., 2] = np.clip(hsv[..., 2] * rng.uniform(0.6, 1.2) + rng.uniform(-20, 20), 0, 255)
         return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
 
-    def _paste_digit(self, pixels: np.ndarray, cls: int, placed: list, shrink: float, max_share: float = 0.45):
+    def _paste_digit(self, pixels: np.ndarray, cls: int, placed: list, shrink: float, max_share: float = 0.45,
+                     centre_jitter: float | None = None):
         """Blend one upscaled digit, at most `max_share` of the short side tall, into the image; returns its
-        tight box (x1, y1, x2, y2) or None."""
+        tight box (x1, y1, x2, y2) or None. `centre_jitter`: place it near the centre, off by at most that share
+        of the free room either way (a classifier's crop), instead of anywhere."""
         rng, spec = self.rng, self.spec
         height, width = pixels.shape[:2]
         max_px = min(spec.max_object_px, int(max_share * min(height, width)))
@@ -172,8 +174,13 @@ class _SampleWriter:
         if len(rows) == 0:
             return None
         for _ in range(30):
-            x0 = int(rng.integers(0, width - object_w + 1))
-            y0 = int(rng.integers(0, height - object_h + 1))
+            if centre_jitter is None:
+                x0 = int(rng.integers(0, width - object_w + 1))
+                y0 = int(rng.integers(0, height - object_h + 1))
+            else:
+                free_x, free_y = width - object_w, height - object_h
+                x0 = int(round(free_x / 2 * (1 + rng.uniform(-centre_jitter, centre_jitter))))
+                y0 = int(round(free_y / 2 * (1 + rng.uniform(-centre_jitter, centre_jitter))))
             box = (x0 + cols.min(), y0 + rows.min(), x0 + cols.max() + 1, y0 + rows.max() + 1)
             if not placed or (paired_iou(np.array(box, dtype=float), np.array(placed, dtype=float)) < 0.05).all():
                 break

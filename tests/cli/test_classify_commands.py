@@ -84,11 +84,13 @@ def test_train_val_predict_a_classifier(tmp_path: Path) -> None:
     root = write_class_tree(tmp_path / "d", files)
     trained = runner.invoke(app, ["train", str(root), "--epochs", "1", "--imgsz", "64", "--batch", "4",
                                   "--project", str(tmp_path / "runs"), "--device", "cpu", "--workers", "0",
-                                  "--cache", "ram", "--randaugment", "2", "--randaugment-magnitude", "5"])
+                                  "--cache", "ram", "--randaugment", "2", "--randaugment-magnitude", "5",
+                                  "--crop-scale", "0.5"])
     assert trained.exit_code == 0, trained.output
     run = tmp_path / "runs" / "exp"
     args = yaml.safe_load((run / "args.yaml").read_text())
     assert (args["cache"], args["randaugment"], args["randaugment_magnitude"], args["amp"]) == ("ram", 2, 5, True)
+    assert args["crop_scale"] == 0.5
     assert "caching 12 images in RAM" in trained.output
     assert "task: classify (detected" in trained.output and (run / "report.html").is_file()
     page = (run / "report.html").read_text()
@@ -110,3 +112,5 @@ def test_randaugment_is_refused_for_a_detection_dataset(make_dataset) -> None:
     data_yaml = make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\n"}, "val": {"b.jpg": "0 0.5 0.5 0.2 0.2\n"}})
     result = runner.invoke(app, ["train", str(data_yaml), "--randaugment", "2", "--epochs", "1"])
     assert result.exit_code == 2 and "--randaugment is a classifier option" in result.output
+    result = runner.invoke(app, ["train", str(data_yaml), "--crop-scale", "0.5", "--epochs", "1"])
+    assert result.exit_code == 2 and "--crop-scale is a classifier option" in result.output

@@ -79,6 +79,8 @@ def test_auto_optimizer_choice():
     assert choose_optimizer("auto", total_iterations=500, lr0=None) == ("AdamW", 0.001)
     assert choose_optimizer("auto", total_iterations=50_000, lr0=None) == ("SGD", 0.01)
     assert choose_optimizer("SGD", total_iterations=10, lr0=0.05) == ("SGD", 0.05)
+    assert choose_optimizer("auto", total_iterations=500, lr0=None, adamw_lr=0.0005) == ("AdamW", 0.0005)
+    assert choose_optimizer("auto", total_iterations=50_000, lr0=None, adamw_lr=0.0005) == ("SGD", 0.01)
     with pytest.raises(ValueError):
         choose_optimizer("Adam9000", 10, None)
 

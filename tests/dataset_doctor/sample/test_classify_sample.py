@@ -53,3 +53,27 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     second = write_classify_sample(tmp_path / "b", seed=3, spec=spec)
     other = write_classify_sample(tmp_path / "c", seed=4, spec=spec)
     assert digest(first) == digest(second) != digest(other)
+
+
+def test_the_digit_sits_near_the_centre_where_the_evaluation_crop_keeps_it(tmp_path: Path) -> None:
+    """A classifier's input is a crop around its subject: evaluation's centre crop (the short side's square)
+    must keep the digit, so the sample draws it off the centre by at most half the free room either way."""
+    import numpy as np
+
+    from dataset_doctor.sample.generate import _SampleWriter
+    from dataset_doctor.sample.spec import SampleSpec
+
+    writer = _SampleWriter(tmp_path, 3, SampleSpec(min_object_px=40, max_object_px=90))
+    offsets = []
+    for trial in range(60):
+        width, height = (64, 96) if trial % 2 else (96, 64)
+        box = writer._paste_digit(writer._background(width, height), trial % 10, [], shrink=1.0, max_share=0.9,
+                                  centre_jitter=0.5)
+        assert box is not None
+        x1, y1, x2, y2 = box
+        short = min(width, height)
+        left, top = (width - short) / 2, (height - short) / 2  # the centre square evaluation keeps
+        assert x1 >= left - 0.15 * short and x2 <= left + 1.15 * short, (box, width, height)
+        assert y1 >= top - 0.15 * short and y2 <= top + 1.15 * short, (box, width, height)
+        offsets.append(((x1 + x2) / 2 - width / 2) / width)
+    assert np.std(offsets) > 0.01  # jittered, not pinned to the centre
