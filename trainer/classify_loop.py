@@ -44,7 +44,7 @@ from dataset_doctor.dataset.classify_index import ClassifyIndex, build_classify_
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.weights import compute_class_weights
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from trainer.config import ClassifyConfig
+from trainer.config import CLASSIFY_ADAMW_LR, ClassifyConfig
 from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset, fill_base_cache
 from trainer.data.sampler import build_sampler
 from trainer.devices import autocast, choice_for_rank, choose_device
@@ -56,10 +56,6 @@ from trainer.run_dir import ARGS_FILE, WEIGHTS_DIR, new_run_dir, write_json
 from trainer.schedule import Schedule
 
 TASK = "classify"
-# AdamW's default lr for the classifier, lower than the detector's 0.001: on the classification sample (1,508
-# train images, crops of at least 70% of the area, 15 epochs at 64, one seed) the n classifier reached val top-1
-# 0.40 at 0.001 and 0.57 at 0.0005 (bench/README.md "Classifier")
-CLASSIFY_ADAMW_LR = 0.0005
 CLASSIFY_RESULTS_COLUMNS = ["epoch", "train_loss", "lr", "train_top1", "train_top5", "val_top1", "val_top5",
                             "seconds"]
 METRICS_FILE = "metrics.json"

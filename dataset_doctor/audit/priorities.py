@@ -24,7 +24,7 @@ from dataset_doctor.audit.checks_classes import TRAIN, VAL
 from dataset_doctor.audit.input_size import advice_sentence, input_size_table, suggest_imgsz
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING, NextStep
-from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
+from dataset_doctor.rebalance import COPY_PASTE_EVIDENCE, DEFAULT_MAX_COPIES, SUGGESTED_COPY_PASTE
 
 IMPORTANCE: tuple[str, ...] = (
     # errors: whole images lost first, then whole label files' meaning, then single boxes
@@ -172,9 +172,8 @@ def next_steps(result: AuditResult) -> list[NextStep]:
                 f"instances ({_plural(len(below), 'class', 'classes')} below that now; the median class has "
                 f"{int(np.median(train[train > 0]))}). doctor train also weights the loss by class "
                 "(--class-weights auto, the weights doctor weights prints): the two compound. Without writing a "
-                "copy, doctor train --copy-paste 0.5 pastes boxes of rare classes into other train images as it "
-                "trains (on a real 7-class set over 3 seeds it lifted the rarest classes' val AP50 from 0.110 to "
-                "0.142 on top of class weights; bench/README.md).",
+                f"copy, doctor train --copy-paste {SUGGESTED_COPY_PASTE:g} pastes boxes of rare classes into other "
+                f"train images as it trains ({COPY_PASTE_EVIDENCE}).",
                 f"doctor rebalance {result.dataset} --target {target} --out {_sibling(result, 'rebalanced')}"))
     rare = sorted(np.flatnonzero(train < result.options.min_instances).tolist(), key=lambda k: train[k])
     if rare and ({"few-instances", "unused-class"} & checks):

@@ -11,7 +11,7 @@ import typer
 
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
-from trainer.config import TrainConfig, TrainSettings
+from trainer.config import CLASSIFY_ADAMW_LR, ClassifyConfig, TrainConfig, TrainSettings
 from trainer.data.config import AugmentConfig, DataConfig
 
 _T, _D, _A = TrainConfig(), DataConfig(), AugmentConfig()
@@ -64,7 +64,8 @@ def train(
                                               "weights.")] = _D.sampler,
     optimizer: Annotated[str, typer.Option(help="SGD, AdamW or auto (by run length).")] = _T.optimizer,
     lr0: Annotated[float | None, typer.Option(help="Initial learning rate (default: 0.01 SGD, 0.001 AdamW, "
-                                                   "0.0005 AdamW for a classifier; a tenth of that with --weights).")]
+                                                   f"{CLASSIFY_ADAMW_LR:g} AdamW for a classifier; a tenth of that "
+                                                   "with --weights).")]
     = None,
     lrf: Annotated[float, typer.Option(help="Final learning rate, fraction of lr0.")] = _T.lrf,
     momentum: Annotated[float, typer.Option(help="SGD momentum / AdamW beta1.")] = _T.momentum,
@@ -85,8 +86,9 @@ def train(
     randaugment_magnitude: Annotated[int, typer.Option(min=0, max=10, help="Classifier: strength of the "
                                                                            "--randaugment ops, 0..10.")] = 9,
     crop_scale: Annotated[float | None, typer.Option(min=0.01, max=1.0, help="Classifier: smallest area fraction "
-                                                     "a random resized crop keeps (default 0.7; Inception's 0.08 "
-                                                     "suits ImageNet-sized data).")] = None,
+                                                     f"a random resized crop keeps (default "
+                                                     f"{ClassifyConfig.crop_scale:g}; Inception's 0.08 suits "
+                                                     "ImageNet-sized data).")] = None,
     multi_scale: Annotated[bool, typer.Option("--multi-scale", help="Random input size per batch, "
                                                                     "imgsz +/- 50%.")] = False,
     cache: Annotated[str, typer.Option(help="none, or ram: keep decoded images in memory.")] = _D.cache,

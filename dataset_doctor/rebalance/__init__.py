@@ -4,4 +4,9 @@ sources.py (what the train split offers) -> plan.py (how many copies, plus two b
 augmented copy) -> materialize.py (the output dataset) -> report.py (tables and rebalance.json).
 """
 
+# What the audit's and the training report's next steps suggest for rare classes, and the measurement they quote
+# (bench/README.md "Imbalance levers": aquarium, n from scratch, 30 epochs at 320, means of 3 seeds)
+SUGGESTED_COPY_PASTE = 0.5
+COPY_PASTE_EVIDENCE = ("measured on a real 7-class set over 3 seeds: the rarest classes' val AP50 0.110 -> 0.142 "
+                       "and val mAP50-95 0.037 -> 0.046 on top of class weights")
 DEFAULT_MAX_COPIES = 10  # new images from one source image at most: the model should not see one picture forever
