@@ -3,13 +3,15 @@
 The scan is the only stage that reads every file, so it is the one that runs on all cores. Its result, a
 `FileScan`, is per unique image file and knows nothing of splits or class names, which is what lets the
 cache reuse it after data.yaml changes and re-read only the files that changed: an image whose size, mtime, inode
-or ctime changed, a label file whose bytes changed (hashed: restored mtimes must not hide an edit).
+or ctime changed, a label file whose size, mtime, inode or ctime changed, and a label file whose bytes changed
+under an unchanged stat (hashed, for the few labels the stat cannot vouch for: see `_racy_labels`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -23,12 +25,13 @@ from dataset_doctor.progress import counting_progress
 
 MISSING = -1  # file size recorded for a file that does not exist
 
-# Columns of FileScan.files, in order. Image size, mtime, inode and ctime and the label's size and content hash
-# identify a file version for the cache (label_mtime_ns is recorded, not compared).
+# Columns of FileScan.files, in order. Size, mtime, inode and ctime of the image and of the label identify a file
+# version for the cache; the label's content hash is compared where the stat cannot vouch for it.
 FILE_COLUMNS = {
     "path": str, "label_path": str, "image_size": np.int64, "image_mtime_ns": np.int64,
     "image_inode": np.int64, "image_ctime_ns": np.int64,
-    "label_size": np.int64, "label_mtime_ns": np.int64, "label_hash": str, "width": np.int32, "height": np.int32,
+    "label_size": np.int64, "label_mtime_ns": np.int64, "label_inode": np.int64, "label_ctime_ns": np.int64,
+    "label_hash": str, "width": np.int32, "height": np.int32,
     "content_hash": str, "phash": str, "format": str, "image_error": str, "label_error": str,
     "label_lines": np.int32,
 }
@@ -44,6 +47,9 @@ class FileScan:
     files: pd.DataFrame  # one row per unique image file, FILE_COLUMNS
     boxes: np.ndarray  # (n, 8) float64, BOX_COLUMNS; `file` is a row position in `files`
     problems: pd.DataFrame  # PROBLEM_COLUMNS, from parsing labels
+    # Wall-clock time (ns) taken just before the files were stat'ed; 0: unknown, so no label is trusted on its
+    # stat alone.
+    scanned_at_ns: int = 0
 
     @staticmethod
     def empty() -> FileScan:
@@ -52,52 +58,61 @@ class FileScan:
         return FileScan(files, np.zeros((0, len(BOX_COLUMNS))), pd.DataFrame(columns=PROBLEM_COLUMNS))
 
 
-_SIGNATURE_COLUMNS = ["image_size", "image_mtime_ns", "image_inode", "image_ctime_ns", "label_size"]
+_SIGNATURE_COLUMNS = ["image_size", "image_mtime_ns", "image_inode", "image_ctime_ns",
+                      "label_size", "label_mtime_ns", "label_inode", "label_ctime_ns"]
+_LABEL_SIZE, _LABEL_CTIME = 4, 7  # their positions in a signature
 _INT64_WRAP = 2**64  # inode numbers are unsigned 64-bit; stored wrapped into int64
+# A label whose ctime is within this much of the previous scan may have been edited within one timestamp tick of
+# being stat'ed, leaving the stat unchanged: its content is hashed instead. Linux file systems keep ctime to the
+# kernel's coarse clock (milliseconds); 3 s also covers FAT's 2 s and small clock differences of network shares.
+RACY_MARGIN_NS = 3_000_000_000
+# Where ctime is not the change time (Windows reports the creation time), every label is hashed.
+_CTIME_TRACKS_CHANGES = os.name == "posix"
+_now_ns = time.time_ns  # the scan clock (tests move it)
 
 
 def scan_files(pairs: Sequence[tuple[str, str]], previous: FileScan | None = None, workers: int | None = None,
                progress: bool = False) -> tuple[FileScan, int]:
     """Scan (image path, label path) pairs; returns the scan and how many files were actually read.
 
-    Files whose image signature, label size and label content hash match a row of `previous` are taken from
-    it without being parsed (their labels are read and hashed: that is what catches an edit under a restored
-    mtime).
+    Files whose image and label stat match a row of `previous` are taken from it without being parsed; of
+    their labels only the racy ones (`_racy_labels`) are read, to compare their content hash.
     """
     unique_pairs = list(dict.fromkeys(pairs))
+    started_ns = _now_ns()
     signatures = _signatures(unique_pairs)
     reused_rows, reused_positions, todo = _match_previous(unique_pairs, signatures, previous)
     fresh = _scan_pairs([unique_pairs[i] for i in todo], workers, progress)
-    return _merge(unique_pairs, signatures, previous, reused_rows, reused_positions, todo, fresh), len(todo)
+    scan = _merge(unique_pairs, signatures, previous, reused_rows, reused_positions, todo, fresh)
+    if scan is not previous:
+        scan.scanned_at_ns = started_ns
+    elif (_racy_labels(signatures, previous.scanned_at_ns) & ~_racy_labels(signatures, started_ns)).any():
+        # Every file unchanged, but labels were hashed that a newer scan time would vouch for: a new FileScan
+        # (so the caller saves it) stamped now, and the next run reads fewer labels.
+        scan = FileScan(previous.files, previous.boxes, previous.problems, started_ns)
+    return scan, len(todo)
 
 
 def _signatures(pairs: list[tuple[str, str]]) -> np.ndarray:
-    """(image size, mtime_ns, inode, ctime_ns, label size, label mtime_ns) of every pair as an (n, 6) array,
-    sizes MISSING for absent files; one tight loop, as it stats every file of the dataset on every run.
+    """(size, mtime_ns, inode, ctime_ns) of every pair's image, then of its label, as an (n, 8) array, sizes
+    MISSING for absent files; one tight loop, as it stats every file of the dataset on every run.
 
     Inode and ctime catch an image replaced by a copy with the same size and a restored mtime (`cp -p`, `tar`):
     a restore cannot set ctime, and a copy gets a new inode. Moving a dataset therefore rescans its images.
     """
     values: list[int] = []
-    append, stat = values.append, os.stat
+    extend, stat, half = values.extend, os.stat, _INT64_WRAP // 2
     for image, label in pairs:
-        try:
-            result = stat(image)
-        except OSError:
-            values.extend((MISSING, 0, 0, 0))
-        else:
-            inode = result.st_ino
-            values.extend((result.st_size, result.st_mtime_ns, inode if inode < _INT64_WRAP // 2 else
-                           inode - _INT64_WRAP, result.st_ctime_ns))
-        try:
-            result = stat(label)
-        except OSError:
-            append(MISSING)
-            append(0)
-        else:
-            append(result.st_size)
-            append(result.st_mtime_ns)
-    return np.array(values, dtype=np.int64).reshape(-1, 6)
+        for path in (image, label):
+            try:
+                result = stat(path)
+            except OSError:
+                extend((MISSING, 0, 0, 0))
+            else:
+                inode = result.st_ino
+                extend((result.st_size, result.st_mtime_ns, inode if inode < half else inode - _INT64_WRAP,
+                        result.st_ctime_ns))
+    return np.array(values, dtype=np.int64).reshape(-1, 8)
 
 
 def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,
@@ -113,13 +128,29 @@ def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,
     safe_rows = np.where(known, rows, 0)
     stats = files[_SIGNATURE_COLUMNS].to_numpy(np.int64)
     labels = np.array([label for _, label in pairs], dtype=object)
-    same = (known & (stats[safe_rows] == signatures[:, :5]).all(axis=1)
+    same = (known & (stats[safe_rows] == signatures).all(axis=1)
             & (files["label_path"].to_numpy(dtype=object)[safe_rows] == labels) & (signatures[:, 0] != MISSING))
-    # Only the candidates' labels are read here (a changed or new file's label is hashed when it is parsed).
+    # Only the racy candidates' labels are read here (a changed or new file's label is hashed when it is parsed).
     hashes = files["label_hash"].to_numpy(dtype=object)
-    for position in np.flatnonzero(same & (signatures[:, 4] != MISSING)):
+    for position in np.flatnonzero(same & _racy_labels(signatures, previous.scanned_at_ns)):
         same[position] = _current_label_digest(pairs[position][1]) == hashes[rows[position]]
     return rows[same], np.flatnonzero(same), np.flatnonzero(~same)
+
+
+def _racy_labels(signatures: np.ndarray, scanned_at_ns: int) -> np.ndarray:
+    """Which existing labels an unchanged stat cannot vouch for (git's "racily clean" entries), so their bytes
+    are compared instead.
+
+    Any write to a file sets its ctime to the current time, and nothing can set it back: `cp -p`, `tar` and
+    `rsync -t` restore mtimes, not ctimes, and a copy gets a new inode. So a label whose size, mtime, inode and
+    ctime are what the previous scan recorded still holds what was scanned, unless it was written again within
+    the same clock tick as that recorded ctime, which can only happen when the ctime was within a tick of the
+    scan. Those labels, and every label where ctime is not a change time, are hashed.
+    """
+    exists = signatures[:, _LABEL_SIZE] != MISSING
+    if not _CTIME_TRACKS_CHANGES:
+        return exists
+    return exists & (signatures[:, _LABEL_CTIME] >= scanned_at_ns - RACY_MARGIN_NS)
 
 
 def _current_label_digest(label: str) -> str | None:
@@ -194,11 +225,13 @@ def _merge(pairs, signatures, previous, reused_rows, reused_positions, todo, fre
         problem_rows: list[tuple] = []
         for position, (probe, parsed, label_error, label_hash) in zip(todo, fresh):
             image, label = pairs[position]
-            image_size, image_mtime, image_inode, image_ctime, label_size, label_mtime = signatures[position].tolist()
+            image_size, image_mtime, image_inode, image_ctime, label_size, label_mtime, label_inode, label_ctime = \
+                signatures[position].tolist()
             row = {
                 "path": image, "label_path": label, "image_size": image_size, "image_mtime_ns": image_mtime,
                 "image_inode": image_inode, "image_ctime_ns": image_ctime, "label_size": label_size,
-                "label_mtime_ns": label_mtime, "label_hash": label_hash, "width": probe.width,
+                "label_mtime_ns": label_mtime, "label_inode": label_inode, "label_ctime_ns": label_ctime,
+                "label_hash": label_hash, "width": probe.width,
                 "height": probe.height, "content_hash": probe.content_hash, "phash": probe.phash,
                 "format": probe.format, "image_error": probe.error or "", "label_error": label_error or "",
                 "label_lines": parsed.nonblank_lines if parsed is not None else 0,

@@ -112,7 +112,7 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
     cache_file = cache_file_for(config.yaml_path)
     previous = load_scan(cache_file) if use_cache else None
     scan, files_read = scan_files(pairs, previous, workers=workers, progress=progress)
-    if use_cache and (files_read or previous is None or len(previous.files) != len(scan.files)):
+    if use_cache and scan is not previous:  # scan_files returns `previous` itself when nothing changed
         save_scan(cache_file, scan)
     return _assemble(config, listing, pairs, scan, files_read, skipped_links)
 

@@ -1,9 +1,10 @@
 """The on-disk cache of file scans: under the user's cache directory, never inside the dataset.
 
 Stale caches are a known complaint about other tools, so the cache is per file, not per dataset: a file is
-reused only when its image's size, modification time, inode and change time (nanoseconds) are unchanged and its
-label file holds the same bytes (BLAKE2b of the content: `cp -p`, `tar` and `rsync -t` restore mtimes), and the cache
-is ignored entirely when it was written by another version of the scanner. It is stored as a NumPy archive
+reused only when its image's and its label's size, modification time, inode and change time (nanoseconds) are
+unchanged (`cp -p`, `tar` and `rsync -t` restore mtimes, never ctimes) and, for a label changed within seconds of
+the previous scan, when it holds the same bytes (BLAKE2b of the content); the cache is ignored entirely when it
+was written by another version of the scanner. It is stored as a NumPy archive
 read with `allow_pickle=False`: loading a cache never runs code.
 """
 
@@ -23,8 +24,9 @@ from dataset_doctor.dataset.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_
 
 # Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
 # with SHA-256 content hashes and string blobs (audit's 3). 5: label content hashes, image inode and
-# ctime, a UTF-8 BOM stripped from labels, flat images hashed by their gray level.
-SCAN_FORMAT_VERSION = 5
+# ctime, a UTF-8 BOM stripped from labels, flat images hashed by their gray level. 6: label inode and ctime, and the
+# scan time, so labels are trusted on their stat unless racy.
+SCAN_FORMAT_VERSION = 6
 
 
 def cache_dir() -> Path:
@@ -60,9 +62,10 @@ def load_scan(path: Path) -> FileScan | None:
                 "file": archive["problems.file"], "check": _strings(archive["problems.check"], problem_rows),
                 "line": archive["problems.line"], "message": _strings(archive["problems.message"], problem_rows),
             }, columns=PROBLEM_COLUMNS)
+            scanned_at_ns = int(archive["scanned_at_ns"])
     except (OSError, KeyError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
         return None
-    return FileScan(files, boxes, problems)
+    return FileScan(files, boxes, problems, scanned_at_ns)
 
 
 def _blob(strings: list[str]) -> np.ndarray:
@@ -83,7 +86,8 @@ def _strings(blob: np.ndarray, count: int) -> list[str]:
 
 def save_scan(path: Path, scan: FileScan) -> None:
     """Write atomically (temporary file, then rename): a killed run never leaves a half-written cache."""
-    arrays: dict[str, np.ndarray] = {"version": np.array(SCAN_FORMAT_VERSION)}
+    arrays: dict[str, np.ndarray] = {"version": np.array(SCAN_FORMAT_VERSION),
+                                     "scanned_at_ns": np.array(scan.scanned_at_ns, dtype=np.int64)}
     for name, kind in FILE_COLUMNS.items():
         values = scan.files[name]
         arrays[f"files.{name}"] = _blob(values.tolist()) if kind is str else values.to_numpy().astype(kind)
