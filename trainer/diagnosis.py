@@ -37,7 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset_doctor.findings import NextStep
-from dataset_doctor.rebalance import COPY_PASTE_EVIDENCE, SUGGESTED_COPY_PASTE
+from dataset_doctor.rebalance import (
+    COPY_PASTE_EVIDENCE,
+    LONGER_TRAINING_FACTOR,
+    SUGGESTED_COPY_PASTE,
+    TRAIN_LONGER_EVIDENCE,
+)
 from trainer.config import P2_SUFFIX, parse_model_name
 from trainer.data.config import DataConfig
 
@@ -366,15 +371,28 @@ def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, targe
         detail += " The train split is already a rebalanced copy: more copies add no new information."
         steps = (NextStep(f"collect and label more real images of '{numbers.name}'"),)
     else:
-        steps = (NextStep(f"collect and label more images of '{numbers.name}' (best), or oversample it with augmented "
-                          f"copies up to {target} boxes per class",
-                          f"doctor rebalance {_quote(run.dataset)} --target {target} "
-                          f"--out {_quote(_sibling(run.dataset, 'rebalanced'))}"),)
+        steps = (NextStep(f"collect and label more images of '{numbers.name}' (best)"),
+                 _train_longer_step(run))
         if run.copy_paste <= 0 and run.own_trainer:
-            steps += (NextStep(f"or, without writing a copy, paste boxes of rare classes like '{numbers.name}' into "
-                               f"other train images while training ({COPY_PASTE_EVIDENCE})",
+            steps += (NextStep(f"and paste boxes of rare classes like '{numbers.name}' into other train images while "
+                               f"training ({COPY_PASTE_EVIDENCE})",
                                _train_command(run, copy_paste=SUGGESTED_COPY_PASTE)),)
+        if not run.own_trainer:
+            steps += (NextStep(f"if your trainer cannot weight the loss by class, oversample '{numbers.name}' with "
+                               f"augmented copies up to {target} boxes per class instead (with class weights, "
+                               "training as long did better)",
+                               f"doctor rebalance {_quote(run.dataset)} --target {target} "
+                               f"--out {_quote(_sibling(run.dataset, 'rebalanced'))}"),)
     return RunFinding(numbers.name, level, "few-instances", "too few instances", detail, steps)
+
+
+def _train_longer_step(run: RunFacts) -> NextStep:
+    """Longer training with class weights, the lever that beat image copies of rare classes."""
+    epochs = max(run.epochs_planned, 1) * LONGER_TRAINING_FACTOR
+    weights = {} if run.class_weights_method != "none" else {"class_weights": "auto"}
+    text = (f"or train {LONGER_TRAINING_FACTOR}x longer{' with class weights' if weights else ''} rather than "
+            f"oversampling with image copies, whose gain is the extra steps ({TRAIN_LONGER_EVIDENCE})")
+    return NextStep(text, _train_command(run, epochs=epochs, **weights))
 
 
 def _over_boosted(numbers: ClassNumbers, run: RunFacts, median_weight: float) -> RunFinding | None:

@@ -24,7 +24,13 @@ from dataset_doctor.audit.checks_classes import TRAIN, VAL
 from dataset_doctor.audit.input_size import advice_sentence, input_size_table, suggest_imgsz
 from dataset_doctor.audit.result import AuditResult
 from dataset_doctor.findings import CHECKS, ERROR, INFO, SEVERITY_RANK, WARNING, NextStep
-from dataset_doctor.rebalance import COPY_PASTE_EVIDENCE, DEFAULT_MAX_COPIES, SUGGESTED_COPY_PASTE
+from dataset_doctor.rebalance import (
+    COPY_PASTE_EVIDENCE,
+    DEFAULT_MAX_COPIES,
+    LONGER_TRAINING_FACTOR,
+    SUGGESTED_COPY_PASTE,
+    TRAIN_LONGER_EVIDENCE,
+)
 
 IMPORTANCE: tuple[str, ...] = (
     # errors: whole images lost first, then whole label files' meaning, then single boxes
@@ -168,13 +174,15 @@ def next_steps(result: AuditResult) -> list[NextStep]:
         if target is not None:
             below = np.flatnonzero((train > 0) & (train < target))
             steps.append(NextStep(
-                f"Add augmented copies of the images holding rare classes until every class has {target} train "
-                f"instances ({_plural(len(below), 'class', 'classes')} below that now; the median class has "
-                f"{int(np.median(train[train > 0]))}). doctor train also weights the loss by class "
-                "(--class-weights auto, the weights doctor weights prints): the two compound. Without writing a "
-                f"copy, doctor train --copy-paste {SUGGESTED_COPY_PASTE:g} pastes boxes of rare classes into other "
-                f"train images as it trains ({COPY_PASTE_EVIDENCE}).",
-                f"doctor rebalance {result.dataset} --target {target} --out {_sibling(result, 'rebalanced')}"))
+                f"Train about {LONGER_TRAINING_FACTOR}x longer with class weights rather than writing image copies "
+                f"of the rare classes ({TRAIN_LONGER_EVIDENCE}). doctor train weights the loss by class by default "
+                f"(--class-weights auto, the weights doctor weights prints), and --copy-paste "
+                f"{SUGGESTED_COPY_PASTE:g} pastes boxes of rare classes into other train images as it trains "
+                f"({COPY_PASTE_EVIDENCE}). With a trainer that cannot weight classes, doctor rebalance "
+                f"{result.dataset} --target {target} writes an oversampled copy "
+                f"({_plural(len(below), 'class', 'classes')} below {target} train instances now; the median class "
+                f"has {int(np.median(train[train > 0]))}).",
+                f"doctor train {result.dataset} --copy-paste {SUGGESTED_COPY_PASTE:g}"))
     rare = sorted(np.flatnonzero(train < result.options.min_instances).tolist(), key=lambda k: train[k])
     if rare and ({"few-instances", "unused-class"} & checks):
         listed = _name_list([f"'{names[k]}' ({int(train[k])})" for k in rare])

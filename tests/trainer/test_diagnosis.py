@@ -203,15 +203,29 @@ def test_a_class_missing_from_the_train_subset_gets_its_val_judged_alone():
     assert "doctor val /runs/exp/weights/best.pt /data/set/data.yaml --split train --imgsz 640" in commands(owl)
 
 
-def test_too_few_instances_suggests_a_rebalance_with_a_sensible_target():
+def test_too_few_instances_suggests_training_longer_and_pasting_not_image_copies():
+    """bench_imbalance on aquarium: class weights trained as long as an image-rebalanced copy beat it."""
     classes = [numbers("cat", 0.9, 0.85, train_instances=1200), numbers("dog", 0.9, 0.8, train_instances=400),
                numbers("fox", 0.4, 0.3, train_instances=30)]
     diagnosis = diagnose_run(classes, facts())
     few = find(diagnosis, "fox", "few-instances")
     assert few.level == "warning" and "30 train boxes" in few.detail
-    assert commands(few) == ["doctor rebalance /data/set/data.yaml --target 400 --out /data/set-rebalanced",
-                             "doctor train /data/set/data.yaml --model n --imgsz 640 --epochs 100 --copy-paste 0.5"]
+    assert commands(few) == [
+        "doctor train /data/set/data.yaml --model n --imgsz 640 --epochs 300 --class-weights auto",
+        "doctor train /data/set/data.yaml --model n --imgsz 640 --epochs 100 --copy-paste 0.5"]
+    assert "3x longer with class weights" in few.next_steps[1].text and "0.092 vs 0.075" in few.next_steps[1].text
     assert "few-instances" not in rules(diagnosis.findings_of("cat"))
+    weighted = find(diagnose_run(classes, facts(class_weights_method="inverse")), "fox", "few-instances")
+    assert commands(weighted)[0] == "doctor train /data/set/data.yaml --model n --imgsz 640 --epochs 300"
+
+
+def test_too_few_instances_from_another_trainer_offers_a_rebalance_with_a_sensible_target():
+    classes = [numbers("cat", 0.9, 0.85, train_instances=1200), numbers("dog", 0.9, 0.8, train_instances=400),
+               numbers("fox", 0.4, 0.3, train_instances=30)]
+    few = find(diagnose_run(classes, facts(own_trainer=False)), "fox", "few-instances")
+    assert commands(few) == ["doctor rebalance /data/set/data.yaml --target 400 --out /data/set-rebalanced"]
+    assert any("3x longer" in step.text for step in few.next_steps)
+    assert "cannot weight the loss by class" in few.next_steps[-1].text
 
 
 def test_too_few_instances_offers_online_copy_paste_only_when_the_run_did_not_use_it():
