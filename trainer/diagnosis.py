@@ -40,6 +40,7 @@ from dataset_doctor.findings import NextStep
 from dataset_doctor.rebalance import (
     COPY_PASTE_EVIDENCE,
     LONGER_TRAINING_FACTOR,
+    PASTE_REBALANCE_EVIDENCE,
     SUGGESTED_COPY_PASTE,
     TRAIN_LONGER_EVIDENCE,
 )
@@ -378,10 +379,9 @@ def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, targe
                                f"training ({COPY_PASTE_EVIDENCE})",
                                _train_command(run, copy_paste=SUGGESTED_COPY_PASTE)),)
         if not run.own_trainer:
-            steps += (NextStep(f"if your trainer cannot weight the loss by class, oversample '{numbers.name}' with "
-                               f"augmented copies up to {target} boxes per class instead (with class weights, "
-                               "training as long did better)",
-                               f"doctor rebalance {_quote(run.dataset)} --target {target} "
+            steps += (NextStep(f"and paste boxes of rare classes like '{numbers.name}' into other train images, up to "
+                               f"{target} boxes per class, in a copy your trainer reads ({PASTE_REBALANCE_EVIDENCE})",
+                               f"doctor rebalance {_quote(run.dataset)} --target {target} --method paste "
                                f"--out {_quote(_sibling(run.dataset, 'rebalanced'))}"),)
     return RunFinding(numbers.name, level, "few-instances", "too few instances", detail, steps)
 

@@ -28,6 +28,7 @@ from dataset_doctor.rebalance import (
     COPY_PASTE_EVIDENCE,
     DEFAULT_MAX_COPIES,
     LONGER_TRAINING_FACTOR,
+    PASTE_REBALANCE_EVIDENCE,
     SUGGESTED_COPY_PASTE,
     TRAIN_LONGER_EVIDENCE,
 )
@@ -174,15 +175,18 @@ def next_steps(result: AuditResult) -> list[NextStep]:
         if target is not None:
             below = np.flatnonzero((train > 0) & (train < target))
             steps.append(NextStep(
+                f"Paste boxes of the rare classes into other train images until every class has {target} train "
+                f"instances ({_plural(len(below), 'class', 'classes')} below that now; the median class has "
+                f"{int(np.median(train[train > 0]))}): doctor rebalance --method paste writes that copy for any "
+                f"trainer ({PASTE_REBALANCE_EVIDENCE}); doctor train --copy-paste {SUGGESTED_COPY_PASTE:g} does it "
+                f"as it trains instead ({COPY_PASTE_EVIDENCE}). doctor train weights the loss by class by default "
+                "(--class-weights auto, the weights doctor weights prints): the two compound.",
+                f"doctor rebalance {result.dataset} --target {target} --method paste "
+                f"--out {_sibling(result, 'rebalanced')}"))
+            steps.append(NextStep(
                 f"Train about {LONGER_TRAINING_FACTOR}x longer with class weights rather than writing image copies "
-                f"of the rare classes ({TRAIN_LONGER_EVIDENCE}). doctor train weights the loss by class by default "
-                f"(--class-weights auto, the weights doctor weights prints), and --copy-paste "
-                f"{SUGGESTED_COPY_PASTE:g} pastes boxes of rare classes into other train images as it trains "
-                f"({COPY_PASTE_EVIDENCE}). With a trainer that cannot weight classes, doctor rebalance "
-                f"{result.dataset} --target {target} writes an oversampled copy "
-                f"({_plural(len(below), 'class', 'classes')} below {target} train instances now; the median class "
-                f"has {int(np.median(train[train > 0]))}).",
-                f"doctor train {result.dataset} --copy-paste {SUGGESTED_COPY_PASTE:g}"))
+                f"of the rare classes (doctor rebalance --method images): their gain is the extra steps "
+                f"({TRAIN_LONGER_EVIDENCE})."))
     rare = sorted(np.flatnonzero(train < result.options.min_instances).tolist(), key=lambda k: train[k])
     if rare and ({"few-instances", "unused-class"} & checks):
         listed = _name_list([f"'{names[k]}' ({int(train[k])})" for k in rare])

@@ -100,7 +100,7 @@ def test_verdict_counts_names_real_checks_and_says_what_to_do(sample_audit, samp
     linked = re.findall(r'href="#check-([a-z-]+)"', verdict)
     assert set(linked) == set(named)
     assert f"doctor fix {result.dataset} --out" in verdict
-    target = int(re.search(r"doctor rebalance \S+ --target (\d+) writes", verdict).group(1))
+    target = int(re.search(r"doctor rebalance \S+ --target (\d+) --method paste --out", verdict).group(1))
     train = np.asarray(result.instances("train"))
     assert result.options.min_instances <= target <= train.max()
     rarest = result.classes[int(np.argmin(train))]

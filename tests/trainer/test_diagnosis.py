@@ -223,9 +223,10 @@ def test_too_few_instances_from_another_trainer_offers_a_rebalance_with_a_sensib
     classes = [numbers("cat", 0.9, 0.85, train_instances=1200), numbers("dog", 0.9, 0.8, train_instances=400),
                numbers("fox", 0.4, 0.3, train_instances=30)]
     few = find(diagnose_run(classes, facts(own_trainer=False)), "fox", "few-instances")
-    assert commands(few) == ["doctor rebalance /data/set/data.yaml --target 400 --out /data/set-rebalanced"]
+    assert commands(few) == [
+        "doctor rebalance /data/set/data.yaml --target 400 --method paste --out /data/set-rebalanced"]
     assert any("3x longer" in step.text for step in few.next_steps)
-    assert "cannot weight the loss by class" in few.next_steps[-1].text
+    assert "0.110 -> 0.138" in few.next_steps[-1].text  # the paste rebalance's measurement
 
 
 def test_too_few_instances_offers_online_copy_paste_only_when_the_run_did_not_use_it():
