@@ -155,7 +155,7 @@ def _size_drift(source: Path, output: Path) -> str:
 def object_methods(work: Path, name: str, data_yaml: Path, target: int, workers: int, max_copies: int,
                    max_pastes: int) -> list[str]:
     """Markdown rows: images / paste / auto written at `target`, with the naive baseline's image count."""
-    from dataset_doctor.rebalance.paste_plan import assign_pastes, plan_methods
+    from dataset_doctor.rebalance.paste_plan import assign_pastes, paste_goals, plan_methods
     from dataset_doctor.rebalance.report import methods_record, rebalance_json
 
     sources = collect_train_sources(build_index(data_yaml, progress=False))
@@ -174,6 +174,7 @@ def object_methods(work: Path, name: str, data_yaml: Path, target: int, workers:
         written = write_rebalanced_dataset(sources, outcome.copies, out, workers=workers, progress=False,
                                            pastes=assign_pastes(sources.boxes, len(sources.images),
                                                                 outcome.pastes, 0, max_pastes, outcome.clean_pastes),
+                                           paste_goals=paste_goals(outcome, before, target), max_pastes=max_pastes,
                                            extra_files={"rebalance.json": lambda _, r=record: rebalance_json(r)})
         seconds = time.perf_counter() - started
         new_shift = sorted(_shifted_classes(out / "data.yaml") - source_shift)

@@ -74,7 +74,7 @@ def rebalance(
     from dataset_doctor.dataset.index import build_index
     from dataset_doctor.rebalance.materialize import check_output_dir, write_rebalanced_dataset
     from dataset_doctor.rebalance.paste import PasteOptions
-    from dataset_doctor.rebalance.paste_plan import assign_pastes, plan_methods
+    from dataset_doctor.rebalance.paste_plan import assign_pastes, paste_goals, plan_methods
     from dataset_doctor.rebalance.plan import make_rebalance_plan
     from dataset_doctor.rebalance.report import (
         methods_record,
@@ -123,6 +123,7 @@ def rebalance(
         sources, chosen.copies, out, seed=seed, link=link.value, flip=flip, force=force, workers=workers,
         extra_files={"rebalance.json": record}, pastes=jobs,
         paste_options=PasteOptions(blend=blend.value, flip=flip),
+        paste_goals=paste_goals(chosen, counts.sum(axis=0), target), max_pastes=max_pastes,
     )
     seconds = time.perf_counter() - started
     console.print(summary_table(sources.names, plan, written=result.instances if method is Method.images else None))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
@@ -33,13 +34,17 @@ from dataset_doctor.dataset.file_scan import available_cores
 from dataset_doctor.errors import DoctorError
 from dataset_doctor.progress import counting_progress
 from dataset_doctor.rebalance.paste import PasteOptions
-from dataset_doctor.rebalance.paste_plan import PasteJob
+from dataset_doctor.rebalance.paste_plan import MAX_PASTES_PER_HOST, PasteJob, assign_pastes
 from dataset_doctor.rebalance.sources import TrainSources
+
+if TYPE_CHECKING:
+    from dataset_doctor.rebalance.paste_write import PastedHost, PasteRecord
 
 LINK_MODES = ("symlink", "hardlink", "copy")
 JPEG_QUALITY = 95
 MANIFEST_COLUMNS = ["file", "source", "transform", "seed", "instances", "source_line", "line"]
 _JOBS_PER_TASK = 4  # source images handed to a worker at a time (each with all its copies)
+TOP_UP_ROUNDS = 2  # extra paste rounds for classes written short of the plan (one is usually enough)
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
                              workers: int | None = None, progress: bool = True,
                              extra_files: dict[str, Callable[[WriteResult], bytes]] | None = None,
                              pastes: Sequence[PasteJob] = (), paste_options: PasteOptions | None = None,
+                             paste_goals: np.ndarray | None = None, max_pastes: int = MAX_PASTES_PER_HOST,
                              ) -> WriteResult:
     """Write the rebalanced dataset to `out_dir` and return what was written.
 
@@ -128,6 +134,10 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
     their augmentation. `extra_files` maps a file name in DIR to a function of the result giving its bytes
     (rebalance.json is written that way by the caller). `pastes` (paste_plan.assign_pastes) are applied to
     the output's originals after the copies are made (copies always show the unpasted original).
+
+    `paste_goals` (per class) are the train instances the plan promised: a class that ends short of its goal
+    (host boxes hidden by later pastes are dropped, copies' crops cut boxes off) gets that many more pastes into
+    images not pasted yet, in up to TOP_UP_ROUNDS more rounds, so the counts written meet the plan.
     """
     if link not in LINK_MODES:
         raise DoctorError(f"unknown link mode {link!r}: choose one of {', '.join(LINK_MODES)}")
@@ -145,12 +155,35 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         if pastes:
             from dataset_doctor.rebalance.paste_write import write_pastes
 
-            hosts, records = write_pastes(sources, originals, staging, pastes,
-                                          paste_options or PasteOptions(flip=flip))
-            host_of = {host.file: host for host in hosts}
+            options = paste_options or PasteOptions(flip=flip)
+            host_of: dict[str, PastedHost] = {}
+            records_of: dict[str, list[PasteRecord]] = {}
+            all_jobs, round_jobs = list(pastes), list(pastes)
+            for top_up in range(TOP_UP_ROUNDS + 1):
+                hosts, records = write_pastes(sources, originals, staging, round_jobs, options)
+                host_of.update({host.file: host for host in hosts})
+                rewritten = {host.file for host in hosts}
+                records_of.update({file: [] for file in rewritten})
+                for record in records:
+                    records_of[record.host_file].append(record)
+                short = _shortfall(paste_goals, files, new_files, host_of, len(sources.names))
+                if top_up == TOP_UP_ROUNDS or not short.any():
+                    break
+                # More pastes for the classes written short, dealt like the first ones; a host that gets one is
+                # rewritten from its original with all its jobs (the same seeds repeat the earlier pastes).
+                load = np.bincount([job.host for job in all_jobs], minlength=len(sources.images))
+                extra = assign_pastes(sources.boxes, len(sources.images), short, copy_seed(seed, "top-up", top_up),
+                                      max_pastes, pasted_before=load)
+                if not extra:
+                    break
+                all_jobs += extra
+                touched = {job.host for job in extra}
+                round_jobs = [job for job in all_jobs if job.host in touched]
+            records = [record for file in sorted(records_of, key=lambda f: host_of[f].position)
+                       for record in records_of[file]]
             files = [WrittenFile(f.file, f.source, f"{f.transform} + pasted", None, host_of[f.file].classes)
                      if f.file in host_of else f for f in files]
-            hidden = sum(host.dropped for host in hosts)
+            hidden = sum(host.dropped for host in host_of.values())
             paste_rows = [WrittenFile(r.host_file, r.source, r.transform, r.seed, np.zeros(r.carried, np.int64),
                                       r.source_line, r.line) for r in records]
         # Each original followed by its copies, whatever order the workers finished in.
@@ -167,6 +200,20 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         for name, make in (extra_files or {}).items():
             (staging / name).write_bytes(make(result))
     return result
+
+
+def _shortfall(goals: np.ndarray | None, originals: list[WrittenFile], copies: list[WrittenFile],
+               pasted: dict[str, PastedHost], num_classes: int) -> np.ndarray:
+    """Per class, how many instances the files written so far lack to reach `goals` (zeros without goals)."""
+    if goals is None:
+        return np.zeros(num_classes, dtype=np.int64)
+    written = np.zeros(num_classes, dtype=np.int64)
+    for file in originals:
+        written += np.bincount(pasted[file.file].classes if file.file in pasted else file.classes,
+                               minlength=num_classes)[:num_classes]
+    for file in copies:
+        written += np.bincount(file.classes, minlength=num_classes)[:num_classes]
+    return np.maximum(np.asarray(goals, dtype=np.int64) - written, 0)
 
 
 def _write_originals(sources: TrainSources, originals: list[str], staging: Path, link: str) -> list[WrittenFile]:

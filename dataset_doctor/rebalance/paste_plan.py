@@ -90,6 +90,13 @@ class ObjectOutcome:
         return int(self.copies.sum())
 
 
+def paste_goals(outcome: ObjectOutcome, before: np.ndarray, target: int) -> np.ndarray:
+    """The train instances a method promises the classes below `target` (its expected count, at most the
+    target; 0 for the others): what the write tops up to when pastes hide or crops cut some of them."""
+    promised = np.minimum(np.floor(np.asarray(outcome.instances, dtype=np.float64) + 1e-6), target).astype(np.int64)
+    return np.where(np.asarray(before) < target, promised, 0)
+
+
 @dataclass(frozen=True)
 class MethodComparison:
     """images, paste and auto for one target, and which one is written."""
@@ -322,7 +329,8 @@ class PasteJob:
 
 
 def assign_pastes(boxes: pd.DataFrame, num_images: int, pastes: np.ndarray, seed: int,
-                  max_per_host: int = MAX_PASTES_PER_HOST, clean_pastes: np.ndarray | None = None) -> list[PasteJob]:
+                  max_per_host: int = MAX_PASTES_PER_HOST, clean_pastes: np.ndarray | None = None,
+                  pasted_before: np.ndarray | None = None) -> list[PasteJob]:
     """Which instances are pasted where, spread and deterministic for `seed`.
 
     Per class, its instances in a seeded random order, used round-robin: each is pasted at most
@@ -330,7 +338,9 @@ def assign_pastes(boxes: pd.DataFrame, num_images: int, pastes: np.ndarray, seed
     (ObjectOutcome.clean_pastes), that many of the class's pastes come round-robin from its clean instances
     (PasteSplit) and the rest from the carrying ones. Hosts: every train image
     in order of fewest boxes first (backgrounds first; ties in seeded random order), dealt one paste at a time
-    round-robin with at most `max_per_host` each, never the paste's own source image.
+    round-robin with at most `max_per_host` each, never the paste's own source image. `pasted_before` (per
+    image) counts pastes an earlier round already gave each image: they count towards the limit, and the new
+    jobs are numbered after them.
     """
     rng = np.random.default_rng([seed, 20])
     box_positions = boxes["position"].to_numpy()
@@ -350,7 +360,7 @@ def assign_pastes(boxes: pd.DataFrame, num_images: int, pastes: np.ndarray, seed
     chosen = [chosen[i] for i in rng.permutation(len(chosen))]  # classes interleaved over the hosts
     objects = np.bincount(box_positions, minlength=num_images)
     hosts = np.lexsort((rng.random(num_images), objects))
-    load = np.zeros(num_images, dtype=np.int64)
+    load = np.zeros(num_images, dtype=np.int64) if pasted_before is None else np.array(pasted_before, np.int64)
     jobs: list[PasteJob] = []
     cursor = 0
     for row in chosen:

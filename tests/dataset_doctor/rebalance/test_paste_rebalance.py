@@ -167,3 +167,51 @@ def test_audit_of_the_output_shows_before_and_after_per_method(blood: Path, tmp_
     assert [rows[name]["now"] for name in ("red", "white", "platelet")] == data["splits"]["train"]["instances"]
     assert [rows[name]["written"] for name in ("red", "white", "platelet")] == \
         record["object_methods"]["written"]["instances"]
+
+
+def _check_pastes_in_place(out: Path, rows: list[dict]) -> None:
+    """Every manifest paste row's line in its host's label file holds the source instance's class."""
+    for row in rows:
+        source_label = Path(row["source"].replace("/images/", "/labels/")).with_suffix(".txt")
+        source_class = source_label.read_text().splitlines()[int(row["source_line"]) - 1].split()[0]
+        host_label = Path(str(out / row["file"]).replace("/images/", "/labels/")).with_suffix(".txt")
+        assert host_label.read_text().splitlines()[int(row["line"]) - 1].split()[0] == source_class
+
+
+def test_classes_written_short_of_the_plan_are_topped_up_into_unpasted_images(blood: Path, tmp_path: Path) -> None:
+    """Pastes can hide host boxes and crops cut them off: the write adds pastes until the promised counts hold."""
+    from dataset_doctor.rebalance.materialize import write_rebalanced_dataset
+
+    sources = collect_train_sources(build_index(blood, progress=False))
+    before = sources.count_matrix().sum(axis=0)
+    planned = np.array([0, 6, 4])
+    jobs = assign_pastes(sources.boxes, len(sources.images), planned, seed=1)
+    plain = write_rebalanced_dataset(sources, np.zeros(len(sources.images), np.int64), tmp_path / "plain",
+                                     pastes=jobs, workers=1, progress=False)
+    goals = np.array([0, plain.instances[1] + 5, plain.instances[2] + 3])  # as if 5 and 3 had been lost
+    out = tmp_path / "topped"
+    topped = write_rebalanced_dataset(sources, np.zeros(len(sources.images), np.int64), out, pastes=jobs,
+                                      paste_goals=goals, workers=1, progress=False)
+    assert topped.instances[1] >= goals[1] and topped.instances[2] >= goals[2]
+    assert topped.instances[0] <= before[0]  # no copies: the frequent class cannot grow
+    assert topped.pasted >= plain.pasted + 8
+    rows = [row for row in csv.DictReader((out / "manifest.csv").open()) if row["source_line"]]
+    # a host given more pastes is rewritten with all of them: the first round's rows stay true
+    _check_pastes_in_place(out, [row for row in rows if row["line"]])
+    first_round = [row for row in csv.DictReader((tmp_path / "plain/manifest.csv").open()) if row["source_line"]]
+    key = ("file", "source", "source_line", "seed")
+    assert {tuple(row[k] for k in key) for row in first_round} < {tuple(row[k] for k in key) for row in rows}
+    again = write_rebalanced_dataset(sources, np.zeros(len(sources.images), np.int64), tmp_path / "again",
+                                     pastes=jobs, paste_goals=goals, workers=1, progress=False)
+    assert again.instances.tolist() == topped.instances.tolist()  # deterministic
+
+
+def test_paste_goals_promise_the_plan_to_classes_below_the_target_only(blood: Path) -> None:
+    from dataset_doctor.rebalance.paste_plan import paste_goals
+
+    sources = collect_train_sources(build_index(blood, progress=False))
+    counts = sources.count_matrix()
+    comparison = compare_methods(counts, paste_effects(sources.boxes, 3), make_rebalance_plan(counts, 40), "paste")
+    goals = paste_goals(comparison.outcomes["paste"], counts.sum(axis=0), 40)
+    assert goals[0] == 0  # red is above the target: never topped up
+    assert 0 < goals[2] <= 40 and goals[1] == 40
