@@ -12,8 +12,7 @@ from rich.markup import escape
 
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
-from dataset_doctor.rebalance import DEFAULT_MAX_COPIES
-from dataset_doctor.rebalance.paste_plan import MAX_PASTES_PER_HOST
+from dataset_doctor.rebalance import DEFAULT_MAX_COPIES, MAX_PASTES_PER_HOST
 
 
 class Method(str, Enum):

@@ -16,4 +16,7 @@ LONGER_TRAINING_FACTOR = 3  # the epochs multiple suggested instead of an image-
 TRAIN_LONGER_EVIDENCE = ("measured on a real 7-class set over 3 seeds: class weights trained as many steps as an "
                          "image-rebalanced copy (3.2x the epochs) beat that copy, val mAP50-95 0.092 vs 0.075 and "
                          "the rarest classes' AP50 0.173 vs 0.168")
+# Instances pasted into one train image at most (--max-pastes): it should still look real. Here, not in
+# paste_plan, so the CLI reads its default without importing SciPy's optimiser (half a second per command).
+MAX_PASTES_PER_HOST = 5
 DEFAULT_MAX_COPIES = 10  # new images from one source image at most: the model should not see one picture forever

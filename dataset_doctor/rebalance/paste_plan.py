@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix, csr_matrix, hstack, identity, vstack
 
+from dataset_doctor.rebalance import MAX_PASTES_PER_HOST
 from dataset_doctor.rebalance.paste import CONTEXT_MARGIN, MIN_VISIBILITY
 from dataset_doctor.rebalance.plan import (
     COPY_TIE_BREAK,
@@ -47,7 +48,6 @@ from dataset_doctor.rebalance.plan import (
 
 METHODS = ("images", "paste", "auto")
 PASTE_COST = 0.1  # cost of one paste in surplus instances: a real picture wins ties (0.5 cost the sample 1.49 -> 1.72)
-MAX_PASTES_PER_HOST = 5  # instances pasted into one train image at most (--max-pastes): it should still look real
 SIZE_SHIFT_BOUND = 0.12  # auto: KS distance allowed between a class's train box sizes after and before
 SIZE_GRID = np.linspace(0.05, 0.95, 19)  # quantiles of the before-sizes where that distance is bounded
 SIZED_SOLVER_OPTIONS = {"time_limit": 60.0, "mip_rel_gap": 1e-2}  # the size rows make 1e-4 take minutes

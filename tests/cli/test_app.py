@@ -50,3 +50,15 @@ def test_command_help_paragraphs_are_not_broken_at_source_line_ends():
         for paragraph in description.strip().split("\n\n")[1:]:
             lines = [line.strip() for line in paragraph.strip().splitlines()]
             assert all(len(line) > 150 for line in lines[:-1]), (name, lines)
+
+
+def test_starting_the_cli_does_not_load_heavy_modules_only_some_commands_need():
+    """Every command pays the CLI's import time: SciPy's optimiser (rebalance's planner, ~0.5 s) and torch
+    (training) load when their command runs, not when the CLI starts."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dataset_doctor.cli; "
+            "print(sorted(m for m in ('scipy.optimize', 'torch') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
