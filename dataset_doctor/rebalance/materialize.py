@@ -136,8 +136,8 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
     the output's originals after the copies are made (copies always show the unpasted original).
 
     `paste_goals` (per class) are the train instances the plan promised: a class that ends short of its goal
-    (host boxes hidden by later pastes are dropped, copies' crops cut boxes off) gets that many more pastes into
-    images not pasted yet, in up to TOP_UP_ROUNDS more rounds, so the counts written meet the plan.
+    (host boxes hidden by later pastes are dropped, copies' crops cut boxes off) gets that many more pastes, in
+    up to TOP_UP_ROUNDS more rounds, so the counts written meet the plan.
     """
     if link not in LINK_MODES:
         raise DoctorError(f"unknown link mode {link!r}: choose one of {', '.join(LINK_MODES)}")
@@ -153,47 +153,15 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
         paste_rows: list[WrittenFile] = []
         hidden = 0
         if pastes:
-            from dataset_doctor.rebalance.paste_write import write_pastes
-
-            options = paste_options or PasteOptions(flip=flip)
-            host_of: dict[str, PastedHost] = {}
-            records_of: dict[str, list[PasteRecord]] = {}
-            all_jobs, round_jobs = list(pastes), list(pastes)
-            for top_up in range(TOP_UP_ROUNDS + 1):
-                hosts, records = write_pastes(sources, originals, staging, round_jobs, options)
-                host_of.update({host.file: host for host in hosts})
-                rewritten = {host.file for host in hosts}
-                records_of.update({file: [] for file in rewritten})
-                for record in records:
-                    records_of[record.host_file].append(record)
-                short = _shortfall(paste_goals, files, new_files, host_of, len(sources.names))
-                if top_up == TOP_UP_ROUNDS or not short.any():
-                    break
-                # More pastes for the classes written short, dealt like the first ones; a host that gets one is
-                # rewritten from its original with all its jobs (the same seeds repeat the earlier pastes).
-                load = np.bincount([job.host for job in all_jobs], minlength=len(sources.images))
-                extra = assign_pastes(sources.boxes, len(sources.images), short, copy_seed(seed, "top-up", top_up),
-                                      max_pastes, pasted_before=load)
-                if not extra:
-                    break
-                all_jobs += extra
-                touched = {job.host for job in extra}
-                round_jobs = [job for job in all_jobs if job.host in touched]
-            records = [record for file in sorted(records_of, key=lambda f: host_of[f].position)
-                       for record in records_of[file]]
-            files = [WrittenFile(f.file, f.source, f"{f.transform} + pasted", None, host_of[f.file].classes)
-                     if f.file in host_of else f for f in files]
-            hidden = sum(host.dropped for host in host_of.values())
-            paste_rows = [WrittenFile(r.host_file, r.source, r.transform, r.seed, np.zeros(r.carried, np.int64),
-                                      r.source_line, r.line) for r in records]
+            files, paste_rows, hidden = _apply_pastes(
+                sources, originals, staging, files, new_files, pastes, paste_options or PasteOptions(flip=flip),
+                paste_goals, max_pastes, seed)
         # Each original followed by its copies, whatever order the workers finished in.
         rank = {name: (position, 0) for position, name in enumerate(originals)}
         rank.update({name: (position, number) for position, names in enumerate(copy_names)
                      for number, name in enumerate(names, start=1)})
         files = sorted(files + new_files, key=lambda written: rank[written.file])
-        instances = np.zeros(len(sources.names), dtype=np.int64)
-        for written in files:
-            instances += np.bincount(written.classes, minlength=len(sources.names))
+        instances = _instance_counts(files, len(sources.names))
         result = WriteResult(out, files, instances, len(new_files), lost, len(paste_rows), hidden)
         _write_text(staging / "manifest.csv", _manifest_csv(files + paste_rows))
         _write_text(staging / "data.yaml", _data_yaml(sources.config, out, staging))
@@ -202,18 +170,57 @@ def write_rebalanced_dataset(sources: TrainSources, copies: np.ndarray, out_dir:
     return result
 
 
-def _shortfall(goals: np.ndarray | None, originals: list[WrittenFile], copies: list[WrittenFile],
-               pasted: dict[str, PastedHost], num_classes: int) -> np.ndarray:
-    """Per class, how many instances the files written so far lack to reach `goals` (zeros without goals)."""
-    if goals is None:
-        return np.zeros(num_classes, dtype=np.int64)
-    written = np.zeros(num_classes, dtype=np.int64)
-    for file in originals:
-        written += np.bincount(pasted[file.file].classes if file.file in pasted else file.classes,
-                               minlength=num_classes)[:num_classes]
-    for file in copies:
-        written += np.bincount(file.classes, minlength=num_classes)[:num_classes]
-    return np.maximum(np.asarray(goals, dtype=np.int64) - written, 0)
+def _apply_pastes(sources: TrainSources, originals: list[str], staging: Path, files: list[WrittenFile],
+                  copies: list[WrittenFile], pastes: Sequence[PasteJob], options: PasteOptions,
+                  goals: np.ndarray | None, max_pastes: int, seed: int,
+                  ) -> tuple[list[WrittenFile], list[WrittenFile], int]:
+    """Write the pastes into their hosts, topping up classes written short of `goals`; returns the originals
+    with pasted hosts updated, one manifest row per paste, and how many host boxes pastes hid."""
+    from dataset_doctor.rebalance.paste_write import write_pastes  # paste_write imports this module
+
+    host_of: dict[str, PastedHost] = {}
+    records_of: dict[str, list[PasteRecord]] = {}
+    all_jobs, round_jobs = list(pastes), list(pastes)
+    for top_up in range(TOP_UP_ROUNDS + 1):
+        hosts, records = write_pastes(sources, originals, staging, round_jobs, options)
+        host_of.update({host.file: host for host in hosts})
+        records_of.update({host.file: [] for host in hosts})  # a rewritten host's records replace its old ones
+        for record in records:
+            records_of[record.host_file].append(record)
+        if goals is None or top_up == TOP_UP_ROUNDS:
+            break
+        written = _instance_counts(_with_pastes(files, host_of) + copies, len(sources.names))
+        short = np.maximum(np.asarray(goals, dtype=np.int64) - written, 0)
+        if not short.any():
+            break
+        # More pastes for the classes written short, dealt like the first ones; a host that gets one is rewritten
+        # from its original with all its jobs (the same seeds repeat the earlier pastes).
+        load = np.bincount([job.host for job in all_jobs], minlength=len(sources.images))
+        extra = assign_pastes(sources.boxes, len(sources.images), short, copy_seed(seed, "top-up", top_up),
+                              max_pastes, pasted_before=load)
+        if not extra:
+            break
+        all_jobs += extra
+        touched = {job.host for job in extra}
+        round_jobs = [job for job in all_jobs if job.host in touched]
+    rows = [WrittenFile(r.host_file, r.source, r.transform, r.seed, np.zeros(r.carried, np.int64), r.source_line,
+                        r.line)
+            for file in sorted(records_of, key=lambda f: host_of[f].position) for r in records_of[file]]
+    return _with_pastes(files, host_of), rows, sum(host.dropped for host in host_of.values())
+
+
+def _with_pastes(files: list[WrittenFile], host_of: dict[str, PastedHost]) -> list[WrittenFile]:
+    """The originals, each pasted host with its new classes."""
+    return [WrittenFile(f.file, f.source, f"{f.transform} + pasted", None, host_of[f.file].classes)
+            if f.file in host_of else f for f in files]
+
+
+def _instance_counts(files: list[WrittenFile], num_classes: int) -> np.ndarray:
+    """Instances per class in the label files written."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for written in files:
+        counts += np.bincount(written.classes, minlength=num_classes)[:num_classes]
+    return counts
 
 
 def _write_originals(sources: TrainSources, originals: list[str], staging: Path, link: str) -> list[WrittenFile]:
