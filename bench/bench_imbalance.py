@@ -12,6 +12,8 @@ Configurations, each trained from scratch (scale n) with the same epochs (but (g
     (f) balanced sampler   --sampler balanced --class-weights none
     (g) (b) for as many steps as (c): more epochs, by (c)'s train images / the source's (the control that
         separates what (c)'s copies add from what its extra steps add)
+    (h) (c) for as many steps as (b): fewer epochs, by the source's train images / (c)'s, with warmup and
+        close-mosaic epochs scaled alike (image copies at the others' compute; affordable where (c) is not)
 on the sample dataset (800 / 200, seed 0) and on aquarium (real, 7 classes, 6-749 train instances), three
 seeds each. Each run's best.pt is scored by `doctor val --split val --json` on the dataset's own val split
 (never a rebalanced one): val mAP50-95 and the mean val AP50 of the rarest third of classes (by train
@@ -54,10 +56,17 @@ CONFIGS = {
     "e": ("--copy-paste online + weights", ["--copy-paste", "{copy_paste}"], "auto", None),
     "f": ("balanced sampler", ["--sampler", "balanced"], "none", None),
     "g": ("class weights, as many steps as (c)", [], "auto", None),
+    "h": ("image rebalance + weights, as many steps as (b)",
+          ["--warmup-epochs", "{warmup_epochs}", "--close-mosaic", "{close_mosaic}"], "auto", "images"),
 }
 # (c) trains on the source plus its image copies, so at the same epochs it takes more steps than the others: (g)
 # is (b) trained for as many steps, which separates what the copies add from what the extra steps add.
 STEPS_LIKE = {"g": "images"}
+# (h) is (c) cut to the source's steps: on the sample 400 / 100 (c)'s copy holds 1,091 images (2.7x), so (c) and
+# (g) at 30 epochs take about 3 h of both cores for three seeds; (h) costs what (b) costs and asks whether the
+# copies help at equal compute.
+STEPS_OF_SOURCE = {"h"}
+WARMUP_EPOCHS, CLOSE_MOSAIC = 3.0, 10  # doctor train's defaults, scaled for (h)
 
 
 CPU_RATE_320 = 7.5  # training images per second, scale n, imgsz 320, 2 cores (bench/README.md "Training")
@@ -113,12 +122,29 @@ def train_images(data_yaml: Path, method: str | None, target: int, max_copies: i
     return len(sources.images) + int(added)
 
 
-def config_epochs(key: str, data_yaml: Path, target: int, args: argparse.Namespace) -> int:
-    """--epochs, or for a STEPS_LIKE configuration the epochs that give it that method's steps."""
-    if key not in STEPS_LIKE:
-        return args.epochs
+def step_ratio(key: str, data_yaml: Path, target: int, args: argparse.Namespace) -> float:
+    """Epochs of this configuration / --epochs: 1, or the image ratio that gives it another run's steps."""
     source = train_images(data_yaml, None, target, args.max_copies)
-    return round(args.epochs * train_images(data_yaml, STEPS_LIKE[key], target, args.max_copies) / source)
+    if key in STEPS_LIKE:
+        return train_images(data_yaml, STEPS_LIKE[key], target, args.max_copies) / source
+    if key in STEPS_OF_SOURCE:
+        return source / train_images(data_yaml, CONFIGS[key][3], target, args.max_copies)
+    return 1.0
+
+
+def config_epochs(key: str, data_yaml: Path, target: int, args: argparse.Namespace) -> int:
+    """--epochs, or for a STEPS_LIKE / STEPS_OF_SOURCE configuration the epochs that give it those steps."""
+    if key not in STEPS_LIKE and key not in STEPS_OF_SOURCE:
+        return args.epochs
+    return max(1, round(args.epochs * step_ratio(key, data_yaml, target, args)))
+
+
+def extra_arguments(key: str, data_yaml: Path, target: int, args: argparse.Namespace) -> list[str]:
+    """The configuration's own `doctor train` flags, with its placeholders filled in."""
+    ratio = step_ratio(key, data_yaml, target, args) if key in STEPS_OF_SOURCE else 1.0
+    values = {"copy_paste": args.copy_paste, "warmup_epochs": f"{WARMUP_EPOCHS * ratio:.3g}",
+              "close_mosaic": max(1, round(CLOSE_MOSAIC * ratio))}
+    return [part.format(**values) for part in CONFIGS[key][1]]
 
 
 def seconds_per_image_epoch(work: Path, imgsz: int) -> float:
@@ -166,7 +192,7 @@ def run_state(run: Path, epochs: int) -> str:
 def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: argparse.Namespace,
             target: int) -> dict:
     """Train one configuration with one seed (or reuse its stored result) and score it on the source's val."""
-    _, extra, weights, method = CONFIGS[key]
+    _, _, weights, method = CONFIGS[key]
     label = run_name(name, key, seed, args)
     scores = work / "scores" / f"{label}.json"
     if scores.is_file():
@@ -184,7 +210,7 @@ def run_one(work: Path, name: str, data_yaml: Path, key: str, seed: int, args: a
                "--project", str(work / "runs"), "--name", label, "--exist-ok", "--device", "cpu",
                "--eval-every", str(epochs), "--patience", "0", "--no-live-report",
                *(["--workers", str(args.workers)] if args.workers is not None else []),
-               *[part.format(copy_paste=args.copy_paste) for part in extra])
+               *extra_arguments(key, data_yaml, target, args))
     partial = scores.with_suffix(".partial")  # renamed when complete: a killed `doctor val` leaves no score
     partial.parent.mkdir(parents=True, exist_ok=True)
     doctor("val", str(run / "weights" / "best.pt"), str(data_yaml), "--split", "val", "--imgsz", str(args.imgsz),
@@ -283,14 +309,14 @@ def main() -> None:
     rare = {name: rarest_third(path) for name, (path, _) in datasets.items()}
     todo = [(name, key, seed) for name in datasets for key in args.configs for seed in args.seeds
             if not (work / "scores" / f"{run_name(name, key, seed, args)}.json").is_file()]
-    images = {(name, key): train_images(datasets[name][0], STEPS_LIKE.get(key, CONFIGS[key][3]), datasets[name][1],
-                                        args.max_copies) for name, key, _ in todo}  # per epoch of --epochs
+    image_epochs = {(name, key): train_images(datasets[name][0], CONFIGS[key][3], datasets[name][1], args.max_copies)
+                    * config_epochs(key, datasets[name][0], datasets[name][1], args) for name, key, _ in todo}
     total = len(datasets) * len(args.configs) * len(args.seeds)
     rate = seconds_per_image_epoch(work, args.imgsz)
     timed = any((work / "timing").glob(f"*-i{args.imgsz}-*.json"))
     overhead = 0.0 if timed else RUN_OVERHEAD_S * len(todo)  # timed runs' rate already holds their overhead
     print(f"{len(todo)} of {total} runs left ({total - len(todo)} stored in {work / 'scores'}); rough ETA "
-          f"{_duration(sum(images[name, key] for name, key, _ in todo) * args.epochs * rate + overhead)} "
+          f"{_duration(sum(image_epochs[name, key] for name, key, _ in todo) * rate + overhead)} "
           f"({1 / rate:.1f} train images/s {'as timed here' if timed else 'assumed'}; a shared machine is slower)",
           file=sys.stderr, flush=True)
     table_path = args.table or work / "imbalance.md"
