@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,6 @@ STEPS_LIKE = {"g": "images"}
 # (g) at 30 epochs take about 3 h of both cores for three seeds; (h) costs what (b) costs and asks whether the
 # copies help at equal compute.
 STEPS_OF_SOURCE = {"h"}
-WARMUP_EPOCHS, CLOSE_MOSAIC = 3.0, 10  # doctor train's defaults, scaled for (h)
 
 
 CPU_RATE_320 = 7.5  # training images per second, scale n, imgsz 320, 2 cores (bench/README.md "Training")
@@ -110,8 +110,10 @@ def run_name(name: str, key: str, seed: int, args: argparse.Namespace) -> str:
     return f"{name}-{key}-s{seed}-e{args.epochs}-i{args.imgsz}-b{args.batch}"
 
 
+@cache
 def train_images(data_yaml: Path, method: str | None, target: int, max_copies: int) -> int:
-    """Train images a configuration trains on: the source's, plus the image copies the plan adds."""
+    """Train images a configuration trains on: the source's, plus the image copies the plan adds (cached: the
+    epochs, the flags and the ETA each ask, and each answer indexes the dataset and solves the plan)."""
     from dataset_doctor.dataset.index import build_index
     from dataset_doctor.rebalance.plan import make_rebalance_plan
     from dataset_doctor.rebalance.sources import collect_train_sources
@@ -141,9 +143,12 @@ def config_epochs(key: str, data_yaml: Path, target: int, args: argparse.Namespa
 
 def extra_arguments(key: str, data_yaml: Path, target: int, args: argparse.Namespace) -> list[str]:
     """The configuration's own `doctor train` flags, with its placeholders filled in."""
+    from trainer.data.config import AugmentConfig
+    from trainer.finetune import SCRATCH_WARMUP_EPOCHS
+
     ratio = step_ratio(key, data_yaml, target, args) if key in STEPS_OF_SOURCE else 1.0
-    values = {"copy_paste": args.copy_paste, "warmup_epochs": f"{WARMUP_EPOCHS * ratio:.3g}",
-              "close_mosaic": max(1, round(CLOSE_MOSAIC * ratio))}
+    values = {"copy_paste": args.copy_paste, "warmup_epochs": f"{SCRATCH_WARMUP_EPOCHS * ratio:.3g}",
+              "close_mosaic": max(1, round(AugmentConfig().close_mosaic * ratio))}  # doctor train's defaults, scaled
     return [part.format(**values) for part in CONFIGS[key][1]]
 
 

@@ -279,7 +279,7 @@ def test_doctor_predict_on_an_nms_export_writes_the_checkpoints_labels(trained_n
                                                                  iou=0.6))
     export_onnx(trained_n, tmp_path / "raw.onnx", ExportOptions(imgsz=64, dynamic=True))
     outputs = []
-    for weights, out, extra in ((tmp_path / "raw.onnx", "torch", []), (tmp_path / "nms.onnx", "onnx", []),
+    for weights, out, extra in ((tmp_path / "raw.onnx", "raw", []), (tmp_path / "nms.onnx", "onnx", []),
                                 (tmp_path / "nms.onnx", "asked", ["--conf", str(LOW_CONF), "--iou", "0.7"])):
         result = runner.invoke(app, ["predict", str(weights), str(tiny_yaml), "--imgsz", "64", "--conf", str(conf),
                                      "--iou", "0.6", "--device", "cpu", "--out", str(tmp_path / out), *extra])
@@ -288,7 +288,7 @@ def test_doctor_predict_on_an_nms_export_writes_the_checkpoints_labels(trained_n
     assert "warning" not in outputs[1]
     assert f"above {conf:g}" in outputs[2] and "IoU 0.6" in outputs[2]  # the file cannot give those boxes back
     lines = 0
-    for path in sorted((tmp_path / "torch" / "labels").iterdir()):
+    for path in sorted((tmp_path / "raw" / "labels").iterdir()):
         expected, got = label_table(path), label_table(tmp_path / "onnx" / "labels" / path.name)
         assert got.shape == expected.shape
         order = lambda table: table[np.lexsort((table[:, 5], table[:, 0]))]  # noqa: E731
