@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--copy-paste", type=float, default=0.0,
+                        help="online copy-paste probability (doctor train's default is 0.5; 0: as the numbers in "
+                             "bench/README.md, which predate it)")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per configuration")
     parser.add_argument("--cache", choices=["none", "ram"], default="none")
     parser.add_argument("--modes", nargs="+", choices=["train", "eval"], default=["train", "eval"])
@@ -79,8 +82,8 @@ def main() -> None:
                 for workers in args.workers:
                     data = DataConfig(imgsz=imgsz, workers=workers, cache=args.cache)
                     if mode == "train":
-                        loader = build_train_loader(index, data, AugmentConfig(), args.batch, epochs=None,
-                                                    log=quiet, warn=quiet)
+                        loader = build_train_loader(index, data, AugmentConfig(copy_paste=args.copy_paste),
+                                                    args.batch, epochs=None, log=quiet, warn=quiet)
                     else:
                         loader = build_eval_loader(index, "train", data, args.batch, log=quiet, warn=quiet)
                     rate, timed = measure(loader, args.batches)

@@ -150,7 +150,8 @@ def main() -> None:
             print(f"| {key} | {tally['images']} | {tally['boxes']} |")
     common = ["--model", "n", "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--device", "cpu",
               "--class-weights", "none", "--threads", str(args.threads), "--workers", str(args.workers),
-              "--project", str(work / "runs"), "--exist-ok", "--seed", "0", "--no-live-report", "--no-tensorboard"]
+              "--project", str(work / "runs"), "--exist-ok", "--seed", "0", "--no-live-report", "--no-tensorboard",
+              "--copy-paste", "0"]  # as recorded in bench/README.md, before it was on by default
     base_weights = work / "runs" / "base" / "weights" / "best.pt"
     seconds = {}
     if not base_weights.is_file():

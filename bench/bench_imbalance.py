@@ -8,7 +8,8 @@ Configurations, each trained from scratch (scale n) with the same epochs (but (g
     (b) class weights      --class-weights auto
     (c) image rebalance    doctor rebalance --method images --target T, then (b)
     (d) paste rebalance    doctor rebalance --method paste --target T, then (b)
-    (e) online copy-paste  --copy-paste P with (b)
+    (e) online copy-paste  --copy-paste P with (b); every other configuration trains with --copy-paste 0 (doctor
+        train's default is 0.5 since this ablation)
     (f) balanced sampler   --sampler balanced --class-weights none
     (g) (b) for as many steps as (c): more epochs, by (c)'s train images / the source's (the control that
         separates what (c)'s copies add from what its extra steps add)
@@ -149,7 +150,9 @@ def extra_arguments(key: str, data_yaml: Path, target: int, args: argparse.Names
     ratio = step_ratio(key, data_yaml, target, args) if key in STEPS_OF_SOURCE else 1.0
     values = {"copy_paste": args.copy_paste, "warmup_epochs": f"{SCRATCH_WARMUP_EPOCHS * ratio:.3g}",
               "close_mosaic": max(1, round(AugmentConfig().close_mosaic * ratio))}  # doctor train's defaults, scaled
-    return [part.format(**values) for part in CONFIGS[key][1]]
+    own = [part.format(**values) for part in CONFIGS[key][1]]
+    # doctor train pastes online by default (0.5, set from this ablation): every other lever is measured without
+    return own if "--copy-paste" in own else ["--copy-paste", "0", *own]
 
 
 def seconds_per_image_epoch(work: Path, imgsz: int) -> float:

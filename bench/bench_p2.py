@@ -62,7 +62,8 @@ def main() -> None:
             command = [sys.executable, "-m", "dataset_doctor", "train", str(data), "--model", name, "--epochs",
                        str(args.epochs), "--eval-every", str(args.epochs), "--imgsz", str(args.imgsz), "--batch",
                        str(args.batch), "--device", "cpu", "--seed", "0", "--project", str(work / "runs"),
-                       "--name", name, "--exist-ok", "--no-live-report", "--no-tensorboard", "--workers", "1"]
+                       "--name", name, "--exist-ok", "--no-live-report", "--no-tensorboard", "--workers", "1",
+                       "--copy-paste", "0"]  # as recorded in bench/README.md, before it was on by default
             completed = subprocess.run(command, capture_output=True, text=True,
                                        env={**os.environ, "PYTHONPATH": str(REPO)})
             if completed.returncode != 0:

@@ -98,6 +98,7 @@ def train_ours(data: Path, work: Path, name: str, imgsz: int, mosaic: bool, args
           "--epochs", str(args.epochs), "--imgsz", str(imgsz), "--batch", "16", "--device", "cpu",
           "--eval-every", str(args.epochs),
           "--mosaic", "1" if mosaic else "0", "--close-mosaic", "0", "--no-live-report", "--no-tensorboard",
+          "--copy-paste", "0",  # Ultralytics pastes only segmentation polygons: like for like, neither pastes
           "--project", str(work), "--name", name, "--exist-ok"], env)
     return epoch_seconds(work / name / "results.csv")
 

@@ -74,7 +74,7 @@ def evaluation(data: Path, predictions: Path, out: Path) -> dict:
 def train_ours(name: str, data: Path, work: Path, args: argparse.Namespace) -> dict:
     weights = "auto" if name == "ours-weighted" else "none"
     command = doctor("train", str(data), "--model", "n", "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
-                     "--batch", str(args.batch), "--device", "cpu", "--class-weights", weights,
+                     "--batch", str(args.batch), "--device", "cpu", "--class-weights", weights, "--copy-paste", "0",
                      "--eval-every", str(args.epochs), "--project", str(work), "--name", name, "--exist-ok")
     _, peak = measured(command, _env())
     run = work / name

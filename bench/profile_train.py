@@ -41,7 +41,7 @@ def profile(args: argparse.Namespace) -> tuple[dict[str, list[float]], int]:
                           project=str(work), name="profile", exist_ok=True, tensorboard=False, save_batches=0,
                           threads=args.threads),
         data=DataConfig(imgsz=args.imgsz, workers=args.workers),
-        augment=AugmentConfig(mosaic=args.mosaic, close_mosaic=0))
+        augment=AugmentConfig(mosaic=args.mosaic, close_mosaic=0, copy_paste=args.copy_paste))
     run = start_run(settings, console=Console(quiet=True))
     run.model.train()
     if args.channels_last:
@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--mosaic", type=float, default=1.0, help="mosaic probability (0: whole images)")
+    parser.add_argument("--copy-paste", type=float, default=0.0,
+                        help="online copy-paste probability (doctor train's default is 0.5; 0: as the profiles in "
+                             "bench/README.md, which predate it)")
     parser.add_argument("--workers", type=int, default=None, help="loader processes (default: doctor train's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: doctor train's)")
     parser.add_argument("--steps", type=int, default=12)

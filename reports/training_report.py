@@ -57,6 +57,7 @@ from reports.training_figures import (
 from reports.training_run import Confusion, TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
+from trainer.data.config import AugmentConfig
 from trainer.diagnosis import (
     STATUS_LABELS,
     ClassNumbers,
@@ -386,6 +387,9 @@ def run_facts(run: TrainingRun, index: DatasetIndex | None, audit: Path | None) 
             options.append((key.replace("_", "-"), str(train[key])))
     if data.get("sampler", "uniform") != "uniform":
         options.append(("sampler", str(data["sampler"])))
+    copy_paste = float(run.augment_settings.get("copy_paste", 0.0) or 0.0)  # absent: a run from before it existed
+    if copy_paste != AugmentConfig().copy_paste:  # a suggested command must not turn it back on silently
+        options.append(("copy-paste", f"{copy_paste:g}"))
     rebalance = run.rebalance or {}
     return RunFacts(
         dataset=str(run.dataset or train.get("data", "data.yaml")), num_classes=len(run.classes),
@@ -393,9 +397,10 @@ def run_facts(run: TrainingRun, index: DatasetIndex | None, audit: Path | None) 
         iterations_per_epoch=int(iterations), train_images=int(train_images), model_scale=str(train.get("model", "n")),
         class_weights_method=str((run.class_weights or {}).get("method", "none")),
         sampler=str(data.get("sampler", "uniform")), rebalanced_from=rebalance.get("source"),
-        rebalance_target=rebalance.get("target"), audit_report=str(audit) if audit else None,
+        rebalance_target=rebalance.get("target"), rebalance_method=rebalance.get("method"),
+        audit_report=str(audit) if audit else None,
         run_dir=str(run.dir), train_options=tuple(options), zoom=float(run.augment_settings.get("scale", 0.5)),
-        copy_paste=float(run.augment_settings.get("copy_paste", 0.0) or 0.0),
+        copy_paste=copy_paste,
         curve=tuple((int(row["epoch"]), float(row.get("train_map50_95") or 0.0), float(row["val_map50_95"]))
                     for row in run.evaluated))
 

@@ -40,6 +40,7 @@ from dataset_doctor.findings import NextStep
 from dataset_doctor.rebalance import (
     COPY_PASTE_EVIDENCE,
     LONGER_TRAINING_FACTOR,
+    PASTE_OVER_ONLINE_EVIDENCE,
     PASTE_REBALANCE_EVIDENCE,
     SUGGESTED_COPY_PASTE,
     TRAIN_LONGER_EVIDENCE,
@@ -139,6 +140,7 @@ class RunFacts:
     sampler: str = "uniform"
     rebalanced_from: str | None = None  # source data.yaml when the train split is a `doctor rebalance` copy
     rebalance_target: int | None = None
+    rebalance_method: str | None = None  # its --method: images, paste or auto (rebalance.json)
     audit_report: str | None = None  # path of the audit report of this dataset, when one was found
     run_dir: str = "RUN_DIR"  # used in suggested commands
     # the `doctor train` options the run was started with that suggested commands should keep, e.g.
@@ -374,15 +376,20 @@ def _few_instances(numbers: ClassNumbers, run: RunFacts, reference: float, targe
     else:
         steps = (NextStep(f"collect and label more images of '{numbers.name}' (best)"),
                  _train_longer_step(run))
-        if run.copy_paste <= 0 and run.own_trainer:
+        if run.copy_paste <= 0 and run.own_trainer:  # the default pastes; this run turned it off
             steps += (NextStep(f"and paste boxes of rare classes like '{numbers.name}' into other train images while "
-                               f"training ({COPY_PASTE_EVIDENCE})",
+                               f"training, the default this run turned off ({COPY_PASTE_EVIDENCE})",
                                _train_command(run, copy_paste=SUGGESTED_COPY_PASTE)),)
+        rebalance = f"doctor rebalance {_quote(run.dataset)} --target {target} --method paste " \
+                    f"--out {_quote(_sibling(run.dataset, 'rebalanced'))}"
         if not run.own_trainer:
             steps += (NextStep(f"and paste boxes of rare classes like '{numbers.name}' into other train images, up to "
                                f"{target} boxes per class, in a copy your trainer reads ({PASTE_REBALANCE_EVIDENCE})",
-                               f"doctor rebalance {_quote(run.dataset)} --target {target} --method paste "
-                               f"--out {_quote(_sibling(run.dataset, 'rebalanced'))}"),)
+                               rebalance),)
+        elif run.copy_paste > 0:  # online pastes already on: a written copy reaches the target for certain
+            steps += (NextStep(f"or train on a copy with boxes of rare classes like '{numbers.name}' pasted until "
+                               f"every class has {target} ({PASTE_REBALANCE_EVIDENCE}; on the synthetic sample it "
+                               f"beat online copy-paste: {PASTE_OVER_ONLINE_EVIDENCE})", rebalance),)
     return RunFinding(numbers.name, level, "few-instances", "too few instances", detail, steps)
 
 
@@ -502,9 +509,13 @@ def _curve(run: RunFacts) -> RunFinding | None:
 
 
 def _compounding(run: RunFacts) -> RunFinding | None:
-    """Copies, a balanced sampler and loss weights each boost rare classes; together they multiply."""
+    """Image copies, a balanced sampler and loss weights each boost rare classes; together they multiply.
+
+    A paste rebalance is not counted: with class weights it was the best lever measured (bench_imbalance (d)),
+    and pastes add rare boxes, not repeats of whole pictures.
+    """
     on = []
-    if run.rebalanced_from:
+    if run.rebalanced_from and run.rebalance_method != "paste":
         on.append("a rebalanced train set" + (f" (target {run.rebalance_target})" if run.rebalance_target else ""))
     if run.sampler == "balanced":
         on.append("the balanced sampler")

@@ -178,9 +178,9 @@ def next_steps(result: AuditResult) -> list[NextStep]:
                 f"Paste boxes of the rare classes into other train images until every class has {target} train "
                 f"instances ({_plural(len(below), 'class', 'classes')} below that now; the median class has "
                 f"{int(np.median(train[train > 0]))}): doctor rebalance --method paste writes that copy for any "
-                f"trainer ({PASTE_REBALANCE_EVIDENCE}); doctor train --copy-paste {SUGGESTED_COPY_PASTE:g} does it "
-                f"as it trains instead ({COPY_PASTE_EVIDENCE}). doctor train weights the loss by class by default "
-                "(--class-weights auto, the weights doctor weights prints): the two compound.",
+                f"trainer ({PASTE_REBALANCE_EVIDENCE}). doctor train already pastes rare boxes as it trains "
+                f"(--copy-paste {SUGGESTED_COPY_PASTE:g}, the default: {COPY_PASTE_EVIDENCE}) and weights the loss by "
+                "class (--class-weights auto, the weights doctor weights prints).",
                 f"doctor rebalance {result.dataset} --target {target} --method paste "
                 f"--out {_sibling(result, 'rebalanced')}"))
             steps.append(NextStep(

@@ -201,6 +201,12 @@ def test_numbers_come_from_the_run_directory_and_the_dataset(tiny_run):
     assert facts.iterations_per_epoch == run.resolved["iterations_per_epoch"] == loader_steps
     assert facts.iterations == 2 * loader_steps and facts.num_classes == 10
     assert ("imgsz", "64") in facts.train_options and facts.class_weights_method == "inverse"
+    assert facts.copy_paste == run.augment_settings["copy_paste"] == 0.5  # the default: not repeated in commands
+    assert not any(key == "copy-paste" for key, _ in facts.train_options)
+    run.args["augment"] = {**run.augment_settings, "copy_paste": 0.0}  # a run that turned pasting off keeps it off
+    assert ("copy-paste", "0") in run_facts(run, index, None).train_options
+    del run.args["augment"]["copy_paste"]  # a run from before the option: it did not paste
+    assert run_facts(run, index, None).copy_paste == 0.0
     scaled = next(c for c in classes if c.name == TRICKY)  # the sample draws this class smaller in val
     assert scaled.size_ratio is None or scaled.size_ratio < 0.8
 

@@ -233,6 +233,13 @@ def test_too_few_instances_offers_online_copy_paste_only_when_the_run_did_not_us
     classes = [numbers("cat", 0.9, 0.85, train_instances=1200), numbers("fox", 0.4, 0.3, train_instances=30)]
     pasted = find(diagnose_run(classes, facts(num_classes=2, copy_paste=0.3)), "fox", "few-instances")
     assert not any("--copy-paste" in command for command in commands(pasted))
+    # online pastes already on (the default): a written paste copy is the next lever, with its measurement
+    assert commands(pasted)[-1] == ("doctor rebalance /data/set/data.yaml --target 1500 --method paste "
+                                    "--out /data/set-rebalanced")
+    assert "0.406 vs 0.324" in pasted.next_steps[-1].text and "0.110 -> 0.138" in pasted.next_steps[-1].text
+    turned_off = find(diagnose_run(classes, facts(num_classes=2)), "fox", "few-instances")
+    assert "the default this run turned off" in turned_off.next_steps[-1].text
+    assert not any(command.startswith("doctor rebalance") for command in commands(turned_off))
     elsewhere = find(diagnose_run(classes, facts(num_classes=2, own_trainer=False)), "fox", "few-instances")
     assert not any("copy-paste" in step.text for step in elsewhere.next_steps)
 

@@ -2,7 +2,8 @@
 
 Kept free of heavy imports (no torch, no OpenCV) so the CLI can build its options from these defaults and
 `args.yaml` can record them with `dataclasses.asdict` without loading the pipeline.
-The augmentation defaults are the ones YOLOv8 users know (its documented `hyp` defaults).
+The augmentation defaults are the ones YOLOv8 users know (its documented `hyp` defaults), plus box copy-paste,
+which YOLOv8 can only do with segmentation polygons.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.rebalance import SUGGESTED_COPY_PASTE
 
 STRIDE = 32  # the largest stride of the detector: input sides must be multiples of it
 CACHE_MODES = ("none", "ram")
@@ -36,7 +38,9 @@ class AugmentConfig:
     hsv_s: float = 0.7  # saturation gain drawn from 1 +/- hsv_s
     hsv_v: float = 0.4  # value (brightness) gain drawn from 1 +/- hsv_v
     pixel_ops: float = 0.01  # probability of each albumentations pixel op: Blur, MedianBlur, ToGray, CLAHE
-    copy_paste: float = 0.0  # probability per image of pasting one train instance into it (rare classes favoured)
+    # probability per image of pasting one train instance into it (rare classes favoured); on by default since it
+    # beat class weights alone in all six seeds of bench_imbalance (bench/README.md "Imbalance levers")
+    copy_paste: float = SUGGESTED_COPY_PASTE
 
     def checked(self) -> AugmentConfig:
         """Raise a DoctorError for values that make no sense; return self."""
@@ -54,7 +58,7 @@ class AugmentConfig:
     def off() -> AugmentConfig:
         """No random change at all: letterboxed whole images (what the painted-box tests and evaluation want)."""
         return AugmentConfig(mosaic=0.0, close_mosaic=0, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0.0,
-                             hsv_s=0.0, hsv_v=0.0, pixel_ops=0.0)
+                             hsv_s=0.0, hsv_v=0.0, pixel_ops=0.0, copy_paste=0.0)
 
 
 @dataclass(frozen=True)

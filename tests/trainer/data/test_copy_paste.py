@@ -53,14 +53,22 @@ def test_copy_paste_adds_an_instance_from_another_image_on_its_pixels(make_datas
 
 
 def test_copy_paste_zero_changes_nothing(make_dataset) -> None:
+    """At 0 the paste step draws no random number, so a paste table changes nothing; the default (0.5) does."""
     index = _dataset(make_dataset)
-    augment = replace(AugmentConfig(), mosaic=0.5)
-    with_zero = build_dataset(index, "train", SIZE, replace(augment, copy_paste=0.0), seed=2)
-    default = build_dataset(index, "train", SIZE, augment, seed=2)
-    for draw in range(4):
-        a, b = with_zero[SampleKey(draw % 4, 0, draw)], default[SampleKey(draw % 4, 0, draw)]
+    augment = replace(AugmentConfig(), mosaic=0.5, copy_paste=0.0)
+    with_zero = build_dataset(index, "train", SIZE, augment, seed=2)
+    with_table = build_dataset(index, "train", SIZE, augment, seed=2)
+    with_table.set_paste_weights(None)
+    default = build_dataset(index, "train", SIZE, replace(augment, copy_paste=AugmentConfig().copy_paste), seed=2)
+    assert AugmentConfig().copy_paste == 0.5 and AugmentConfig.off().copy_paste == 0.0
+    changed = 0
+    for draw in range(8):
+        key = SampleKey(draw % 4, 0, draw)
+        a, b, c = with_zero[key], with_table[key], default[key]
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.labels, b.labels)
+        changed += len(c.labels) != len(a.labels) or not np.array_equal(c.image, a.image)
+    assert changed > 0
 
 
 def test_rare_classes_are_drawn_by_class_weight() -> None:
