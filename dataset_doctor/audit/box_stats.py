@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.audit.options import AuditOptions
+from dataset_doctor.dataset.index import DatasetIndex
+
 COCO_SMALL_AREA, COCO_MEDIUM_AREA = 32.0**2, 96.0**2
 PERCENTILES = (5, 25, 50, 75, 95)
 MEASURES = ("width", "height", "area", "aspect", "width_imgsz", "height_imgsz", "area_imgsz")
@@ -146,3 +149,10 @@ def _interpolate(sorted_values: np.ndarray, starts: np.ndarray, counts: np.ndarr
         high = sorted_values[above[present]]
         result[present] = low + (high - low) * (positions[present] - below[present])
     return result
+
+
+def judged_boxes(index: DatasetIndex, options: AuditOptions) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """Each box's error ("" when valid), the usable boxes (valid, on a readable image) and their geometry."""
+    errors = index.box_errors(options.out_of_bounds_tolerance).to_numpy()
+    usable = index.boxes[(errors == "") & index.images["readable"].to_numpy()[index.boxes["image_id"].to_numpy()]]
+    return errors, usable, box_geometry(usable, index.images, options.imgsz)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dataset_doctor.audit.box_stats import box_geometry, box_stats_table
+from dataset_doctor.audit.box_stats import box_stats_table, judged_boxes
 from dataset_doctor.audit.checks_boxes import (
     box_error_findings,
     duplicate_box_findings,
@@ -46,11 +46,8 @@ def run_audit(index: DatasetIndex, options: AuditOptions | None = None,
 def _run_audit(index: DatasetIndex, options: AuditOptions, predictions: AuditPredictions | None,
                origin: RebalanceOrigin | None = None) -> AuditResult:
     images, boxes, names, splits = index.images, index.boxes, list(index.names), index.splits
-    errors = index.box_errors(options.out_of_bounds_tolerance).to_numpy()
+    errors, usable, geometry = judged_boxes(index, options)
     valid = errors == ""
-    usable_mask = valid & images["readable"].to_numpy()[boxes["image_id"].to_numpy()]
-    usable = boxes[usable_mask]
-    geometry = box_geometry(usable, images, options.imgsz)
     labels = images["label"].to_numpy()
 
     parts = [index.problems[~index.problems["check"].isin(options.ignore)]]

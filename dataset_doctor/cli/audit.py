@@ -126,7 +126,8 @@ def audit(
         rich_help_panel=_LABEL_ERRORS)] = None,
     examples: Annotated[int, typer.Option(min=0, help="Findings shown per check in the summary.")] = 3,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes scanning files (default: all cores).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again, ignoring the cache.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Read every file again and run every check, "
+                                                              "ignoring the caches.")] = False,
 ) -> None:
     """Check a YOLO dataset for everything that hurts training, without changing it, and write an HTML report.
 
@@ -160,7 +161,7 @@ def audit(
         near_duplicate_bits=near_duplicate_bits, shift_min_instances=shift_min_instances, shift_alpha=shift_alpha,
         shift_min_effect=shift_min_effect, max_pixels=max_pixels, ignore=_split_ids(ignore), fail_on=fail_on.value)
     from dataset_doctor.audit.result import write_json  # pandas / OpenCV load only when a command runs
-    from dataset_doctor.audit.runner import run_audit
+    from dataset_doctor.audit.result_cache import audit_with_cache
     from dataset_doctor.audit.terminal import render_audit
     from dataset_doctor.dataset.index import build_index
     from dataset_doctor.findings import display_name
@@ -196,8 +197,13 @@ def audit(
             error_console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     from dataset_doctor.audit.rebalanced import read_rebalance_origin
 
-    result = run_audit(index, options, predictions=read, origin=read_rebalance_origin(index.config.yaml_path,
-                                                                                      index.names))
+    origin = read_rebalance_origin(index.config.yaml_path, index.names)
+    if read is not None:  # the predictions' files are not in the index: never from the cache
+        from dataset_doctor.audit.runner import run_audit
+
+        result = run_audit(index, options, predictions=read, origin=origin)
+    else:
+        result = audit_with_cache(index, options, origin=origin, use_cache=not no_cache)
     in_sample_warning = None
     if read is not None:
         result.label_audit, in_sample_warning = _label_audit_record(read, model, predictions_out, index, data_yaml,
