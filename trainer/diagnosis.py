@@ -234,13 +234,15 @@ def val_drops(train_ap50: float, val_ap50: float) -> bool:
 
 def suggested_target(train_instances: Sequence[int]) -> int:
     """A `doctor rebalance --target`: the median class count, at least MIN_INSTANCES, at most
-    RECOMMENDED_INSTANCES, rounded up to a round number. The median lifts the rare classes to the middle of the
+    RECOMMENDED_INSTANCES, rounded up to a round number but never above the largest class (a target above every
+    class would paste the frequent ones too). The median lifts the rare classes to the middle of the
     distribution without multiplying the dataset the way the largest class's count would."""
     counts = sorted(int(n) for n in train_instances if n > 0)
     median = counts[len(counts) // 2] if counts else MIN_INSTANCES
     target = min(max(median, MIN_INSTANCES), RECOMMENDED_INSTANCES)
     step = 50 if target <= 500 else 100 if target <= 1000 else 500
-    return int(math.ceil(target / step) * step)
+    rounded = int(math.ceil(target / step) * step)
+    return min(rounded, counts[-1]) if counts and counts[-1] >= target else rounded
 
 
 # --- per class ---------------------------------------------------------------------------------------------------

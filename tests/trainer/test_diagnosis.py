@@ -74,9 +74,10 @@ def test_val_drops_needs_an_absolute_and_a_relative_gap():
 @pytest.mark.parametrize(("counts", "target"), [
     ([1000, 500, 200, 50, 10], 200),  # the median class
     ([5000] * 5, RECOMMENDED_INSTANCES),  # capped at the Darknet advice
-    ([10, 20, 30], MIN_INSTANCES),  # at least the few-instances threshold
+    ([10, 20, 30], MIN_INSTANCES),  # at least the few-instances threshold, even above every class
     ([700, 760, 900], 800),  # rounded up to a round number
-    ([0, 0, 340], 350),  # classes without boxes do not pull the median down
+    ([0, 0, 340, 360], 360),  # classes without boxes do not pull the median down
+    ([1200, 30], 1200),  # rounded up, but never above the largest class (1500 would paste it too)
 ])
 def test_suggested_rebalance_target(counts, target):
     assert suggested_target(counts) == target
@@ -234,7 +235,7 @@ def test_too_few_instances_offers_online_copy_paste_only_when_the_run_did_not_us
     pasted = find(diagnose_run(classes, facts(num_classes=2, copy_paste=0.3)), "fox", "few-instances")
     assert not any("--copy-paste" in command for command in commands(pasted))
     # online pastes already on (the default): a written paste copy is the next lever, with its measurement
-    assert commands(pasted)[-1] == ("doctor rebalance /data/set/data.yaml --target 1500 --method paste "
+    assert commands(pasted)[-1] == ("doctor rebalance /data/set/data.yaml --target 1200 --method paste "
                                     "--out /data/set-rebalanced")
     assert "0.406 vs 0.324" in pasted.next_steps[-1].text and "0.110 -> 0.138" in pasted.next_steps[-1].text
     turned_off = find(diagnose_run(classes, facts(num_classes=2)), "fox", "few-instances")
