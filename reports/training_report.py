@@ -34,6 +34,7 @@ from rich.console import Console
 from dataset_doctor.dataset.images import read_image_file
 from dataset_doctor.dataset.index import DatasetIndex, build_index
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.rebalance import SUGGESTED_COPY_PASTE
 from reports.audit_gallery import ImageLookup
 from reports.audit_link import (
     audit_json_for,
@@ -57,7 +58,6 @@ from reports.training_figures import (
 from reports.training_run import Confusion, TrainingRun, load_training_run
 from reports.val_examples import CONFIDENCE_THRESHOLD, IOU_THRESHOLD, draw_image_errors, score_val_images
 from trainer import run_dir as files
-from trainer.data.config import AugmentConfig
 from trainer.diagnosis import (
     STATUS_LABELS,
     ClassNumbers,
@@ -388,7 +388,7 @@ def run_facts(run: TrainingRun, index: DatasetIndex | None, audit: Path | None) 
     if data.get("sampler", "uniform") != "uniform":
         options.append(("sampler", str(data["sampler"])))
     copy_paste = float(run.augment_settings.get("copy_paste", 0.0) or 0.0)  # absent: a run from before it existed
-    if copy_paste != AugmentConfig().copy_paste:  # a suggested command must not turn it back on silently
+    if copy_paste != SUGGESTED_COPY_PASTE:  # doctor train's default; a suggestion must not turn it back on
         options.append(("copy-paste", f"{copy_paste:g}"))
     rebalance = run.rebalance or {}
     return RunFacts(
