@@ -21,6 +21,7 @@ import pandas as pd
 
 from dataset_doctor.atomic import atomic_write
 from dataset_doctor.dataset.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
+from dataset_doctor.table_archive import decode_strings
 
 # Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
 # with SHA-256 content hashes and string blobs (audit's 3). 5: label content hashes, image inode and
@@ -52,15 +53,15 @@ def load_scan(path: Path) -> FileScan | None:
                 return None
             rows = len(archive["files.image_size"])
             files = pd.DataFrame({
-                name: pd.Series(_strings(archive[f"files.{name}"], rows) if kind is str else archive[f"files.{name}"],
-                                dtype=object if kind is str else kind)
+                name: pd.Series(decode_strings(archive[f"files.{name}"], rows) if kind is str
+                                else archive[f"files.{name}"], dtype=object if kind is str else kind)
                 for name, kind in FILE_COLUMNS.items()
             })
             boxes = archive["boxes"].reshape(-1, len(BOX_COLUMNS))
             problem_rows = len(archive["problems.file"])
             problems = pd.DataFrame({
-                "file": archive["problems.file"], "check": _strings(archive["problems.check"], problem_rows),
-                "line": archive["problems.line"], "message": _strings(archive["problems.message"], problem_rows),
+                "file": archive["problems.file"], "check": decode_strings(archive["problems.check"], problem_rows),
+                "line": archive["problems.line"], "message": decode_strings(archive["problems.message"], problem_rows),
             }, columns=PROBLEM_COLUMNS)
             scanned_at_ns = int(archive["scanned_at_ns"])
     except (OSError, KeyError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
@@ -72,16 +73,6 @@ def _blob(strings: list[str]) -> np.ndarray:
     """A string column as one UTF-8 byte array, NUL-separated (paths and messages never hold NUL): decoding
     it is one bytes.decode and one split, where a NumPy unicode array costs a Python object per cell."""
     return np.frombuffer("\0".join(strings).encode("utf-8", errors="surrogateescape"), dtype=np.uint8)
-
-
-def _strings(blob: np.ndarray, count: int) -> list[str]:
-    """The `count` strings of a _blob; ValueError if the blob does not hold that many."""
-    if blob.dtype != np.uint8:
-        raise ValueError("not a string blob")
-    strings = blob.tobytes().decode("utf-8", errors="surrogateescape").split("\0") if count else []
-    if len(strings) != count:
-        raise ValueError(f"{len(strings)} strings where {count} were expected")
-    return strings
 
 
 def save_scan(path: Path, scan: FileScan) -> None:
