@@ -50,6 +50,9 @@ class FileScan:
     # Wall-clock time (ns) taken just before the files were stat'ed; 0: unknown, so no label is trusted on its
     # stat alone.
     scanned_at_ns: int = 0
+    # SHA-256 of the content as cached (index_cache): set when the scan is saved or loaded, None before. Whoever
+    # edits the tables must clear it.
+    digest: bytes | None = None
 
     @staticmethod
     def empty() -> FileScan:
@@ -89,7 +92,7 @@ def scan_files(pairs: Sequence[tuple[str, str]], previous: FileScan | None = Non
     elif (_racy_labels(signatures, previous.scanned_at_ns) & ~_racy_labels(signatures, started_ns)).any():
         # Every file unchanged, but labels were hashed that a newer scan time would vouch for: a new FileScan
         # (so the caller saves it) stamped now, and the next run reads fewer labels.
-        scan = FileScan(previous.files, previous.boxes, previous.problems, started_ns)
+        scan = FileScan(previous.files, previous.boxes, previous.problems, started_ns, previous.digest)
     return scan, len(todo)
 
 

@@ -11,6 +11,7 @@ Whether a box is usable depends on `nc` and the out-of-bounds tolerance, so it i
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from dataset_doctor.dataset.box_rules import OUT_OF_BOUNDS_TOLERANCE, box_error_
 from dataset_doctor.dataset.datayaml import (
     DatasetConfig,
     is_image_file,
-    label_path_text,
+    label_paths_text,
     list_split_image_files,
     load_data_yaml,
 )
@@ -47,6 +48,10 @@ class DatasetIndex:
     boxes: pd.DataFrame
     problems: pd.DataFrame  # findings (FINDING_COLUMNS) met while scanning
     files_read: int = 0  # how many files were read rather than taken from the cache
+    # SHA-256 standing for `images` and `boxes` as build_index made them (the cached scan's digest and the image
+    # listing), so the audit's result cache need not hash the tables; None when not known. Code that edits those
+    # tables must set it to None.
+    fingerprint: bytes | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -107,14 +112,25 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
         links: list[str] = []
         listing.extend((split, path) for path in list_split_image_files(config, split, links))
         skipped_links.extend((split, link) for link in links)
-    pairs = [(path, label_path_text(path)) for _, path in listing]
+    paths = [path for _, path in listing]
+    pairs = list(zip(paths, label_paths_text(paths)))
 
     cache_file = cache_file_for(config.yaml_path)
     previous = load_scan(cache_file) if use_cache else None
     scan, files_read = scan_files(pairs, previous, workers=workers, progress=progress)
     if use_cache and scan is not previous:  # scan_files returns `previous` itself when nothing changed
         save_scan(cache_file, scan)
-    return _assemble(config, listing, pairs, scan, files_read, skipped_links)
+    index = _assemble(config, listing, pairs, scan, files_read, skipped_links)
+    if use_cache and scan.digest is not None:
+        index.fingerprint = _fingerprint(scan.digest, listing)
+    return index
+
+
+def _fingerprint(scan_digest: bytes, listing: list[tuple[str, str]]) -> bytes:
+    """What `images` and `boxes` are a function of, besides the config and the code: the scan and the listing."""
+    digest = hashlib.sha256(b"index 1\0" + scan_digest)
+    digest.update("\0".join(f"{split}\0{path}" for split, path in listing).encode("utf-8", "surrogateescape"))
+    return digest.digest()
 
 
 def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list[tuple[str, str]],

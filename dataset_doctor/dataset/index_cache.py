@@ -17,17 +17,17 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dataset_doctor.atomic import atomic_write
 from dataset_doctor.dataset.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
-from dataset_doctor.table_archive import decode_strings
+from dataset_doctor.table_archive import Unarchivable, decode_json, decode_table, encode_json, encode_table
 
 # Bump when what a scan records, or how, changes: old caches are then ignored. 4: 128 px pHash decode (main's 2)
 # with SHA-256 content hashes and string blobs (audit's 3). 5: label content hashes, image inode and
 # ctime, a UTF-8 BOM stripped from labels, flat images hashed by their gray level. 6: label inode and ctime, and the
-# scan time, so labels are trusted on their stat unless racy.
-SCAN_FORMAT_VERSION = 6
+# scan time, so labels are trusted on their stat unless racy. 7: columns packed into a few arrays
+# (dataset_doctor.table_archive: an archive member costs more to open than to read) and a digest of the content.
+SCAN_FORMAT_VERSION = 7
 
 
 def cache_dir() -> Path:
@@ -51,42 +51,35 @@ def load_scan(path: Path) -> FileScan | None:
         with np.load(path, allow_pickle=False) as archive:
             if int(archive["version"]) != SCAN_FORMAT_VERSION:
                 return None
-            rows = len(archive["files.image_size"])
-            files = pd.DataFrame({
-                name: pd.Series(decode_strings(archive[f"files.{name}"], rows) if kind is str
-                                else archive[f"files.{name}"], dtype=object if kind is str else kind)
-                for name, kind in FILE_COLUMNS.items()
-            })
+            meta = decode_json(archive["meta"])
+            files = decode_table(meta["files"], "files", archive)
+            problems = decode_table(meta["problems"], "problems", archive)
             boxes = archive["boxes"].reshape(-1, len(BOX_COLUMNS))
-            problem_rows = len(archive["problems.file"])
-            problems = pd.DataFrame({
-                "file": archive["problems.file"], "check": decode_strings(archive["problems.check"], problem_rows),
-                "line": archive["problems.line"], "message": decode_strings(archive["problems.message"], problem_rows),
-            }, columns=PROBLEM_COLUMNS)
             scanned_at_ns = int(archive["scanned_at_ns"])
-    except (OSError, KeyError, ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
+            digest = archive["digest"].tobytes()
+    except (OSError, KeyError, ValueError, TypeError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
         return None
-    return FileScan(files, boxes, problems, scanned_at_ns)
-
-
-def _blob(strings: list[str]) -> np.ndarray:
-    """A string column as one UTF-8 byte array, NUL-separated (paths and messages never hold NUL): decoding
-    it is one bytes.decode and one split, where a NumPy unicode array costs a Python object per cell."""
-    return np.frombuffer("\0".join(strings).encode("utf-8", errors="surrogateescape"), dtype=np.uint8)
+    if list(files.columns) != list(FILE_COLUMNS) or list(problems.columns) != PROBLEM_COLUMNS:
+        return None
+    return FileScan(files, boxes, problems, scanned_at_ns, digest)
 
 
 def save_scan(path: Path, scan: FileScan) -> None:
-    """Write atomically (temporary file, then rename): a killed run never leaves a half-written cache."""
-    arrays: dict[str, np.ndarray] = {"version": np.array(SCAN_FORMAT_VERSION),
-                                     "scanned_at_ns": np.array(scan.scanned_at_ns, dtype=np.int64)}
-    for name, kind in FILE_COLUMNS.items():
-        values = scan.files[name]
-        arrays[f"files.{name}"] = _blob(values.tolist()) if kind is str else values.to_numpy().astype(kind)
-    arrays["boxes"] = scan.boxes.astype(np.float64)
-    arrays["problems.file"] = scan.problems["file"].to_numpy(dtype=np.int64)
-    arrays["problems.check"] = _blob(scan.problems["check"].tolist())
-    arrays["problems.line"] = scan.problems["line"].to_numpy(dtype=np.int64)
-    arrays["problems.message"] = _blob(scan.problems["message"].tolist())
+    """Write atomically (temporary file, then rename): a killed run never leaves a half-written cache.
+
+    Sets `scan.digest` (what the index's fingerprint is made of) even when the cache cannot be written."""
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        meta = {"files": encode_table(scan.files.reset_index(drop=True), "files", arrays),
+                "problems": encode_table(scan.problems.reset_index(drop=True), "problems", arrays)}
+    except Unarchivable:  # a path holding NUL cannot be: no cache, the next run scans again
+        return
+    arrays["meta"] = encode_json(meta)
+    arrays["boxes"] = np.ascontiguousarray(scan.boxes, dtype=np.float64)
+    scan.digest = _digest(arrays)
+    arrays.update(version=np.array(SCAN_FORMAT_VERSION), scanned_at_ns=np.array(scan.scanned_at_ns, dtype=np.int64),
+                  digest=np.frombuffer(scan.digest, dtype=np.uint8))
+
     def write(temporary: Path) -> None:
         with open(temporary, "xb") as handle:
             np.savez(handle, **arrays)
@@ -94,3 +87,13 @@ def save_scan(path: Path, scan: FileScan) -> None:
     # A read-only or full cache directory must not break the command; it only costs the next run time.
     with contextlib.suppress(OSError):
         atomic_write(path, write)
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> bytes:
+    """SHA-256 of what a scan holds (not when it ran): the same files, parsed the same, give the same digest."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = arrays[name]
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.digest()

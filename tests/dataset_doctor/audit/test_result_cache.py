@@ -111,3 +111,22 @@ def test_cli_json_is_the_same_from_the_cache_and_no_cache_runs_the_checks(datase
         outputs.append(json.loads(out.read_text()))
     assert outputs[0] == outputs[1] == outputs[2]
     assert len(counted) == 2  # the first run and --no-cache
+
+
+def test_the_index_fingerprint_stands_for_its_tables(dataset, counted):
+    warm = build_index(dataset, progress=False)
+    assert warm.fingerprint is not None and warm.fingerprint == build_index(dataset, progress=False).fingerprint
+    assert build_index(dataset, progress=False, use_cache=False).fingerprint is None
+    with_fingerprint = result_cache.audit_key(warm, AuditOptions())
+    warm.fingerprint = None  # the key then hashes the tables: another key, the same result
+    assert result_cache.audit_key(warm, AuditOptions()) != with_fingerprint
+    assert_same_result(audit_with_cache(warm), audit_with_cache(build_index(dataset, progress=False)))
+    assert len(counted) == 2
+    # One image more in the listing (an unlabelled one) changes the fingerprint, and so the key.
+    image = next((dataset.parent / "images" / "train").iterdir())
+    (image.parent / f"extra{image.suffix}").write_bytes(image.read_bytes())
+    grown = build_index(dataset, progress=False)
+    assert grown.fingerprint not in (None, with_fingerprint) and len(grown.images) == len(warm.images) + 1
+    findings = audit_with_cache(grown).findings
+    assert len(counted) == 3
+    assert f"images/train/extra{image.suffix}" in set(findings[findings["check"] == "missing-label"]["image"])

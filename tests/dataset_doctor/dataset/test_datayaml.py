@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dataset_doctor.dataset.datayaml import label_path_for, list_split_images, load_data_yaml
+from dataset_doctor.dataset.datayaml import (
+    label_path_for,
+    label_path_text,
+    label_paths_text,
+    list_split_images,
+    load_data_yaml,
+)
 from dataset_doctor.errors import DoctorError
 
 
@@ -295,3 +303,12 @@ def test_an_oversized_yaml_is_refused_unread(tmp_path):
     yaml_path.write_text("train: a\nval: b\n#" + "x" * (8 * 2**20) + "\n")
     with pytest.raises(DoctorError, match="larger than 8 MiB"):
         load_data_yaml(yaml_path)
+
+
+_PATH_PARTS = st.sampled_from([os.sep, ".", "images", "labels", "a", "b.jpg", "x.tar", "images.png", ""])
+
+
+@given(st.lists(st.lists(_PATH_PARTS, max_size=8).map("".join), max_size=12))
+def test_label_paths_text_is_label_path_text_of_every_path(paths):
+    """The batch version (one label folder worked out per folder) gives exactly the per-path strings."""
+    assert label_paths_text(paths) == [label_path_text(path) for path in paths]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from dataset_doctor.dataset import file_scan
@@ -114,3 +116,23 @@ def test_without_change_times_every_label_is_hashed(make_dataset, monkeypatch, l
     cold, _ = scan_files(pairs)
     scan_files(pairs, stamped(cold, cold.scanned_at_ns + HOUR_NS))
     assert len(label_reads) == 3
+
+
+def test_the_cache_round_trips_the_scan_exactly_and_its_digest_ignores_the_scan_time(make_dataset, monkeypatch):
+    data_yaml = make_dataset({"train": {"a.jpg": "0 0.5 0.5 0.2 0.2\nbad line\n", "b.jpg": None, "c.jpg": ""},
+                              "val": {"v.jpg": "1 0.5 0.5 0.1 0.1\n"}})
+    index = build_index(data_yaml, progress=False)
+    fresh, _ = scan_files(list(zip(index.images["path"], index.images["label_path"])))
+    cached = load_scan(cache_file_for(data_yaml))
+    pd.testing.assert_frame_equal(cached.files, fresh.files, check_exact=True)
+    pd.testing.assert_frame_equal(cached.problems, fresh.problems, check_exact=True)
+    assert np.array_equal(cached.boxes, fresh.boxes) and len(cached.problems) == 1
+    first_digest = cached.digest
+    assert first_digest is not None and len(first_digest) == 32
+    monkeypatch.setattr(file_scan, "_now_ns", lambda: cached.scanned_at_ns + RACY_MARGIN_NS + 10**9)
+    build_index(data_yaml, progress=False)  # every label aged: the cache is re-stamped, not changed
+    restamped = load_scan(cache_file_for(data_yaml))
+    assert restamped.scanned_at_ns != cached.scanned_at_ns and restamped.digest == first_digest
+    (data_yaml.parent / "labels" / "val" / "v.txt").write_text("1 0.5 0.5 0.1 0.2\n")
+    build_index(data_yaml, progress=False)
+    assert load_scan(cache_file_for(data_yaml)).digest != first_digest
