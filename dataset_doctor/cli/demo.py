@@ -4,17 +4,21 @@ sample -> audit (terminal summary, JSON, HTML report) -> rebalance -> train with
 run) -> training report. Each step is the real command, called with the options a user would type, so what
 it prints is what that command prints.
 
-Sized so the model learns enough for the report to show the train/val gap: 800 train / 200 val sample images,
-rebalanced to 300 instances a class, 5 epochs (4.9 minutes measured on a 2-core CPU on 2026-12-01).
-A run sized for 5 minutes on a slow host (400 / 100 images, target 150, 3 epochs: about 1,300 training images)
-ends at val mAP50 0.000, every class, which shows nothing, so it is not the default. Before training it prints
-an ETA from a quick measured step.
+Sized for 5 minutes on a slow 2-core host (issue 22: about 7 training images/s at 320 px, 2.5x slower than the
+reference machine): a smaller sample than `doctor sample` writes (700 train / 150 val images of 160-320 px,
+digits 8-85 px tall), rebalanced to 250 instances a class, 3 epochs at 160 px with a 1-epoch warmup and AdamW
+at lr 0.002. Measured on 2026-12-03 on the reference machine: about 2 minutes end to end, val mAP50 about
+0.06, the frequent class far ahead of the rare ones in train and val (bench/README.md, `make demo`). The
+earlier default (800 / 200 images of 320-640 px, target 300, 5 epochs at 320) reached val mAP50 0.27 in 4.7
+minutes there, 12-18 on the slow host; `--train-images`, `--val-images`, `--target`, `--epochs` and `--imgsz`
+size it by hand. Before training it prints an ETA from a quick measured step.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +27,14 @@ from rich.rule import Rule
 
 from dataset_doctor.cli.app import app, console
 from dataset_doctor.errors import DoctorError
+from dataset_doctor.sample.spec import SampleSpec
 
+# Smaller images with larger digits than `doctor sample` writes, so 3 epochs at 160 px learn something.
+DEMO_SAMPLE = SampleSpec(min_side=160, max_side=320, min_object_px=8, max_object_px=85)
+# Three epochs of about 55 steps: the default 3-epoch warmup would be the whole run, so 1 epoch (the schedule's
+# floor of 100 steps), and AdamW at twice its default rate (4 epochs reached val mAP50 0.129 with these, 5 with
+# the defaults 0.127).
+DEMO_TRAINING = {"warmup_epochs": 1.0, "lr0": 0.002}
 _MARKER = ".doctor-demo"  # marks a folder this command wrote, so a second `make demo` may replace it
 
 
@@ -31,13 +42,13 @@ _MARKER = ".doctor-demo"  # marks a folder this command wrote, so a second `make
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (replaced if an earlier demo "
                                            "wrote it).")] = Path("demo_out"),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about 50 s each, evaluation included, on a "
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (about 30 s each, evaluation included, on a "
                                                     "2-core CPU).")]
-    = 5,
-    imgsz: Annotated[int, typer.Option(help="Training input size.")] = 320,
-    target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 300,
-    train_images: Annotated[int, typer.Option(min=50, help="Train images of the sample dataset.")] = 800,
-    val_images: Annotated[int, typer.Option(min=20, help="Val images of the sample dataset.")] = 200,
+    = 3,
+    imgsz: Annotated[int, typer.Option(help="Training input size (the sample's images are 160-320 px).")] = 160,
+    target: Annotated[int, typer.Option(min=1, help="Instances every train class is rebalanced to.")] = 250,
+    train_images: Annotated[int, typer.Option(min=50, help="Train images of the sample dataset.")] = 700,
+    val_images: Annotated[int, typer.Option(min=20, help="Val images of the sample dataset.")] = 150,
     device: Annotated[str, typer.Option(help="cpu, cuda or a GPU id. Default: cuda if available.")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the sample dataset, the augmentations and training.")] = 0,
     task: Annotated[str, typer.Option(help="detect, or classify: the story on the folder-per-class sample "
@@ -47,7 +58,7 @@ def demo(
     """Run the whole story on the bundled sample dataset and print where the reports are."""
     from dataset_doctor.cli.audit import audit
     from dataset_doctor.cli.rebalance import LinkMode, rebalance
-    from dataset_doctor.cli.sample import sample
+    from dataset_doctor.cli.sample import write_detect_sample
     from dataset_doctor.cli.train import train
 
     if task not in ("detect", "classify"):
@@ -62,7 +73,7 @@ def demo(
     audit_html.parent.mkdir()
 
     _step("1/4 a sample dataset: digits on photos, long-tailed, with deliberate defects")
-    sample(sample_dir, seed=seed, train_images=train_images, val_images=val_images)
+    write_detect_sample(sample_dir, seed, replace(DEMO_SAMPLE, train_images=train_images, val_images=val_images))
 
     _step("2/4 doctor audit: what is wrong with it")
     try:
@@ -78,7 +89,7 @@ def demo(
     _step(f"4/4 doctor train: {epochs} epochs at {imgsz} px, class weights auto, on the rebalanced copy")
     _print_eta(rebalanced_dir / "images" / "train", sample_dir / "images" / "val", epochs, imgsz, device)
     train(rebalanced_dir / "data.yaml", epochs=epochs, imgsz=imgsz, device=device, seed=seed, fliplr=0.0,
-          project=out / "runs", name="demo", exist_ok=True, audit_report=audit_html)
+          project=out / "runs", name="demo", exist_ok=True, audit_report=audit_html, **DEMO_TRAINING)
 
     run_dir = out / "runs" / "demo"
     console.print(Rule(f"done in {(time.perf_counter() - started) / 60:.1f} min"))
@@ -120,11 +131,13 @@ def _classify_demo(out: Path, epochs: int, imgsz: int, device: str, seed: int, s
 
 def _print_eta(train_folder: Path, val_folder: Path, epochs: int, imgsz: int, device: str) -> None:
     """Print how long training will take, from a quick measured step (trainer/throughput.py) on this machine."""
+    from trainer.config import TrainConfig
     from trainer.devices import choose_device
     from trainer.throughput import measure_train_images_per_s, training_seconds
 
     train_count, val_count = _count_images(train_folder), _count_images(val_folder)
-    images_per_s = measure_train_images_per_s("n", 10, imgsz, choose_device(device).device)
+    # At the run's batch: at 160 px a step of 8 images costs about as much as one of 16 (fixed per-layer costs).
+    images_per_s = measure_train_images_per_s("n", 10, imgsz, choose_device(device).device, batch=TrainConfig.batch)
     seconds = training_seconds(images_per_s, epochs, train_count, val_count)
     console.print(f"ETA: training about {seconds / 60:.1f} min ({epochs} epochs x {train_count} images at "
                   f"{images_per_s:.1f} images/s measured just now, evaluations included)")

@@ -39,12 +39,17 @@ def sample(
         from dataset_doctor.errors import DoctorError
 
         raise DoctorError(f"--task must be detect or classify, got {task!r}")
+    write_detect_sample(out_dir, seed, SampleSpec(train_images=train_images, val_images=val_images, classes=classes))
+
+
+def write_detect_sample(out_dir: Path, seed: int, spec: SampleSpec) -> Path:
+    """Write the detection sample and say so, as `doctor sample` does (doctor demo passes its own smaller spec)."""
     from dataset_doctor.sample.generate import write_sample_dataset  # scikit-learn and OpenCV load only when needed
 
     started = time.perf_counter()
-    spec = SampleSpec(train_images=train_images, val_images=val_images, classes=classes)
     data_yaml = write_sample_dataset(out_dir, seed=seed, spec=spec)
     seconds = time.perf_counter() - started
-    console.print(f"wrote [bold]{data_yaml}[/] ({train_images} train, {val_images} val images, {classes} classes, "
-                  f"seed {seed}) "
-                  f"in {seconds:.1f}s; its deliberate defects are listed in {data_yaml.parent / 'manifest.json'}")
+    console.print(f"wrote [bold]{data_yaml}[/] ({spec.train_images} train, {spec.val_images} val images, "
+                  f"{spec.classes} classes, {spec.min_side}-{spec.max_side} px, seed {seed}) in {seconds:.1f}s; its "
+                  f"deliberate defects are listed in {data_yaml.parent / 'manifest.json'}")
+    return data_yaml
