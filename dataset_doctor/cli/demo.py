@@ -10,8 +10,8 @@ digits 8-85 px tall), rebalanced to 250 instances a class, 3 epochs at 160 px wi
 at lr 0.002. Measured on 2026-12-03 on the reference machine: about 2 minutes end to end, val mAP50 about
 0.06, the frequent class far ahead of the rare ones in train and val (bench/README.md, `make demo`). The
 earlier default (800 / 200 images of 320-640 px, target 300, 5 epochs at 320) reached val mAP50 0.27 in 4.7
-minutes there, 12-18 on the slow host; `--train-images`, `--val-images`, `--target`, `--epochs` and `--imgsz`
-size it by hand. Before training it prints an ETA from a quick measured step.
+minutes there, about 18 estimated on the slow host; `--train-images`, `--val-images`, `--target`, `--epochs`
+and `--imgsz` size it by hand. Before training it prints an ETA from a quick measured step.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from dataset_doctor.sample.spec import SampleSpec
 # Smaller images with larger digits than `doctor sample` writes, so 3 epochs at 160 px learn something.
 DEMO_SAMPLE = SampleSpec(min_side=160, max_side=320, min_object_px=8, max_object_px=85)
 # Three epochs of about 55 steps: the default 3-epoch warmup would be the whole run, so 1 epoch (the schedule's
-# floor of 100 steps), and AdamW at twice its default rate (4 epochs reached val mAP50 0.129 with these, 5 with
-# the defaults 0.127).
+# floor of 100 steps), and AdamW at twice its default rate (on 800 / 200 such images, on a shared machine,
+# 4 epochs reached val mAP50 0.129 with these, 5 with the defaults 0.127).
 DEMO_TRAINING = {"warmup_epochs": 1.0, "lr0": 0.002}
 _MARKER = ".doctor-demo"  # marks a folder this command wrote, so a second `make demo` may replace it
 

@@ -8,7 +8,6 @@ train or write data call `DatasetConfig.require_valid_names()` instead.
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,7 +74,7 @@ def label_path_text(image_path: str) -> str:
 
 
 def label_paths_text(image_paths: list[str]) -> list[str]:
-    """label_path_text of every path, each folder's label folder worked out once: the same strings, a third of
+    """label_path_text of every path, each folder's label folder worked out once: the same strings, about half
     the time on a warm index build. (A file name holds no separator, so the last /images/ of a path is in its
     folder part, followed by the separator before the name.)"""
     label_folders: dict[str, str] = {}
@@ -324,11 +323,11 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
     try:
         visited.add(_directory_key(os.stat(directory)))
         with os.scandir(directory) as scan:
-            entries = sorted(scan, key=_ENTRY_NAME)
+            entries = sorted(scan, key=lambda entry: entry.name)
     except OSError:  # unreadable directories are skipped, as os.walk does
         return []
     found, subdirs = [], []
-    for entry in entries:  # every file of the dataset, on every run: is_image_file inlined
+    for entry in entries:
         try:
             is_dir = entry.is_dir()
             key = _directory_key(entry.stat()) if is_dir else None
@@ -337,7 +336,7 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
             is_dir = False
         if is_dir:
             subdirs.append((entry.path, key, is_link))
-        elif entry.name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS:
+        elif is_image_file(entry.name):
             found.append(entry.path)
     claimed = {key for _, key, is_link in subdirs if not is_link and key not in visited}
     visited |= claimed
@@ -351,8 +350,6 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
         found.extend(_image_files_under(subdir, visited, skipped_links))
     return found
 
-
-_ENTRY_NAME = operator.attrgetter("name")
 
 
 def _directory_key(stat: os.stat_result) -> tuple[int, int]:
