@@ -18,9 +18,10 @@ import sklearn.preprocessing  # noqa: F401  (imported lazily by the weights on f
 import sklearn.utils.class_weight  # noqa: F401
 
 from dataset_doctor.audit import runner
+from dataset_doctor.audit.result_cache import audit_with_cache
 from dataset_doctor.dataset import file_scan
 from dataset_doctor.dataset import index as index_module
-from dataset_doctor.dataset.datayaml import label_path_text, list_split_image_files, load_data_yaml
+from dataset_doctor.dataset.datayaml import list_split_image_files, load_data_yaml
 from dataset_doctor.dataset.index_cache import cache_file_for, load_scan
 from dataset_doctor.gc_pause import gc_paused
 
@@ -53,12 +54,16 @@ def _one_pass(data: Path, timed, times: dict[str, list[float]]) -> None:
     config = timed("index: data.yaml", lambda: load_data_yaml(data))
     listing = timed("index: listing", lambda: [(split, path) for split in config.splits
                                                for path in list_split_image_files(config, split, [])])
-    pairs = timed("index: label paths", lambda: [(path, label_path_text(path)) for _, path in listing])
     previous = timed("index: cache load", lambda: load_scan(cache_file_for(config.yaml_path)))
+    paths = [path for _, path in listing]
+    pairs = timed("index: label paths", lambda: list(zip(paths, index_module._label_paths(paths, previous))))
     scan, _ = timed("index: stat + label check", lambda: file_scan.scan_files(pairs, previous))
     index = timed("index: tables", lambda: index_module._assemble(config, listing, pairs, scan, 0))
+    if scan.digest is not None:
+        index.fingerprint = timed("index: fingerprint", lambda: index_module._fingerprint(scan.digest, listing))
     times.setdefault("index total", []).append(time.perf_counter() - started)
     timed("audit total", lambda: runner.run_audit(index))
+    timed("audit with cache", lambda: audit_with_cache(index))
 
 
 def _time_audit_checks(times: dict[str, list[float]]) -> None:

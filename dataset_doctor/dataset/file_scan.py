@@ -125,14 +125,20 @@ def _match_previous(pairs: list[tuple[str, str]], signatures: np.ndarray,
     if previous is None or previous.files.empty:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.arange(len(pairs))
     files = previous.files
-    by_path = dict(zip(files["path"].tolist(), range(len(files))))
-    rows = np.fromiter((by_path.get(image, -1) for image, _ in pairs), dtype=np.int64, count=len(pairs))
-    known = rows >= 0
-    safe_rows = np.where(known, rows, 0)
+    images, labels = [image for image, _ in pairs], [label for _, label in pairs]
+    cached_images = files["path"].tolist()
     stats = files[_SIGNATURE_COLUMNS].to_numpy(np.int64)
-    labels = np.array([label for _, label in pairs], dtype=object)
-    same = (known & (stats[safe_rows] == signatures).all(axis=1)
-            & (files["label_path"].to_numpy(dtype=object)[safe_rows] == labels) & (signatures[:, 0] != MISSING))
+    if cached_images == images and files["label_path"].tolist() == labels:  # the usual warm start: same files
+        rows = np.arange(len(pairs), dtype=np.int64)
+        same = (stats == signatures).all(axis=1) & (signatures[:, 0] != MISSING)
+    else:
+        by_path = dict(zip(cached_images, range(len(files))))
+        rows = np.fromiter((by_path.get(image, -1) for image in images), dtype=np.int64, count=len(pairs))
+        known = rows >= 0
+        safe_rows = np.where(known, rows, 0)
+        same = (known & (stats[safe_rows] == signatures).all(axis=1)
+                & (files["label_path"].to_numpy(dtype=object)[safe_rows] == np.array(labels, dtype=object))
+                & (signatures[:, 0] != MISSING))
     # Only the racy candidates' labels are read here (a changed or new file's label is hashed when it is parsed).
     hashes = files["label_hash"].to_numpy(dtype=object)
     for position in np.flatnonzero(same & _racy_labels(signatures, previous.scanned_at_ns)):

@@ -12,6 +12,8 @@ Whether a box is usable depends on `nc` and the out-of-bounds tolerance, so it i
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,10 +115,9 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
         listing.extend((split, path) for path in list_split_image_files(config, split, links))
         skipped_links.extend((split, link) for link in links)
     paths = [path for _, path in listing]
-    pairs = list(zip(paths, label_paths_text(paths)))
-
     cache_file = cache_file_for(config.yaml_path)
     previous = load_scan(cache_file) if use_cache else None
+    pairs = list(zip(paths, _label_paths(paths, previous)))
     scan, files_read = scan_files(pairs, previous, workers=workers, progress=progress)
     if use_cache and scan is not previous:  # scan_files returns `previous` itself when nothing changed
         save_scan(cache_file, scan)
@@ -126,19 +127,37 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
     return index
 
 
+def _label_paths(paths: list[str], previous: FileScan | None) -> list[str]:
+    """label_paths_text of every path. When the cached scan lists exactly these images in this order (the usual
+    warm start) its label paths are that function's results for them, and reusing the list also lets the scan
+    and the tables see the same image order without matching paths again."""
+    if previous is not None and previous.files["path"].tolist() == paths:
+        return previous.files["label_path"].tolist()
+    return label_paths_text(paths)
+
+
 def _fingerprint(scan_digest: bytes, listing: list[tuple[str, str]]) -> bytes:
     """What `images` and `boxes` are a function of, besides the config and the code: the scan and the listing."""
-    digest = hashlib.sha256(b"index 1\0" + scan_digest)
-    digest.update("\0".join(f"{split}\0{path}" for split, path in listing).encode("utf-8", "surrogateescape"))
+    digest = hashlib.sha256(b"index 2\0" + scan_digest)
+    # The listing is grouped by split: each split's name, its image count and its paths.
+    for split, entries in itertools.groupby(listing, key=operator.itemgetter(0)):
+        paths = [path for _, path in entries]
+        digest.update(f"\1{split}\0{len(paths)}\0".encode("utf-8", "surrogateescape"))
+        digest.update("\0".join(paths).encode("utf-8", "surrogateescape"))
     return digest.digest()
 
 
 def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list[tuple[str, str]],
               scan: FileScan, files_read: int, skipped_links: list[tuple[str, str]] = ()) -> DatasetIndex:
     files = scan.files
-    file_row = {path: row for row, path in enumerate(files["path"].to_numpy())}
-    rows = np.array([file_row[image] for image, _ in pairs], dtype=np.int64)
-    per_image = files.iloc[rows].reset_index(drop=True)
+    images_listed = [image for image, _ in pairs]
+    if files["path"].tolist() == images_listed:  # the usual case: one row per listed image, in order
+        rows = np.arange(len(pairs), dtype=np.int64)
+        per_image = files
+    else:
+        file_row = {path: row for row, path in enumerate(files["path"].tolist())}
+        rows = np.array([file_row[image] for image in images_listed], dtype=np.int64)
+        per_image = files.iloc[rows].reset_index(drop=True)
 
     split_type = pd.CategoricalDtype(list(config.splits))
     images = pd.DataFrame({
