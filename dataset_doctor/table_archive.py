@@ -1,5 +1,5 @@
-"""pandas tables to and from NumPy arrays that `np.load(..., allow_pickle=False)` reads: no pickle, so loading a
-cache never runs code.
+"""pandas tables to and from plain numeric NumPy arrays (stored with dataset_doctor.array_file): no pickle, so
+loading a cache never runs code.
 
 Every column comes back with its dtype and values exactly (NaN and None kept apart in object columns); a table
 with anything else (a column of Python objects other than strings, a categorical, a non-default row index)
@@ -35,7 +35,8 @@ def decode_strings(blob: np.ndarray, count: int) -> list[str]:
     """The `count` strings of an encode_strings blob; ValueError if it does not hold that many."""
     if blob.dtype != np.uint8:
         raise ValueError("not a string blob")
-    strings = blob.tobytes().decode("utf-8", errors="surrogateescape").split("\0") if count else []
+    # str() decodes the array's buffer in place (tobytes would copy megabytes first)
+    strings = str(np.ascontiguousarray(blob), "utf-8", "surrogateescape").split("\0") if count else []
     if len(strings) != count:
         raise ValueError(f"{len(strings)} strings where {count} were expected")
     return strings
@@ -150,4 +151,4 @@ def encode_json(value: object) -> np.ndarray:
 def decode_json(blob: np.ndarray) -> object:
     if blob.dtype != np.uint8:
         raise ValueError("not a JSON blob")
-    return json.loads(blob.tobytes().decode("utf-8"))
+    return json.loads(str(np.ascontiguousarray(blob), "utf-8"))

@@ -3,8 +3,9 @@
 run_audit is a pure function of the index's tables, the options and the code, so its result is stored under a
 key hashed from all three (SHA-256): the index's every table and setting, the options, and the source of the
 dataset_doctor package. Any change to a file the index saw, to a flag, or to the code computes the audit again.
-One archive per data.yaml location, beside the index cache, overwritten by the next result; a NumPy archive read
-with `allow_pickle=False` (dataset_doctor.table_archive). A cache that cannot be read or written is only a miss.
+One file per data.yaml location, beside the index cache, overwritten by the next result; plain numeric arrays
+(dataset_doctor.table_archive, dataset_doctor.array_file): loading it never runs code. A cache that cannot be
+read or written is only a miss.
 Not cached: audits with predictions (their files are not in the index) and of `doctor rebalance` outputs (their
 rebalance.json is not either).
 """
@@ -15,13 +16,13 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import zipfile
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dataset_doctor.array_file import read_arrays, write_arrays
 from dataset_doctor.atomic import atomic_write
 from dataset_doctor.audit.box_stats import judged_boxes
 from dataset_doctor.audit.options import AuditOptions
@@ -38,7 +39,7 @@ from dataset_doctor.table_archive import (
 )
 from dataset_doctor.weights import ClassWeights
 
-RESULT_FORMAT_VERSION = 1  # bump when what is stored, or how, changes
+RESULT_FORMAT_VERSION = 2  # bump when what is stored, or how, changes (2: an array file, not a NumPy zip)
 # box_geometry is not stored: one row per box, it is most of the archive and recomputed from the index in a few ms
 TABLES = ("findings", "split_summary", "class_counts", "box_stats", "duplicate_pairs", "scale_shift")
 PACKAGE = Path(__file__).resolve().parent.parent  # dataset_doctor/
@@ -65,7 +66,7 @@ def audit_with_cache(index: DatasetIndex, options: AuditOptions | None = None,
 def result_cache_file_for(yaml_path: Path) -> Path:
     """One archive per data.yaml location (named by a hash of its absolute path), as the index cache."""
     name = hashlib.sha1(str(Path(yaml_path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return cache_dir() / "audit" / f"{name}.npz"
+    return cache_dir() / "audit" / f"{name}.arrays"
 
 
 def audit_key(index: DatasetIndex, options: AuditOptions) -> bytes:
@@ -134,7 +135,7 @@ def save_result(path: Path, key: bytes, result: AuditResult) -> None:
 
     def write(temporary: Path) -> None:
         with open(temporary, "xb") as handle:
-            np.savez(handle, **arrays)
+            write_arrays(handle, arrays)
 
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,14 +145,14 @@ def save_result(path: Path, key: bytes, result: AuditResult) -> None:
 def load_result(path: Path, key: bytes, index: DatasetIndex, options: AuditOptions) -> AuditResult | None:
     """The cached result stored under `key`, or None (no cache, another key, another format, damage)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if int(archive["version"]) != RESULT_FORMAT_VERSION or archive["key"].tobytes() != key:
-                return None
-            meta = decode_json(archive["meta"])
-            tables = {name: decode_table(meta["tables"][name], name, archive) for name in TABLES}
-            weights = ClassWeights(**meta["class_weights"])
-            task = str(meta["task"])
-    except (OSError, KeyError, ValueError, TypeError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
+        archive = read_arrays(path)
+        if int(archive["version"]) != RESULT_FORMAT_VERSION or archive["key"].tobytes() != key:
+            return None
+        meta = decode_json(archive["meta"])
+        tables = {name: decode_table(meta["tables"][name], name, archive) for name in TABLES}
+        weights = ClassWeights(**meta["class_weights"])
+        task = str(meta["task"])
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
         return None
     return AuditResult(dataset=str(index.config.yaml_path), root=str(index.root), classes=list(index.names),
                        splits=index.splits, options=options, class_weights=weights, files_read=index.files_read,

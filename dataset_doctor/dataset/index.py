@@ -324,21 +324,26 @@ def _record(check: str, split: str | None, image: str | None, label: str | None,
 
 def _orphan_labels(config: DatasetConfig, images: pd.DataFrame) -> list[tuple]:
     """Label files in the label folders of the dataset's images that belong to no image of any split."""
-    known_labels = set(images["label_path"].tolist())
-    label_dirs = sorted({path.rpartition(os.sep)[0] for path in known_labels})
+    known_names: dict[str, set[str]] = {}  # label folder -> names of the labels expected in it
+    for path in images["label_path"].tolist():
+        folder, _, name = path.rpartition(os.sep)
+        names = known_names.get(folder)
+        if names is None:
+            names = known_names[folder] = set()
+        names.add(name)
     candidates = []
-    for directory in label_dirs:
+    for folder in sorted(known_names):
         try:
-            names = os.listdir(directory)
+            listed = os.listdir(folder)
         except OSError:
             continue
-        # Set difference first: in a healthy dataset every .txt is a known label and nothing is left to check.
-        unknown = {f"{directory}{os.sep}{name}" for name in names if name.endswith(".txt")} - known_labels
-        candidates.extend(sorted(unknown))
+        # Set difference first: in a healthy dataset every name is a known label and nothing is left to check.
+        unknown = set(listed).difference(known_names[folder])
+        candidates.extend(sorted(f"{folder}{os.sep}{name}" for name in unknown if name.endswith(".txt")))
     if not candidates:
         return []
     split_lists = {str(s) for sources in config.splits.values() for s in sources}
-    image_stems = {path.rpartition(".")[0] for path in images["path"].tolist()}  # images always have an extension
+    image_stems = _image_stems_in(images["path"].tolist(), {path.rpartition(os.sep)[0] for path in candidates})
     relative = _relative_to(config.root)
     records = []
     for path in candidates:
@@ -349,6 +354,14 @@ def _orphan_labels(config: DatasetConfig, images: pd.DataFrame) -> list[tuple]:
         records.append(_record("orphan-label", None, None, relative(path), None,
                                "label file without an image: its boxes are never used"))
     return records
+
+
+def _image_stems_in(paths: list[str], folders: set[str]) -> set[str]:
+    """Paths without their extension (images always have one), of the images under `folders` only: a label
+    file is an image's own only when it sits next to it, and testing a prefix is cheaper than cutting every
+    path."""
+    prefixes = tuple(f"{folder}{os.sep}" for folder in folders)
+    return {path.rpartition(".")[0] for path in paths if path.startswith(prefixes)}
 
 
 def _relative_paths(paths: list[str], root: Path) -> list[str]:

@@ -4,8 +4,8 @@ Stale caches are a known complaint about other tools, so the cache is per file, 
 reused only when its image's and its label's size, modification time, inode and change time (nanoseconds) are
 unchanged (`cp -p`, `tar` and `rsync -t` restore mtimes, never ctimes) and, for a label changed within seconds of
 the previous scan, when it holds the same bytes (BLAKE2b of the content); the cache is ignored entirely when it
-was written by another version of the scanner. It is stored as a NumPy archive
-read with `allow_pickle=False`: loading a cache never runs code.
+was written by another version of the scanner. It is stored as plain numeric arrays (dataset_doctor.array_file):
+loading a cache never runs code.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from dataset_doctor.array_file import read_arrays, write_arrays
 from dataset_doctor.atomic import atomic_write
 from dataset_doctor.dataset.file_scan import BOX_COLUMNS, FILE_COLUMNS, PROBLEM_COLUMNS, FileScan
 from dataset_doctor.table_archive import Unarchivable, decode_json, decode_table, encode_json, encode_table
@@ -27,7 +27,8 @@ from dataset_doctor.table_archive import Unarchivable, decode_json, decode_table
 # ctime, a UTF-8 BOM stripped from labels, flat images hashed by their gray level. 6: label inode and ctime, and the
 # scan time, so labels are trusted on their stat unless racy. 7: columns packed into a few arrays
 # (dataset_doctor.table_archive: an archive member costs more to open than to read) and a digest of the content.
-SCAN_FORMAT_VERSION = 7
+# 8: an array file (dataset_doctor.array_file) instead of a NumPy zip archive.
+SCAN_FORMAT_VERSION = 8
 
 
 def cache_dir() -> Path:
@@ -42,22 +43,22 @@ def cache_dir() -> Path:
 def cache_file_for(yaml_path: Path) -> Path:
     """One cache file per data.yaml location (named by a hash of its absolute path)."""
     key = hashlib.sha1(str(yaml_path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    return cache_dir() / "index" / f"{key}.npz"
+    return cache_dir() / "index" / f"{key}.arrays"
 
 
 def load_scan(path: Path) -> FileScan | None:
     """The cached scan, or None if there is none or it cannot be used (wrong version, damaged)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if int(archive["version"]) != SCAN_FORMAT_VERSION:
-                return None
-            meta = decode_json(archive["meta"])
-            files = decode_table(meta["files"], "files", archive)
-            problems = decode_table(meta["problems"], "problems", archive)
-            boxes = archive["boxes"].reshape(-1, len(BOX_COLUMNS))
-            scanned_at_ns = int(archive["scanned_at_ns"])
-            digest = archive["digest"].tobytes()
-    except (OSError, KeyError, ValueError, TypeError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
+        archive = read_arrays(path)
+        if int(archive["version"]) != SCAN_FORMAT_VERSION:
+            return None
+        meta = decode_json(archive["meta"])
+        files = decode_table(meta["files"], "files", archive)
+        problems = decode_table(meta["problems"], "problems", archive)
+        boxes = archive["boxes"].reshape(-1, len(BOX_COLUMNS))
+        scanned_at_ns = int(archive["scanned_at_ns"])
+        digest = archive["digest"].tobytes()
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError):
         return None
     if list(files.columns) != list(FILE_COLUMNS) or list(problems.columns) != PROBLEM_COLUMNS:
         return None
@@ -82,7 +83,7 @@ def save_scan(path: Path, scan: FileScan) -> None:
 
     def write(temporary: Path) -> None:
         with open(temporary, "xb") as handle:
-            np.savez(handle, **arrays)
+            write_arrays(handle, arrays)
 
     # A read-only or full cache directory must not break the command; it only costs the next run time.
     with contextlib.suppress(OSError):
