@@ -4,6 +4,7 @@ label scan side by side.
     PYTHONPATH=. python bench/bench_audit.py                       # full scale: 10k+ images, 1M-box memory case
     PYTHONPATH=. python bench/bench_audit.py --images 1200 --memory-boxes 50000 --runs 2   # a quick check
     PYTHONPATH=. python bench/bench_audit.py --ultralytics-python /path/to/other-venv/bin/python
+    PYTHONPATH=. python bench/bench_audit.py --data-dir DIR --ultralytics-python PY --warm-pairs 15  # warm, in turn
 
 Cases (each run in a fresh process, timed from build_index to the end of run_audit, imports excluded, as
 the Ultralytics scan is timed from its dataset constructor on; images/s is the median over --runs):
@@ -82,6 +83,9 @@ def main() -> None:
     parser.add_argument("--dense-images", type=int, default=10_000, help="images in the dense case (0: skip)")
     parser.add_argument("--dense-boxes", type=int, default=14, help="boxes per image in the dense case")
     parser.add_argument("--ultralytics-python", type=Path, help="interpreter of an environment with ultralytics")
+    parser.add_argument("--warm-pairs", type=int, default=0,
+                        help="only the warm audit against the warm Ultralytics scan, in this many alternating "
+                             "pairs of fresh processes (needs --ultralytics-python)")
     parser.add_argument("--measure", choices=["cold", "warm"], help=argparse.SUPPRESS)  # internal: one run
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -92,6 +96,11 @@ def main() -> None:
     work = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-audit-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
+        if args.warm_pairs:
+            if not args.ultralytics_python:
+                parser.error("--warm-pairs needs --ultralytics-python")
+            print_pairs(warm_pairs(args, work))
+            return
         rows = run_benchmark(args, work)
     finally:
         if args.data_dir is None:
@@ -246,6 +255,46 @@ def ultralytics_cases(data_yaml: Path, args: argparse.Namespace) -> list[dict]:
                          "note": f"kept {results[0]['images_kept']}: an image with a bad line is dropped whole"
                          if results[0]["images_kept"] < images else ""})
     return rows
+
+
+def warm_pairs(args: argparse.Namespace, work: Path) -> list[tuple[float, float]]:
+    """(ours, peer) warm seconds, run in turn in fresh processes: a machine that drifts by more than the gap
+    between two tools (this one does, by 30% within an hour) then moves both numbers of a pair alike."""
+    replica = work / f"replica-{args.images}{'-jpeg' if args.jpeg_only else ''}" / "data.yaml"
+    if not replica.exists():
+        raise SystemExit(f"{replica} not found: run the benchmark once without --warm-pairs to build it")
+    cache = replica.parent.parent / f"cache-{replica.parent.name}"
+    env = {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    ours = [sys.executable, str(Path(__file__)), "--measure", "warm", "--data", str(replica)]
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "ultralytics_scan.py"
+        script.write_text(_ULTRALYTICS_SCAN)
+        peer_env = {**os.environ, "YOLO_CONFIG_DIR": scratch, "YOLO_OFFLINE": "1"}
+        peer_env.pop("PYTHONPATH", None)
+        peer = [str(args.ultralytics_python), str(script), str(replica), "warm"]
+        subprocess.run(ours, env=env, check=True, capture_output=True)  # both caches filled
+        subprocess.run(peer, env=peer_env, check=True, capture_output=True)
+        pairs = []
+        for _ in range(args.warm_pairs):
+            mine = json.loads(subprocess.run(ours, env=env, check=True, capture_output=True,
+                                             text=True).stdout.strip().splitlines()[-1])
+            theirs = json.loads(subprocess.run(peer, env=peer_env, check=True, capture_output=True,
+                                               text=True).stdout.strip().splitlines()[-1])
+            if mine["files_read"]:
+                raise SystemExit("the warm run read files: the cache was not valid")
+            pairs.append((mine["seconds"], theirs["seconds"]))
+    return pairs
+
+
+def print_pairs(pairs: list[tuple[float, float]]) -> None:
+    ours, peer = [p[0] for p in pairs], [p[1] for p in pairs]
+    ratios = sorted(theirs / mine for mine, theirs in pairs)
+    print(f"\nwarm audit vs warm Ultralytics scan, {len(pairs)} alternating pairs of fresh processes\n")
+    print("| ours median s (range) | Ultralytics median s (range) | ratio of medians | per-pair ratio median (range) |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {statistics.median(ours):.3f} ({min(ours):.3f}-{max(ours):.3f}) | {statistics.median(peer):.3f} "
+          f"({min(peer):.3f}-{max(peer):.3f}) | {statistics.median(peer) / statistics.median(ours):.2f}x | "
+          f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}) |")
 
 
 def describe_dataset(data_yaml: Path) -> str:

@@ -8,6 +8,7 @@ train or write data call `DatasetConfig.require_valid_names()` instead.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -323,20 +324,19 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
     try:
         visited.add(_directory_key(os.stat(directory)))
         with os.scandir(directory) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
+            entries = sorted(scan, key=_entry_name)
     except OSError:  # unreadable directories are skipped, as os.walk does
         return []
     found, subdirs = [], []
-    for entry in entries:
+    for entry in entries:  # (a warm index lists every image this way: is_image_file is inlined)
         try:
             is_dir = entry.is_dir()
-            key = _directory_key(entry.stat()) if is_dir else None
-            is_link = is_dir and entry.is_symlink()
+            if is_dir:
+                subdirs.append((entry.path, _directory_key(entry.stat()), entry.is_symlink()))
+                continue
         except OSError:
-            is_dir = False
-        if is_dir:
-            subdirs.append((entry.path, key, is_link))
-        elif is_image_file(entry.name):
+            pass
+        if entry.name.rpartition(".")[2].lower() in IMAGE_EXTENSIONS:
             found.append(entry.path)
     claimed = {key for _, key, is_link in subdirs if not is_link and key not in visited}
     visited |= claimed
@@ -350,6 +350,9 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
         found.extend(_image_files_under(subdir, visited, skipped_links))
     return found
 
+
+
+_entry_name = operator.attrgetter("name")
 
 
 def _directory_key(stat: os.stat_result) -> tuple[int, int]:

@@ -39,6 +39,7 @@ IMAGE_COLUMNS = ["image_id", "split", "image", "label", "path", "label_path", "l
                  "readable", "image_error", "file_bytes", "content_hash", "phash", "format"]
 BOX_TABLE_COLUMNS = ["image_id", "split", "image", "line", "cls", "cx", "cy", "w", "h", "polygon"]
 _NOT_LABEL_FILES = {"classes.txt", "labels.txt", "notes.txt", "readme.txt"}
+_first, _second = operator.itemgetter(0), operator.itemgetter(1)  # of a (split, path) or (image, label) pair
 
 
 @dataclass
@@ -140,7 +141,7 @@ def _fingerprint(scan_digest: bytes, listing: list[tuple[str, str]]) -> bytes:
     """What `images` and `boxes` are a function of, besides the config and the code: the scan and the listing."""
     digest = hashlib.sha256(b"index 2\0" + scan_digest)
     # The listing is grouped by split: each split's name, its image count and its paths.
-    for split, entries in itertools.groupby(listing, key=operator.itemgetter(0)):
+    for split, entries in itertools.groupby(listing, key=_first):
         paths = [path for _, path in entries]
         digest.update(f"\1{split}\0{len(paths)}\0".encode("utf-8", "surrogateescape"))
         digest.update("\0".join(paths).encode("utf-8", "surrogateescape"))
@@ -150,7 +151,8 @@ def _fingerprint(scan_digest: bytes, listing: list[tuple[str, str]]) -> bytes:
 def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list[tuple[str, str]],
               scan: FileScan, files_read: int, skipped_links: list[tuple[str, str]] = ()) -> DatasetIndex:
     files = scan.files
-    images_listed = [image for image, _ in pairs]
+    images_listed = list(map(_second, listing))  # (the tables are built on every warm start: no per-row loops)
+    labels_listed = list(map(_second, pairs))
     if files["path"].tolist() == images_listed:  # the usual case: one row per listed image, in order
         rows = np.arange(len(pairs), dtype=np.int64)
         per_image = files
@@ -162,9 +164,9 @@ def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list
     split_type = pd.CategoricalDtype(list(config.splits))
     images = pd.DataFrame({
         "image_id": np.arange(len(listing)),
-        "split": pd.Categorical([split for split, _ in listing], dtype=split_type),
-        "image": _relative_paths([path for _, path in listing], config.root),
-        "label": _relative_paths([label for _, label in pairs], config.root),
+        "split": pd.Categorical.from_codes(_split_codes(listing, split_type), dtype=split_type),
+        "image": _relative_paths(images_listed, config.root),
+        "label": _relative_paths(labels_listed, config.root),
         "path": per_image["path"].to_numpy(),
         "label_path": per_image["label_path"].to_numpy(),
         "label_exists": (per_image["label_size"] != MISSING).to_numpy(),
@@ -181,6 +183,15 @@ def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list
     boxes = _boxes_table(scan, rows, images)
     problems = _problem_findings(config, images, per_image, scan, rows, boxes, skipped_links)
     return DatasetIndex(config, images, boxes, problems, files_read)
+
+
+def _split_codes(listing: list[tuple[str, str]], split_type: pd.CategoricalDtype) -> np.ndarray:
+    """Each listed image's split as a category code, a run at a time: the listing holds each split's images
+    together."""
+    position = {split: code for code, split in enumerate(split_type.categories)}
+    runs = [(position[split], sum(1 for _ in run)) for split, run in itertools.groupby(listing, _first)]
+    return np.repeat(np.array([code for code, _ in runs], dtype=np.int8),
+                     np.array([count for _, count in runs], dtype=np.int64))
 
 
 def _boxes_table(scan: FileScan, rows: np.ndarray, images: pd.DataFrame) -> pd.DataFrame:
@@ -291,7 +302,9 @@ def _problem_findings(config: DatasetConfig, images: pd.DataFrame, per_image: pd
             np.array([f"{total - n} box(es) and {n} polygon(s) in one file"
                       for n, total in zip(polygons[mixed], totals[mixed])], dtype=object))
 
-    odd_names = np.flatnonzero([is_undecodable_name(name) for name in image_names])
+    # (joined first: an ASCII listing, the usual one, holds no undecodable name and needs no call per name)
+    odd_names = np.zeros(0, dtype=np.int64) if "".join(image_names).isascii() else \
+        np.flatnonzero([is_undecodable_name(name) for name in image_names])
     add("non-utf8-name", odd_names, None,
         np.array([f"file name is not valid UTF-8: {display_name(name)} (bytes shown as \\u escapes); other tools "
                   "may fail to open it, renaming it to UTF-8 avoids that" for name in image_names[odd_names]],

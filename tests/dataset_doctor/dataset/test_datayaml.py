@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataset_doctor.dataset.datayaml import (
+    is_image_file,
     label_path_for,
     label_path_text,
     label_paths_text,
@@ -99,6 +100,18 @@ def test_image_extensions_are_matched_case_insensitively(tmp_path):
     config = load_data_yaml(write_yaml(tmp_path / "data.yaml", {"train": "images/train", "val": "images/val",
                                                                  "names": ["cat"]}))
     assert image_names(config, "train") == names
+
+
+def test_a_folder_lists_exactly_the_names_is_image_file_accepts(tmp_path):
+    names = ["a.b.JPG", "jpg", ".png", "x.", "y.jpg.txt", "z.Jpeg", "w.png~", "v.webp", "u.tiff"]
+    touch_images(tmp_path / "images/train", *names)
+    (tmp_path / "images/train/folder.jpg").mkdir()  # a folder is walked, never listed as an image
+    touch_images(tmp_path / "images/train/folder.jpg", "inner.png")
+    touch_images(tmp_path / "images/val", "z.jpg")
+    config = load_data_yaml(write_yaml(tmp_path / "data.yaml", {"train": "images/train", "val": "images/val",
+                                                                 "names": ["cat"]}))
+    expected = sorted(name for name in names if is_image_file(name)) + ["inner.png"]
+    assert image_names(config, "train") == expected and "jpg" in expected and "x." not in expected
 
 
 def test_test_split_is_optional_and_read_when_given(tmp_path):
