@@ -50,6 +50,7 @@ from trainer.data.sampler import build_sampler
 from trainer.devices import autocast, choice_for_rank, choose_device
 from trainer.ema import ModelEMA
 from trainer.evaluation.classification import ClassificationResult, evaluate_classification
+from trainer.memory_policy import freed_memory_kept
 from trainer.model.classifier import Classifier, ClassifierConfig
 from trainer.optim import build_optimizer, choose_optimizer
 from trainer.run_dir import ARGS_FILE, WEIGHTS_DIR, new_run_dir, write_json
@@ -66,7 +67,14 @@ def train_classifier(config: ClassifyConfig, resume: str | Path | None = None, l
                      world_size: int = 1, run_dir: Path | None = None, device: torch.device | None = None) -> Path:
     """Train (or with `resume`, a run directory or its last.pt, continue) and return the run directory.
 
-    rank, world_size, run_dir (rank 0 made it) and device: set by trainer/launch.py for a distributed run."""
+    rank, world_size, run_dir (rank 0 made it) and device: set by trainer/launch.py for a distributed run.
+    While it runs, freed memory stays in the process (trainer/memory_policy.py)."""
+    with freed_memory_kept():
+        return _train_classifier(config, resume, log, rank, world_size, run_dir, device)
+
+
+def _train_classifier(config: ClassifyConfig, resume: str | Path | None, log, rank: int, world_size: int,
+                      run_dir: Path | None, device: torch.device | None) -> Path:
     given_run_dir = run_dir
     checkpoint = None
     if resume is not None:

@@ -25,6 +25,7 @@ from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult
 from trainer.finetune import active_freeze, keep_frozen_batchnorm_eval, set_frozen
 from trainer.forgetting import measure_forgetting
+from trainer.memory_policy import freed_memory_kept
 from trainer.model.inference import evaluate_model, write_yolo_predictions
 from trainer.monitor import TensorBoardLog, wants_tensorboard
 from trainer.progress import EpochProgress
@@ -43,7 +44,15 @@ def train(settings: TrainSettings | None, resume: Path | None = None, console: C
     on_evaluation(run_dir, progress): called on rank 0 once before the first epoch and after every evaluation
     (results.csv and the checkpoints written), progress = {"epoch", "epochs", "eta_s"}: how `doctor train`
     keeps a live report.html without the trainer importing reports/.
+    While it runs, freed memory stays in the process (trainer/memory_policy.py: no page faults per step).
     """
+    with freed_memory_kept():
+        return _train(settings, resume, console, rank, world_size, progress, run_dir, device, on_evaluation)
+
+
+def _train(settings: TrainSettings | None, resume: Path | None, console: Console | None, rank: int,
+           world_size: int, progress: bool, run_dir: Path | None, device: torch.device | None,
+           on_evaluation: Callable[[Path, dict[str, Any]], None] | None) -> Path:
     run = start_run(settings, resume, console, rank, world_size, run_dir, device)
     config = run.settings.train
     log_start(run)
