@@ -56,7 +56,7 @@ def _one_pass(data: Path, timed, times: dict[str, list[float]]) -> None:
                                                for path in list_split_image_files(config, split, [])])
     previous = timed("index: cache load", lambda: load_scan(cache_file_for(config.yaml_path)))
     paths = [path for _, path in listing]
-    pairs = timed("index: label paths", lambda: list(zip(paths, index_module._label_paths(paths, previous))))
+    pairs = timed("index: label paths", lambda: index_module._image_label_pairs(paths, previous))
     scan, _ = timed("index: stat + label check", lambda: file_scan.scan_files(pairs, previous))
     index = timed("index: tables", lambda: index_module._assemble(config, listing, pairs, scan, 0))
     if scan.digest is not None:

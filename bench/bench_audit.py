@@ -113,7 +113,7 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> list[dict]:
 
     from dataset_doctor.sample.generate import write_sample_dataset
 
-    replica = work / f"replica-{args.images}{'-jpeg' if args.jpeg_only else ''}" / "data.yaml"
+    replica = replica_yaml(args, work)
     if not replica.exists():
         source = args.source or (work / "sample-source" / "data.yaml")
         if not source.exists():
@@ -178,9 +178,28 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed_case(name: str, data_yaml: Path, args: argparse.Namespace, cold: bool) -> dict:
+def replica_yaml(args: argparse.Namespace, work: Path) -> Path:
+    return work / f"replica-{args.images}{'-jpeg' if args.jpeg_only else ''}" / "data.yaml"
+
+
+def ours_cache_and_env(data_yaml: Path) -> tuple[Path, dict]:
+    """The cache folder our runs on this dataset use (beside it), and their environment."""
     cache = data_yaml.parent.parent / f"cache-{data_yaml.parent.name}"
-    env = {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    return cache, {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+
+
+def peer_script_and_env(scratch: str) -> tuple[Path, dict]:
+    """The Ultralytics scan program written into `scratch`, and an environment that keeps its settings there
+    and does not put this project on its path."""
+    script = Path(scratch) / "ultralytics_scan.py"
+    script.write_text(_ULTRALYTICS_SCAN)
+    env = {**os.environ, "YOLO_CONFIG_DIR": scratch, "YOLO_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    return script, env
+
+
+def timed_case(name: str, data_yaml: Path, args: argparse.Namespace, cold: bool) -> dict:
+    cache, env = ours_cache_and_env(data_yaml)
     command = [sys.executable, str(Path(__file__)), "--measure", "cold" if cold else "warm", "--data", str(data_yaml)]
     if args.workers:
         command += ["--workers", str(args.workers)]
@@ -206,8 +225,7 @@ def timed_case(name: str, data_yaml: Path, args: argparse.Namespace, cold: bool)
 
 
 def cli_case(data_yaml: Path, args: argparse.Namespace) -> dict:
-    cache = data_yaml.parent.parent / f"cache-{data_yaml.parent.name}"
-    env = {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    _, env = ours_cache_and_env(data_yaml)
     with tempfile.TemporaryDirectory() as scratch:
         # --no-html: this case times the audit and its JSON; the HTML report has its own benchmark
         # (bench_audit_report.py), and would otherwise land in doctor_reports/ of the working directory.
@@ -230,10 +248,7 @@ def cli_case(data_yaml: Path, args: argparse.Namespace) -> dict:
 def ultralytics_cases(data_yaml: Path, args: argparse.Namespace) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        script = Path(scratch) / "ultralytics_scan.py"
-        script.write_text(_ULTRALYTICS_SCAN)
-        env = {**os.environ, "YOLO_CONFIG_DIR": scratch, "YOLO_OFFLINE": "1"}
-        env.pop("PYTHONPATH", None)
+        script, env = peer_script_and_env(scratch)
         images = sum(1 for _ in (data_yaml.parent / "images").rglob("*") if _.is_file())
         for mode in ("cold", "warm"):
             if mode == "warm":
@@ -259,18 +274,15 @@ def ultralytics_cases(data_yaml: Path, args: argparse.Namespace) -> list[dict]:
 
 def warm_pairs(args: argparse.Namespace, work: Path) -> list[tuple[float, float]]:
     """(ours, peer) warm seconds, run in turn in fresh processes: a machine that drifts by more than the gap
-    between two tools (this one does, by 30% within an hour) then moves both numbers of a pair alike."""
-    replica = work / f"replica-{args.images}{'-jpeg' if args.jpeg_only else ''}" / "data.yaml"
+    between two tools (this one did: the peer's warm scan went from 0.49 to 0.34 s within half an hour) then
+    moves both numbers of a pair alike."""
+    replica = replica_yaml(args, work)
     if not replica.exists():
         raise SystemExit(f"{replica} not found: run the benchmark once without --warm-pairs to build it")
-    cache = replica.parent.parent / f"cache-{replica.parent.name}"
-    env = {**os.environ, "DOCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    _, env = ours_cache_and_env(replica)
     ours = [sys.executable, str(Path(__file__)), "--measure", "warm", "--data", str(replica)]
     with tempfile.TemporaryDirectory() as scratch:
-        script = Path(scratch) / "ultralytics_scan.py"
-        script.write_text(_ULTRALYTICS_SCAN)
-        peer_env = {**os.environ, "YOLO_CONFIG_DIR": scratch, "YOLO_OFFLINE": "1"}
-        peer_env.pop("PYTHONPATH", None)
+        script, peer_env = peer_script_and_env(scratch)
         peer = [str(args.ultralytics_python), str(script), str(replica), "warm"]
         subprocess.run(ours, env=env, check=True, capture_output=True)  # both caches filled
         subprocess.run(peer, env=peer_env, check=True, capture_output=True)

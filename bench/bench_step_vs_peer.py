@@ -71,7 +71,8 @@ print(json.dumps({"torch": torch.__version__, **{k: statistics.median(v) for k, 
 
 
 def our_step(args: argparse.Namespace) -> dict:
-    """One process's median phase times for our model, loss and optimizer (the --measure side)."""
+    """One process's median phase times for our model, loss and optimizer (the --measure side): the same
+    loop as _PEER_STEP, which has to stay a separate text because the peer's interpreter runs it."""
     import torch
 
     from bench.bench_model import synthetic_targets

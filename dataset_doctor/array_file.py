@@ -1,7 +1,7 @@
 """Named NumPy arrays in one flat file, read with one read and no copy per array: what the caches are stored in.
 
-A `.npz` (a zip of `.npy` files) cost a warm `doctor audit` about 10 ms on the 10k replica's index cache (member
-headers, two copies of each array, zip bookkeeping) where the file itself reads in 0.5 ms. This format is a
+Reading a `.npz` (a zip of `.npy` files) costs member headers, two copies of each array and zip bookkeeping: on
+the 10k replica's index cache `load_scan` went from 15-19 to 12-15 ms with this format (bench/README.md). It is a
 magic line, the length of a JSON table of contents (name, dtype, shape, offset, length), a CRC-32 of that
 length, the table and the data, then the table, then each array's bytes at a 64-byte aligned offset. Reading
 takes the file in one `readinto` and gives each array as a writable view of that buffer. Only numeric and
@@ -21,7 +21,8 @@ from typing import BinaryIO
 import numpy as np
 
 MAGIC = b"dataset-doctor arrays 1\n"
-_SIZES = struct.Struct("<QI")  # table-of-contents length, CRC-32 of the table of contents and the data
+_SIZES = struct.Struct("<QI")  # table-of-contents length, CRC-32 of that length, the table and the data
+_LENGTH = struct.Struct("<Q")
 _ALIGN = 64
 _MAX_CONTENTS_BYTES = 16 * 2**20
 _KINDS = "biuf"  # booleans, signed and unsigned integers, floats
@@ -45,12 +46,17 @@ def write_arrays(handle: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
         offset += len(data)
     contents = json.dumps(entries).encode("utf-8")
     contents += b" " * (-(len(MAGIC) + _SIZES.size + len(contents)) % _ALIGN)  # data starts aligned
-    crc = zlib.crc32(contents, zlib.crc32(struct.pack("<Q", len(contents))))
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-    handle.write(MAGIC + _SIZES.pack(len(contents), crc) + contents)
+    handle.write(MAGIC + _SIZES.pack(len(contents), _checksum(len(contents), [contents, *chunks])) + contents)
     for chunk in chunks:
         handle.write(chunk)
+
+
+def _checksum(contents_size: int, parts: list) -> int:
+    """CRC-32 of the table-of-contents length and then `parts` (the table and the data, in file order)."""
+    crc = zlib.crc32(_LENGTH.pack(contents_size))
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -68,7 +74,7 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if contents_size > min(_MAX_CONTENTS_BYTES, size - start):
         raise ValueError("damaged: table of contents past the end")
     view = memoryview(buffer)
-    if zlib.crc32(view[start:], zlib.crc32(struct.pack("<Q", contents_size))) != crc:
+    if _checksum(contents_size, [view[start:]]) != crc:
         raise ValueError("damaged: checksum mismatch")
     entries = json.loads(bytes(view[start:start + contents_size]).decode("utf-8"))
     data_start = start + contents_size

@@ -4,11 +4,12 @@ A training step allocates and frees the same activations every step. glibc's mal
 its mmap threshold, at most 32 MiB) with fresh mmap'd pages and unmaps them on free, and trims the top of its
 heap, so the next step faults every page in again, zero-filled: at imgsz 640, batch 16, scale n, 20k-120k page
 faults per step after the warm-up (350k in the first), about 8% of the step on the 2-core development VM
-(bench/README.md, "Page faults"). With mmap off (M_MMAP_MAX 0) every block comes from the heap, and with a
-high trim threshold freed heap memory stays mapped: the steps then fault almost never. The price is that the
-process keeps its peak footprint until the training ends (+14% peak RSS measured at 640), so the defaults are
-put back and the heap trimmed afterwards. glibc on Linux only (mallopt is glibc's); skipped when the user
-tuned malloc through MALLOC_* variables, or set DOCTOR_KEEP_FREED_MEMORY=0.
+(bench/README.md, "the step against the peer's, and page faults"). With mmap off (M_MMAP_MAX 0) every block
+comes from the heap, and with a high trim threshold freed heap memory stays mapped: the steps then fault almost
+never. The price is that the process keeps its peak footprint until the training ends (+14% peak RSS measured
+at 640), so glibc's default values are set again and the heap trimmed afterwards (glibc then keeps its
+thresholds fixed instead of adapting them, as after any mallopt call). glibc on Linux only; skipped when the
+user tuned malloc through MALLOC_* variables, or set DOCTOR_KEEP_FREED_MEMORY=0.
 """
 
 from __future__ import annotations

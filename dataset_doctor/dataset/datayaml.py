@@ -324,18 +324,17 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
     try:
         visited.add(_directory_key(os.stat(directory)))
         with os.scandir(directory) as scan:
-            entries = sorted(scan, key=_entry_name)
+            entries = sorted(scan, key=_ENTRY_NAME)
     except OSError:  # unreadable directories are skipped, as os.walk does
         return []
     found, subdirs = [], []
-    for entry in entries:  # (a warm index lists every image this way: is_image_file is inlined)
+    for entry in entries:  # every file of the dataset, on every run: is_image_file inlined
         try:
-            is_dir = entry.is_dir()
-            if is_dir:
+            if entry.is_dir():
                 subdirs.append((entry.path, _directory_key(entry.stat()), entry.is_symlink()))
                 continue
         except OSError:
-            pass
+            pass  # taken as a file: listed if its name is an image's
         if entry.name.rpartition(".")[2].lower() in IMAGE_EXTENSIONS:
             found.append(entry.path)
     claimed = {key for _, key, is_link in subdirs if not is_link and key not in visited}
@@ -351,8 +350,7 @@ def _image_files_under(directory: str, visited: set[tuple[int, int]], skipped_li
     return found
 
 
-
-_entry_name = operator.attrgetter("name")
+_ENTRY_NAME = operator.attrgetter("name")
 
 
 def _directory_key(stat: os.stat_result) -> tuple[int, int]:

@@ -118,7 +118,7 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
     paths = [path for _, path in listing]
     cache_file = cache_file_for(config.yaml_path)
     previous = load_scan(cache_file) if use_cache else None
-    pairs = list(zip(paths, _label_paths(paths, previous)))
+    pairs = _image_label_pairs(paths, previous)
     scan, files_read = scan_files(pairs, previous, workers=workers, progress=progress)
     if use_cache and scan is not previous:  # scan_files returns `previous` itself when nothing changed
         save_scan(cache_file, scan)
@@ -128,13 +128,16 @@ def _build_index(data_yaml: str | Path | DatasetConfig, workers: int | None, use
     return index
 
 
-def _label_paths(paths: list[str], previous: FileScan | None) -> list[str]:
-    """label_paths_text of every path. When the cached scan lists exactly these images in this order (the usual
-    warm start) its label paths are that function's results for them, and reusing the list also lets the scan
-    and the tables see the same image order without matching paths again."""
-    if previous is not None and previous.files["path"].tolist() == paths:
-        return previous.files["label_path"].tolist()
-    return label_paths_text(paths)
+def _image_label_pairs(paths: list[str], previous: FileScan | None) -> list[tuple[str, str]]:
+    """(image, label_paths_text of it) for every path. When the cached scan lists exactly these images in this
+    order (the usual warm start) its own rows are those pairs: its label paths are not worked out again, and as
+    the strings are the cache's own objects, the scan's and the tables' checks that the order is unchanged
+    compare them by identity."""
+    if previous is not None:
+        cached = previous.files["path"].tolist()
+        if cached == paths:
+            return list(zip(cached, previous.files["label_path"].tolist()))
+    return list(zip(paths, label_paths_text(paths)))
 
 
 def _fingerprint(scan_digest: bytes, listing: list[tuple[str, str]]) -> bytes:
@@ -151,7 +154,7 @@ def _fingerprint(scan_digest: bytes, listing: list[tuple[str, str]]) -> bytes:
 def _assemble(config: DatasetConfig, listing: list[tuple[str, str]], pairs: list[tuple[str, str]],
               scan: FileScan, files_read: int, skipped_links: list[tuple[str, str]] = ()) -> DatasetIndex:
     files = scan.files
-    images_listed = list(map(_second, listing))  # (the tables are built on every warm start: no per-row loops)
+    images_listed = list(map(_first, pairs))  # (the tables are built on every warm start: no per-row loops)
     labels_listed = list(map(_second, pairs))
     if files["path"].tolist() == images_listed:  # the usual case: one row per listed image, in order
         rows = np.arange(len(pairs), dtype=np.int64)
