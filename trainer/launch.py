@@ -78,6 +78,20 @@ def _train_as_torchrun_rank(settings: TrainSettings, resume: Path | None, consol
 
 
 @contextlib.contextmanager
+def _process_group(backend: str, **ranks: int) -> Iterator[None]:
+    """Join a process group for the block. On a normal exit every rank meets at a barrier before any leaves:
+    a rank whose peer closed its connections while it was still tearing down its own can die in gloo with
+    SIGABRT (seen once in a resumed torchrun run, rank 1, after its last epoch). After an error the group is
+    left at once; a barrier then would wait for a rank that may never come."""
+    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT, **ranks)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
 def _torchrun_group(device_spec: str) -> Iterator[tuple[int, int, torch.device]]:
     """Join torchrun's process group for the whole block: (rank, world_size, this rank's device). NCCL on the
     rank's GPU unless --device is cpu or there is no GPU, then gloo on the CPU; the group is left on exit."""
@@ -87,11 +101,8 @@ def _torchrun_group(device_spec: str) -> Iterator[tuple[int, int, torch.device]]
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
-    try:
+    with _process_group("nccl" if use_cuda else "gloo"):
         yield rank, world_size, device
-    finally:
-        dist.destroy_process_group()
 
 
 def _shared_run_dir(settings: TrainSettings, resume: Path | None, rank: int) -> Path:
@@ -145,17 +156,13 @@ def _spawned_worker(rank: int, world_size: int, port: int, settings: TrainSettin
     device = torch.device("cpu") if gpu is None else torch.device("cuda", gpu)
     if gpu is not None:
         torch.cuda.set_device(device)
-    dist.init_process_group("gloo" if gpu is None else "nccl", rank=rank, world_size=world_size,
-                            timeout=COLLECTIVE_TIMEOUT)
 
     def send(directory: Path, progress: dict) -> None:  # to the launching process, which runs the hook
         events.put((str(directory), progress))
 
-    try:
+    with _process_group("gloo" if gpu is None else "nccl", rank=rank, world_size=world_size):
         train(settings, resume=resume, rank=rank, world_size=world_size, run_dir=run_dir, device=device,
               on_evaluation=send if events is not None and rank == 0 else None)
-    finally:
-        dist.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -211,9 +218,6 @@ def _spawned_classifier(rank: int, world_size: int, port: int, config, resume: P
                       LOCAL_RANK=str(rank))
     device = torch.device("cuda", gpu_ids[rank])
     torch.cuda.set_device(device)
-    dist.init_process_group("nccl", rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT)
-    try:
+    with _process_group("nccl", rank=rank, world_size=world_size):
         train_classifier(config, resume=resume, log=print if rank == 0 else (lambda *_: None), rank=rank,
                          world_size=world_size, run_dir=None if resume is not None else run_dir, device=device)
-    finally:
-        dist.destroy_process_group()
