@@ -15,9 +15,9 @@ work folder.
 
 Threads: both tools use all cores (Ultralytics' select_device() sets min(8, cores - 1) torch threads on CPU,
 one on 2 cores, whatever the caller set; its constant is patched to the core count so the comparison is at
-equal cores). Each tool runs with its own OpenMP defaults: ours sets OMP_WAIT_POLICY=PASSIVE
-(dataset_doctor/openmp_policy.py), Ultralytics leaves libgomp's spinning default; `--omp-policy` forces one
-value on both. Ultralytics is AGPL-3.0: it runs as a separate program in its own environment (bench_train.py
+equal cores). Each tool runs with its own OpenMP defaults: both leave libgomp's spinning threads, and
+ours gives up threads while other programs use the cores (trainer/core_sharing.py; alone it changes nothing);
+`--omp-policy` forces one OMP_WAIT_POLICY on both (which also turns our adapting off). Ultralytics is AGPL-3.0: it runs as a separate program in its own environment (bench_train.py
 says how to make one), nothing of it is imported here.
 """
 

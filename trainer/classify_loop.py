@@ -45,6 +45,7 @@ from dataset_doctor.errors import DoctorError
 from dataset_doctor.weights import compute_class_weights
 from trainer.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from trainer.config import CLASSIFY_ADAMW_LR, ClassifyConfig
+from trainer.core_sharing import CoreSharing
 from trainer.data.classify_dataset import ClassifyAugment, ClassifyDataset, fill_base_cache
 from trainer.data.sampler import build_sampler
 from trainer.devices import autocast, choice_for_rank, choose_device
@@ -165,6 +166,7 @@ def _train_classifier(config: ClassifyConfig, resume: str | Path | None, log, ra
         start_epoch, best_top1, rows = checkpoint["epoch"] + 1, checkpoint["best_top1"], checkpoint["rows"]
         log(f"resuming {run_dir} at epoch {start_epoch + 1}/{config.epochs}")
 
+    sharing = CoreSharing.for_device(device, log=log)  # fewer threads while other programs use the cores
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         model.train()
@@ -187,6 +189,7 @@ def _train_classifier(config: ClassifyConfig, resume: str | Path | None, log, ra
             if ema is not None:
                 ema.update(model)
             loss_sum += loss.detach()
+            sharing.tick()
         if world_size > 1:  # the epoch's loss over every rank's share, for the log
             torch.distributed.all_reduce(loss_sum)
             loss_sum /= world_size
@@ -217,6 +220,7 @@ def _train_classifier(config: ClassifyConfig, resume: str | Path | None, log, ra
         if score > best_top1:
             best_top1 = score
             save_checkpoint(run_dir / WEIGHTS_DIR / "best.pt", state)
+    sharing.restore()
     if world_size > 1:  # no rank leaves (and tears the group down) while rank 0 still evaluates and writes
         torch.distributed.barrier()
     return run_dir

@@ -20,6 +20,7 @@ from dataset_doctor.errors import DoctorError
 from trainer import run_dir as files
 from trainer.checkpoint import rng_states, save_checkpoint
 from trainer.config import TrainSettings
+from trainer.core_sharing import CoreSharing
 from trainer.data.loader import set_loader_epoch
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult
@@ -58,6 +59,7 @@ def _train(settings: TrainSettings | None, resume: Path | None, console: Console
     log_start(run)
     accumulation = run.accumulation
     monitor = open_monitor(run)
+    sharing = core_sharing(run)
     session_started, first_epoch = time.perf_counter(), run.start_epoch
     if on_evaluation is not None and run.is_main:
         on_evaluation(run.dir, {"epoch": run.start_epoch, "epochs": config.epochs, "eta_s": None})
@@ -95,6 +97,7 @@ def _train(settings: TrainSettings | None, resume: Path | None, console: Console
                     optimizer_step(run)
                     if run.ema is not None:
                         run.ema.update(run.model)
+                sharing.tick()
                 step_losses = items.detach().cpu()
                 loss_sums += step_losses * len(batch)
                 images_seen += len(batch)
@@ -122,6 +125,7 @@ def _train(settings: TrainSettings | None, resume: Path | None, console: Console
             run.print(f"[yellow]early stop:[/] val mAP50-95 did not improve for {config.patience} evaluations "
                       f"(best at epoch {run.best_epoch + 1})")
             break
+    sharing.restore()
     check_replicas_agree(run)
     if run.is_main:
         finish(run, epoch)
@@ -200,6 +204,12 @@ def check_replicas_agree(run: Run) -> None:
             "parameter_checksums": checksums, "identical": identical})
         if not identical:
             run.print("[red]warning:[/] model replicas differ between ranks at the end of training")
+
+
+def core_sharing(run: Run) -> CoreSharing:
+    """Fewer torch threads while other programs use the cores (trainer/core_sharing.py); CPU training only."""
+    return CoreSharing.for_device(run.device.device, run.settings.train.deterministic,
+                                  log=lambda message: run.print(f"[dim]{message}[/]"))
 
 
 def optimizer_step(run: Run) -> None:

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from dataset_doctor.atomic import atomic_write_text
 from dataset_doctor.dataset.index import DatasetIndex
+from trainer.core_sharing import CoreSharing
 from trainer.devices import autocast
 from trainer.evaluation import EvaluationResult, evaluate_detections
 from trainer.evaluation.dataset import normalized_to_corners
@@ -40,6 +41,7 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, conf: fl
     paths: list[str] = []
     sizes: list[tuple[int, int]] = []
     dataset_paths = loader.dataset.images.paths
+    sharing = CoreSharing.for_device(device)  # fewer threads while other programs use the cores
     for batch in loader:
         images = batch.to(device, non_blocking=True).images
         with autocast(device, amp_dtype):
@@ -55,6 +57,8 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, conf: fl
             image_ids.append(int(batch.image_ids[position]))
             paths.append(dataset_paths[int(batch.indices[position])])
             sizes.append((height, width))
+        sharing.tick()
+    sharing.restore()
     return Predictions(np.array(image_ids, dtype=np.int64), paths, np.array(sizes, dtype=np.int64).reshape(-1, 2),
                        per_image)
 
