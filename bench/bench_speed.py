@@ -17,8 +17,9 @@ Threads: both tools use all cores (Ultralytics' select_device() sets min(8, core
 one on 2 cores, whatever the caller set; its constant is patched to the core count so the comparison is at
 equal cores). Each tool runs with its own OpenMP defaults: both leave libgomp's spinning threads, and
 ours gives up threads while other programs use the cores (trainer/core_sharing.py; alone it changes nothing);
-`--omp-policy` forces one OMP_WAIT_POLICY on both (which also turns our adapting off). Ultralytics is AGPL-3.0: it runs as a separate program in its own environment (bench_train.py
-says how to make one), nothing of it is imported here.
+`--omp-policy` forces one OMP_WAIT_POLICY on both (which also turns our adapting off). Ultralytics is
+AGPL-3.0: it runs as a separate program in its own environment (bench_train.py says how to make one), nothing
+of it is imported here.
 """
 
 from __future__ import annotations
